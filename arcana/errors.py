@@ -1,0 +1,134 @@
+"""The one place where errors become HTTP responses (and gRPC statuses).
+
+Bodies follow the contract: validation errors are
+``400 {"errors": {"field": ["message", ...]}}``; everything else is
+``{"error": "human message", "code": "machine_code"}``. No body ever carries a
+traceback.
+"""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from arcana.exceptions import ApplicationError, InvalidInput, Throttled, Unavailable
+
+logger = logging.getLogger("arcana.errors")
+
+HTTP_STATUS_BY_KIND: dict[str, int] = {
+    "invalid": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "throttled": 429,
+    "unavailable": 503,
+    "internal": 500,
+}
+
+# Names of grpc.StatusCode members, so this table imports nothing from grpc.
+GRPC_STATUS_BY_KIND: dict[str, str] = {
+    "invalid": "INVALID_ARGUMENT",
+    "unauthenticated": "UNAUTHENTICATED",
+    "forbidden": "PERMISSION_DENIED",
+    "not_found": "NOT_FOUND",
+    "conflict": "ALREADY_EXISTS",
+    "throttled": "RESOURCE_EXHAUSTED",
+    "unavailable": "UNAVAILABLE",
+    "internal": "INTERNAL",
+}
+
+# Exceptions that mean "the database cannot be reached right now".
+DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_error_as_domain(exc: DatabaseError) -> Unavailable:
+    logger.error("database unavailable: %s", exc.__class__.__name__)
+    return Unavailable("The database is unavailable; try again shortly.")
+
+
+def error_body(message: str, code: str) -> dict[str, str]:
+    return {"error": message, "code": code}
+
+
+def error_json(status: int, message: str, code: str) -> JsonResponse:
+    return JsonResponse(error_body(message, code), status=status)
+
+
+def application_error_body(exc: ApplicationError) -> dict[str, Any]:
+    if isinstance(exc, InvalidInput):
+        return {"errors": exc.errors}
+    return error_body(exc.message, exc.code)
+
+
+def _application_response(exc: ApplicationError) -> Response:
+    headers = {}
+    if isinstance(exc, Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    return Response(
+        application_error_body(exc), status=HTTP_STATUS_BY_KIND[exc.kind], headers=headers
+    )
+
+
+def _drf_detail_message(detail: Any) -> str:
+    # simplejwt puts a dict ({"detail": ..., "code": ..., "messages": [...]}) here.
+    if isinstance(detail, dict):
+        detail = detail.get("detail", "")
+    if isinstance(detail, list):
+        detail = detail[0] if detail else ""
+    return str(detail)
+
+
+def _drf_detail_code(exc: drf_exceptions.APIException) -> str:
+    codes = exc.get_codes()
+    if isinstance(codes, dict):
+        codes = codes.get("code", codes.get("detail", exc.default_code))
+    if isinstance(codes, list):
+        codes = codes[0] if codes else exc.default_code
+    return str(codes)
+
+
+def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: domain errors and DRF errors in contract shape."""
+    if isinstance(exc, ApplicationError):
+        return _application_response(exc)
+    if isinstance(exc, DATABASE_DOWN_ERRORS):
+        return _application_response(database_error_as_domain(exc))
+    if isinstance(exc, drf_exceptions.ValidationError):
+        detail = exc.detail
+        errors = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        return Response({"errors": errors}, status=400)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, drf_exceptions.APIException):
+        return response  # unexpected: Django logs it and handler500 answers
+    response.data = error_body(_drf_detail_message(exc.detail), _drf_detail_code(exc))
+    return response
+
+
+# --- Django-level handlers (outside DRF views: admin, probes, unknown URLs) ----
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_json(400, "Bad request.", "bad_request")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_json(403, "Forbidden.", "permission_denied")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_json(404, "Not found.", "not_found")
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    return error_json(500, "Internal server error.", "internal_error")

@@ -1,0 +1,52 @@
+"""Request guards that must hold for every view, DRF or not."""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from arcana.errors import DATABASE_DOWN_ERRORS, database_error_as_domain, error_json
+
+GetResponse = Callable[[HttpRequest], HttpResponse]
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to bodies over ``REQUEST_BODY_MAX_BYTES`` before any parsing.
+
+    DRF's parsers read the stream directly and so bypass Django's own
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` check; this closes that gap.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return error_json(400, "Invalid Content-Length header.", "bad_request")
+        if length < 0:
+            return error_json(400, "Invalid Content-Length header.", "bad_request")
+        limit = settings.REQUEST_BODY_MAX_BYTES
+        if length > limit:
+            return error_json(
+                413, f"Request body too large (limit {limit} bytes).", "request_too_large"
+            )
+        return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A database outage outside DRF views (admin, probes) is a 503 JSON, not a 500."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_DOWN_ERRORS):
+            error = database_error_as_domain(exception)
+            return error_json(503, error.message, error.code)
+        return None

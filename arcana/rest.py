@@ -1,0 +1,30 @@
+"""Small helpers every REST controller uses."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
+
+from authn.authentication import Principal
+from users.records import Actor
+
+
+def validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
+    """Validate ``data`` (raising DRF's 400) and return the clean values."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    result: Mapping[str, Any] = serializer.validated_data
+    return dict(result)
+
+
+def principal_of(request: Request) -> Principal:
+    user = request.user
+    if not isinstance(user, Principal):
+        raise NotAuthenticated()
+    return user
+
+
+def actor_of(request: Request) -> Actor:
+    return principal_of(request).actor

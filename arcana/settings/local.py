@@ -1,0 +1,36 @@
+"""Development settings: DEBUG on, SQLite and local-memory cache unless the
+environment says otherwise.
+
+Signing keys come from the environment; failing that, random keys are made
+once per checkout and kept in ``.dev-keys.json`` (git-ignored), so no key is
+ever committed and tokens survive the autoreloader's restarts.
+"""
+
+import json
+import secrets
+
+from .base import *  # noqa: F403
+from .base import BASE_DIR, SIMPLE_JWT, env
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+
+
+def _development_keys() -> dict[str, str]:
+    path = BASE_DIR / ".dev-keys.json"
+    try:
+        keys: dict[str, str] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        keys = {}
+    if not {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY"} <= keys.keys():
+        keys = {
+            name: secrets.token_urlsafe(48) for name in ("DJANGO_SECRET_KEY", "JWT_SIGNING_KEY")
+        }
+        path.write_text(json.dumps(keys))
+        path.chmod(0o600)
+    return keys
+
+
+_keys = _development_keys()
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_keys["DJANGO_SECRET_KEY"])
+JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=_keys["JWT_SIGNING_KEY"])
+SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY

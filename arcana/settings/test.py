@@ -1,0 +1,21 @@
+"""Test settings: SQLite and local-memory cache unless DATABASE_URL / REDIS_URL
+say otherwise (CI runs the suite a second time on MariaDB + Redis)."""
+
+import secrets
+
+from .base import *  # noqa: F403
+from .base import SIMPLE_JWT, THROTTLE_RATES, env
+
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+# Fresh random keys per test process: nothing to leak, nothing committed.
+# (A test that starts server processes passes its keys down via the environment.)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=secrets.token_urlsafe(48))
+JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=secrets.token_urlsafe(48))
+SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+
+# The algorithm stays Argon2; only its cost drops so the suite runs fast.
+PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
+
+# Throttling is exercised by tests that lower these on purpose.
+THROTTLE_RATES = {scope: "10000/min" for scope in THROTTLE_RATES}

@@ -1,0 +1,44 @@
+"""Input and output serializers for ``/api/v1/auth``."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from authn.services import TokenPair
+from users.api.serializers import PasswordField, UserOutputSerializer, email_field, name_field
+
+
+class RegisterInputSerializer(serializers.Serializer[dict[str, Any]]):
+    name = name_field()
+    email = email_field()
+    password = PasswordField()
+
+
+class LoginInputSerializer(serializers.Serializer[dict[str, Any]]):
+    # A plain string: a malformed address is just an unknown one (401, not 400).
+    email = serializers.CharField(max_length=254)
+    password = PasswordField()
+
+
+class RefreshInputSerializer(serializers.Serializer[dict[str, Any]]):
+    refresh = serializers.CharField(max_length=4096)
+
+
+class MeUpdateInputSerializer(serializers.Serializer[dict[str, Any]]):
+    name = name_field()
+
+
+class PasswordChangeInputSerializer(serializers.Serializer[dict[str, Any]]):
+    current_password = PasswordField()
+    new_password = PasswordField()
+
+
+class TokenPairOutputSerializer(serializers.Serializer[TokenPair]):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    user = UserOutputSerializer()
+
+
+class TokenRefreshOutputSerializer(serializers.Serializer[TokenPair]):
+    access = serializers.CharField()
+    refresh = serializers.CharField()

@@ -1,0 +1,96 @@
+"""REST controllers for ``/api/v1/auth``: validate, call one service, render."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from arcana.rest import actor_of, principal_of, validated
+from authn import services
+from authn.api.serializers import (
+    LoginInputSerializer,
+    MeUpdateInputSerializer,
+    PasswordChangeInputSerializer,
+    RefreshInputSerializer,
+    RegisterInputSerializer,
+    TokenPairOutputSerializer,
+    TokenRefreshOutputSerializer,
+)
+from authn.throttling import ScopedThrottle
+from users import services as users_services
+from users.api.serializers import UserOutputSerializer
+
+
+class PublicView(APIView):
+    """Open to anyone, rate limited per client by ``throttle_scope``."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedThrottle]
+
+
+class RegisterView(PublicView):
+    throttle_scope = "register"
+
+    @extend_schema(request=RegisterInputSerializer, responses={201: TokenPairOutputSerializer})
+    def post(self, request: Request) -> Response:
+        pair = services.auth_register(**validated(RegisterInputSerializer, request.data))
+        return Response(TokenPairOutputSerializer(pair).data, status=status.HTTP_201_CREATED)
+
+
+class LoginView(PublicView):
+    throttle_scope = "login"
+
+    @extend_schema(request=LoginInputSerializer, responses={200: TokenPairOutputSerializer})
+    def post(self, request: Request) -> Response:
+        pair = services.auth_login(**validated(LoginInputSerializer, request.data))
+        return Response(TokenPairOutputSerializer(pair).data)
+
+
+class RefreshView(PublicView):
+    throttle_scope = "refresh"
+
+    @extend_schema(request=RefreshInputSerializer, responses={200: TokenRefreshOutputSerializer})
+    def post(self, request: Request) -> Response:
+        pair = services.auth_refresh(**validated(RefreshInputSerializer, request.data))
+        return Response(TokenRefreshOutputSerializer(pair).data)
+
+
+class LogoutView(APIView):
+    @extend_schema(request=RefreshInputSerializer, responses={204: None})
+    def post(self, request: Request) -> Response:
+        data = validated(RefreshInputSerializer, request.data)
+        services.auth_logout(actor=actor_of(request), **data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        services.auth_logout_all(actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    @extend_schema(responses={200: UserOutputSerializer})
+    def get(self, request: Request) -> Response:
+        # The authenticated principal was just loaded fresh: no second read.
+        return Response(UserOutputSerializer(principal_of(request).auth.user).data)
+
+    @extend_schema(request=MeUpdateInputSerializer, responses={200: UserOutputSerializer})
+    def patch(self, request: Request) -> Response:
+        actor = actor_of(request)
+        data = validated(MeUpdateInputSerializer, request.data)
+        user = users_services.user_update(actor=actor, user_id=actor.id, **data)
+        return Response(UserOutputSerializer(user).data)
+
+
+class PasswordChangeView(APIView):
+    @extend_schema(request=PasswordChangeInputSerializer, responses={204: None})
+    def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        data = validated(PasswordChangeInputSerializer, request.data)
+        services.password_change(actor=principal.actor, session_id=principal.session_id, **data)
+        return Response(status=status.HTTP_204_NO_CONTENT)

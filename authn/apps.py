@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class AuthnConfig(AppConfig):
+    name = "authn"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the OpenAPI description of the bearer scheme.
+        from authn import schema  # noqa: F401

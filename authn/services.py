@@ -1,0 +1,146 @@
+"""Authentication: registration, login, token rotation, logout, passwords.
+
+Tokens are simplejwt's; these functions add the rules around them: the user
+must exist and be active at every step, roles always come from the database,
+and a refresh token works exactly once.
+"""
+
+from dataclasses import dataclass
+
+from django.contrib.auth.hashers import make_password
+from django.db import transaction
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
+
+from arcana.exceptions import InvalidInput
+from authn import repository
+from authn.errors import InvalidCredentials, TokenInvalid
+from authn.tokens import SESSION_CLAIM, ArcanaRefreshToken
+from users import repository as users_repository
+from users import services as users_services
+from users.errors import UserNotFound
+from users.records import Actor, UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: str
+    refresh: str
+    user: UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The outcome of checking an access token: the user as the database has it."""
+
+    user: UserRecord
+    session_id: str | None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(id=self.user.id, roles=self.user.roles)
+
+
+def token_pair_issue(*, user: UserRecord) -> TokenPair:
+    refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles)
+    repository.refresh_token_record(
+        jti=refresh["jti"],
+        user_id=user.id,
+        token=str(refresh),
+        created_at=refresh.current_time,
+        expires_at=datetime_from_epoch(refresh["exp"]),
+    )
+    return TokenPair(access=str(refresh.access_token), refresh=str(refresh), user=user)
+
+
+def _active_user(user_id: str | None) -> UserRecord:
+    if not user_id:
+        raise TokenInvalid("Token contained no recognizable user identification.")
+    try:
+        user = users_repository.user_get(user_id=str(user_id))
+    except UserNotFound:
+        raise TokenInvalid("User not found.") from None
+    if not user.is_active:
+        raise TokenInvalid("User is inactive.")
+    return user
+
+
+def access_token_authenticate(*, token: str) -> Authenticated:
+    """Validate an access token (signature, expiry, type) and load its user.
+
+    The user is re-read on every call (through the cache, which every write
+    invalidates), so deactivation, deletion and role changes act at once.
+    """
+    try:
+        access = AccessToken(token)  # type: ignore[arg-type]
+    except TokenError as exc:
+        raise TokenInvalid(str(exc)) from None
+    return Authenticated(user=_active_user(access.get("sub")), session_id=access.get(SESSION_CLAIM))
+
+
+@transaction.atomic
+def auth_register(*, name: str, email: str, password: str) -> TokenPair:
+    user = users_services.user_create(name=name, email=email, password=password)
+    return token_pair_issue(user=user)
+
+
+def auth_login(*, email: str, password: str) -> TokenPair:
+    """Unknown email, wrong password and inactive account look the same to the
+    caller: same error, and a password hash is computed in every case so the
+    timing does not tell them apart either."""
+    user = users_repository.user_find_by_email(email=email)
+    if user is None:
+        make_password(password)
+        raise InvalidCredentials()
+    if not user.check_password(password) or not user.is_active:
+        raise InvalidCredentials()
+    return token_pair_issue(user=users_repository.user_get(user_id=str(user.pk)))
+
+
+def _parse_refresh(refresh: str) -> ArcanaRefreshToken:
+    try:
+        return ArcanaRefreshToken(refresh)  # type: ignore[arg-type]
+    except TokenError as exc:
+        raise TokenInvalid(str(exc)) from None
+
+
+@transaction.atomic
+def auth_refresh(*, refresh: str) -> TokenPair:
+    """Rotate: the old refresh token dies, a new pair with current roles is issued."""
+    token = _parse_refresh(refresh)
+    user = _active_user(token.get("sub"))
+    if not repository.refresh_token_revoke(jti=token["jti"]):
+        raise TokenInvalid("Token is blacklisted.")
+    return token_pair_issue(user=user)
+
+
+def auth_logout(*, actor: Actor, refresh: str) -> None:
+    token = _parse_refresh(refresh)
+    if str(token.get("sub")) != actor.id:
+        raise TokenInvalid("Token does not belong to the authenticated user.")
+    repository.refresh_token_revoke(jti=token["jti"])
+
+
+def auth_logout_all(*, actor: Actor) -> int:
+    return user_sessions_end(user_id=actor.id)
+
+
+def user_sessions_end(*, user_id: str) -> int:
+    """End every session (refresh token) of a user; returns how many died."""
+    return repository.refresh_tokens_revoke_all(user_id=user_id)
+
+
+@transaction.atomic
+def password_change(
+    *, actor: Actor, current_password: str, new_password: str, session_id: str | None = None
+) -> None:
+    """Needs the current password; ends every refresh token of the user except
+    the one behind the caller's own session."""
+    user = users_repository.user_get_model(user_id=actor.id, for_update=True)
+    if not user.check_password(current_password):
+        raise InvalidInput({"current_password": ["Current password is incorrect."]})
+    if current_password == new_password:
+        raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
+    users_services.user_set_password(user_id=actor.id, password=new_password)
+    repository.refresh_tokens_revoke_all(user_id=actor.id, keep_jti=session_id)

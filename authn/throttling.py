@@ -1,0 +1,32 @@
+"""Rate limits on login, register and refresh, shared by REST and gRPC.
+
+Counters live in the default cache (Redis in production, so every process
+shares them). Rates come from ``settings.THROTTLE_RATES`` at request time, so
+they follow the environment and test overrides.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class ScopedThrottle(SimpleRateThrottle):
+    """Per client address and scope; the view names its ``throttle_scope``."""
+
+    def __init__(self) -> None:  # rate is resolved per request, not at import
+        pass
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        self.scope = getattr(view, "throttle_scope", None) or ""
+        if not self.scope:
+            return True
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_rate(self) -> str | None:
+        return settings.THROTTLE_RATES.get(self.scope)
+
+    def get_cache_key(self, request: Any, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine: the Debian packages mysqlclient needs to build (only
+# when missing), a virtual environment in .venv, and the pinned dependencies.
+# Idempotent and quick when everything is already in place.
+#   scripts/bootstrap.sh            runtime dependencies
+#   scripts/bootstrap.sh --dev      runtime + test and dev tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+want_dev=0
+[ "${1:-}" = "--dev" ] && want_dev=1
+
+need_apt=()
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists mariadb 2>/dev/null; then
+  need_apt+=(default-libmysqlclient-dev)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" build-essential >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating virtual environment in $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall only when a requirements file changed since the last install.
+stamp="$VENV/.requirements.sha"
+files=(requirements.txt)
+[ $want_dev -eq 1 ] && files+=(requirements-dev.txt)
+sum=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || ! grep -qx "$sum" "$stamp"; then
+  echo "bootstrap: installing Python dependencies (${files[*]})"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  args=()
+  for f in "${files[@]}"; do args+=(-r "$f"); done
+  "$VENV/bin/python" -m pip install -q "${args[@]}"
+  echo "$sum" >>"$stamp"
+fi

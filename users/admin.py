@@ -1,0 +1,101 @@
+"""Django admin for operators: list, search, filter, edit roles, bulk actions.
+
+Edits follow the API's rules: the email is normalised before the uniqueness
+check (so ``Ann@x.io`` collides with ``ann@x.io`` as a form error, not a
+crash), the model's signals invalidate cached reads, bulk actions go through
+the service layer, and a password set here ends the user's sessions.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+
+from authn import services as authn_services
+from users import services
+from users.models import User, normalize_email
+
+
+def _ids(queryset: QuerySet[User]) -> list[str]:
+    return [str(pk) for pk in queryset.values_list("pk", flat=True)]
+
+
+class EmailNormalisingMixin(forms.ModelForm):  # type: ignore[type-arg]
+    def clean_email(self) -> str:
+        return normalize_email(self.cleaned_data["email"])
+
+
+class UserAddForm(EmailNormalisingMixin, AdminUserCreationForm):  # type: ignore[type-arg]
+    class Meta:
+        model = User
+        fields = ("email", "name")
+
+
+class UserEditForm(EmailNormalisingMixin, UserChangeForm):  # type: ignore[type-arg]
+    class Meta:
+        model = User
+        fields = (
+            "email",
+            "name",
+            "password",
+            "roles",
+            "sync_status",
+            "is_active",
+            "is_staff",
+            "is_superuser",
+            "groups",
+            "user_permissions",
+        )
+        widgets = {"roles": forms.CheckboxSelectMultiple}
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
+    form = UserEditForm
+    add_form = UserAddForm
+    list_display = ("name", "email", "roles_display", "sync_status", "is_active", "created_at")
+    list_filter = ("roles", "sync_status", "is_active", "is_staff")
+    search_fields = ("name", "email")
+    ordering = ("-created_at",)
+    readonly_fields = ("id", "created_at", "updated_at", "last_login")
+    filter_horizontal = ("groups", "user_permissions")
+    actions = ["mark_pending_sync", "deactivate"]
+    fieldsets = (
+        (None, {"fields": ("id", "email", "name", "password")}),
+        ("API", {"fields": ("roles", "sync_status", "is_active")}),
+        (
+            "Admin site access",
+            {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
+        ("Dates", {"fields": ("created_at", "updated_at", "last_login")}),
+    )
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).prefetch_related("roles")
+
+    @admin.display(description="Roles")
+    def roles_display(self, obj: User) -> str:
+        return ", ".join(obj.role_names)
+
+    @admin.action(description="Mark selected users as pending sync")
+    def mark_pending_sync(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        count = services.users_mark_pending_sync(user_ids=_ids(queryset))
+        self.message_user(request, f"{count} user(s) marked pending sync.", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected users")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        count = services.users_deactivate(user_ids=_ids(queryset))
+        self.message_user(request, f"{count} user(s) deactivated.", messages.SUCCESS)
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and isinstance(response, HttpResponseRedirect):
+            authn_services.user_sessions_end(user_id=id)
+        return response

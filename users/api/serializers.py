@@ -1,0 +1,80 @@
+"""Input and output serializers for users.
+
+Input serializers only validate shape; the rules (who may change what, email
+uniqueness, password policy) live in ``users.services``. The gRPC servicers
+validate with these same classes, so the two transports cannot drift.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from users.models import Roles, SyncStatus
+from users.records import UserRecord
+
+
+class PasswordField(serializers.CharField):
+    """Passwords are taken whole: no trimming, long passphrases accepted."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", settings.PASSWORD_MAX_LENGTH)
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("write_only", True)
+        kwargs.setdefault("style", {"input_type": "password"})
+        super().__init__(**kwargs)
+
+
+def name_field(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(min_length=1, max_length=255, **kwargs)
+
+
+def email_field(**kwargs: Any) -> serializers.EmailField:
+    return serializers.EmailField(max_length=254, **kwargs)
+
+
+class UserOutputSerializer(serializers.Serializer[UserRecord]):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    email = serializers.EmailField()
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=Roles.choices))
+    sync_status = serializers.ChoiceField(choices=SyncStatus.choices)
+    is_active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class UserCreateInputSerializer(serializers.Serializer[dict[str, Any]]):
+    name = name_field()
+    email = email_field()
+    password = PasswordField()
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=Roles.choices), required=False, max_length=10
+    )
+
+
+class UserUpdateInputSerializer(serializers.Serializer[dict[str, Any]]):
+    """Every field optional (PUT and PATCH alike); admin-only fields are
+    refused for others by the service."""
+
+    name = name_field(required=False)
+    email = email_field(required=False)
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=Roles.choices), required=False, max_length=10
+    )
+    is_active = serializers.BooleanField(required=False)
+    sync_status = serializers.ChoiceField(choices=SyncStatus.choices, required=False)
+
+
+class UserListQuerySerializer(serializers.Serializer[dict[str, Any]]):
+    page = serializers.IntegerField(min_value=0, max_value=10_000_000, default=0)
+    size = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    sync_status = serializers.ChoiceField(choices=SyncStatus.choices, required=False)
+    search = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class UserPageOutputSerializer(serializers.Serializer[Any]):
+    data = UserOutputSerializer(many=True, source="users")
+    page = serializers.IntegerField()
+    size = serializers.IntegerField()
+    total = serializers.IntegerField()

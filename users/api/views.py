@@ -1,0 +1,67 @@
+"""REST controllers for ``/api/v1/users``: validate, call one service, render."""
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from arcana.rest import actor_of, validated
+from users import services
+from users.api.serializers import (
+    UserCreateInputSerializer,
+    UserListQuerySerializer,
+    UserOutputSerializer,
+    UserPageOutputSerializer,
+    UserUpdateInputSerializer,
+)
+
+ID_PARAMETER = OpenApiParameter("id", str, OpenApiParameter.PATH, description="User id (UUID).")
+
+
+class UserViewSet(viewsets.ViewSet):
+    """Admins manage everyone; a user may read and update themself."""
+
+    lookup_field = "id"
+    lookup_value_regex = "[^/]+"  # malformed ids reach the service and 404 there
+
+    @extend_schema(parameters=[UserListQuerySerializer], responses={200: UserPageOutputSerializer})
+    def list(self, request: Request) -> Response:
+        query = validated(UserListQuerySerializer, request.query_params)
+        page = services.user_list(actor=actor_of(request), **query)
+        return Response(UserPageOutputSerializer(page).data)
+
+    @extend_schema(request=UserCreateInputSerializer, responses={201: UserOutputSerializer})
+    def create(self, request: Request) -> Response:
+        data = validated(UserCreateInputSerializer, request.data)
+        user = services.user_create_by(actor=actor_of(request), **data)
+        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[ID_PARAMETER], responses={200: UserOutputSerializer})
+    def retrieve(self, request: Request, id: str) -> Response:
+        user = services.user_get(actor=actor_of(request), user_id=id)
+        return Response(UserOutputSerializer(user).data)
+
+    @extend_schema(
+        parameters=[ID_PARAMETER],
+        request=UserUpdateInputSerializer,
+        responses={200: UserOutputSerializer},
+    )
+    def update(self, request: Request, id: str, **kwargs: Any) -> Response:
+        data = validated(UserUpdateInputSerializer, request.data)
+        user = services.user_update(actor=actor_of(request), user_id=id, **data)
+        return Response(UserOutputSerializer(user).data)
+
+    @extend_schema(
+        parameters=[ID_PARAMETER],
+        request=UserUpdateInputSerializer,
+        responses={200: UserOutputSerializer},
+    )
+    def partial_update(self, request: Request, id: str) -> Response:
+        return self.update(request, id)
+
+    @extend_schema(parameters=[ID_PARAMETER], responses={204: None})
+    def destroy(self, request: Request, id: str) -> Response:
+        services.user_delete(actor=actor_of(request), user_id=id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

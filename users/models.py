@@ -1,0 +1,141 @@
+"""The user model: email login, UUID keys, roles, sync status.
+
+Email addresses are stored normalised (trimmed, lower-cased) and the database
+itself enforces both uniqueness and the lower-case form, so two registrations
+of one address in different cases can never both succeed, whatever the path
+(API, admin, shell) and whatever the backend (SQLite, MySQL, MariaDB).
+"""
+
+import uuid
+from typing import Any, ClassVar
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class Roles(models.TextChoices):
+    USER = "user", "User"
+    ADMIN = "admin", "Admin"
+
+
+class SyncStatus(models.TextChoices):
+    SYNCED = "synced", "Synced"
+    PENDING = "pending", "Pending"
+    FAILED = "failed", "Failed"
+
+
+def normalize_email(email: str) -> str:
+    """The one normal form of an address: trimmed and lower-cased, whole."""
+    return email.strip().lower()
+
+
+class Role(models.Model):
+    """A role a user can hold; the rows are seeded by a migration."""
+
+    name = models.CharField(primary_key=True, max_length=32, choices=Roles.choices)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserQuerySet(models.QuerySet["User"]):
+    def with_roles(self) -> "UserQuerySet":
+        return self.prefetch_related("roles")
+
+    def active(self) -> "UserQuerySet":
+        return self.filter(is_active=True)
+
+    def by_email(self, email: str) -> "UserQuerySet":
+        return self.filter(email=normalize_email(email))
+
+    def with_sync_status(self, status: str | None) -> "UserQuerySet":
+        return self.filter(sync_status=status) if status else self
+
+    def search(self, term: str | None) -> "UserQuerySet":
+        if not term:
+            return self
+        return self.filter(models.Q(name__icontains=term) | models.Q(email__icontains=term))
+
+
+class UserManager(BaseUserManager["User"]):
+    """Keeps Django's ``create_user``/``create_superuser`` so ``createsuperuser`` works."""
+
+    use_in_migrations = True
+
+    def get_queryset(self) -> UserQuerySet:
+        return UserQuerySet(self.model, using=self._db)
+
+    def _create(
+        self, email: str, name: str, password: str | None, roles: list[str], **extra: Any
+    ) -> "User":
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=normalize_email(email), name=name, **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        user.roles.set(Role.objects.filter(name__in=roles))
+        return user
+
+    def create_user(
+        self, email: str, name: str = "", password: str | None = None, **extra: Any
+    ) -> "User":
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create(email, name, password, [Roles.USER], **extra)
+
+    def create_superuser(
+        self, email: str, name: str = "", password: str | None = None, **extra: Any
+    ) -> "User":
+        extra["is_staff"] = True
+        extra["is_superuser"] = True
+        return self._create(email, name, password, [Roles.USER, Roles.ADMIN], **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255)
+    email = models.EmailField(max_length=254, unique=True)
+    roles = models.ManyToManyField(Role, blank=True, related_name="users")
+    sync_status = models.CharField(
+        max_length=16, choices=SyncStatus.choices, default=SyncStatus.SYNCED, db_index=True
+    )
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(
+        default=False, help_text="Can log in to this admin site (independent of API roles)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["name"]
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(email=Lower("email")), name="users_user_email_lowercase"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email(self.email)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email = normalize_email(self.email)
+        super().save(*args, **kwargs)
+
+    @property
+    def role_names(self) -> list[str]:
+        return sorted(role.name for role in self.roles.all())
