@@ -142,5 +142,8 @@ def password_change(
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     if current_password == new_password:
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
-    users_services.user_set_password(user_id=actor.id, password=new_password)
+    try:
+        users_services.user_set_password(user_id=actor.id, password=new_password)
+    except InvalidInput as exc:
+        raise InvalidInput({"new_password": exc.errors.get("password", [])}) from None
     repository.refresh_tokens_revoke_all(user_id=actor.id, keep_jti=session_id)

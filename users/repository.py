@@ -118,11 +118,6 @@ def user_list(*, page: int, size: int, sync_status: str | None, search: str | No
     )
 
 
-def role_names_valid(names: Iterable[str]) -> bool:
-    wanted = set(names)
-    return Role.objects.filter(name__in=wanted).count() == len(wanted)
-
-
 # --- writes -----------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from users.api.serializers import PasswordField, UserOutputSerializer, email_fie
 class RegisterInputSerializer(serializers.Serializer[dict[str, Any]]):
     name = name_field()
     email = email_field()
-    password = PasswordField()
+    password = PasswordField(policy=True)
 
 
 class LoginInputSerializer(serializers.Serializer[dict[str, Any]]):
@@ -30,7 +30,7 @@ class MeUpdateInputSerializer(serializers.Serializer[dict[str, Any]]):
 
 class PasswordChangeInputSerializer(serializers.Serializer[dict[str, Any]]):
     current_password = PasswordField()
-    new_password = PasswordField()
+    new_password = PasswordField(policy=True)
 
 
 class TokenPairOutputSerializer(serializers.Serializer[TokenPair]):

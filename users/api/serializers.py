@@ -8,6 +8,8 @@ validate with these same classes, so the two transports cannot drift.
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from users.models import Roles, SyncStatus
@@ -15,14 +17,28 @@ from users.records import UserRecord
 
 
 class PasswordField(serializers.CharField):
-    """Passwords are taken whole: no trimming, long passphrases accepted."""
+    """Passwords are taken whole: no trimming, long passphrases accepted.
 
-    def __init__(self, **kwargs: Any) -> None:
+    With ``policy=True`` the password validators that need no user (length,
+    common, numeric) run here, so one response lists every field's problems;
+    the service still runs the whole policy, similarity included.
+    """
+
+    def __init__(self, *, policy: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", settings.PASSWORD_MAX_LENGTH)
         kwargs.setdefault("trim_whitespace", False)
         kwargs.setdefault("write_only", True)
         kwargs.setdefault("style", {"input_type": "password"})
         super().__init__(**kwargs)
+        if policy:
+            self.validators.append(_password_policy)
+
+
+def _password_policy(value: str) -> None:
+    try:
+        password_validation.validate_password(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(list(exc.messages)) from None
 
 
 def name_field(**kwargs: Any) -> serializers.CharField:
@@ -47,7 +63,7 @@ class UserOutputSerializer(serializers.Serializer[UserRecord]):
 class UserCreateInputSerializer(serializers.Serializer[dict[str, Any]]):
     name = name_field()
     email = email_field()
-    password = PasswordField()
+    password = PasswordField(policy=True)
     roles = serializers.ListField(
         child=serializers.ChoiceField(choices=Roles.choices), required=False, max_length=10
     )

@@ -1,0 +1,92 @@
+"""Production settings refuse weak or missing keys and pass check --deploy."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_production(extra_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "REDIS_URL"}
+    }
+    env.update({"DJANGO_SETTINGS_MODULE": "arcana.settings.production", **extra_env})
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def strong() -> str:
+    return secrets.token_urlsafe(48)
+
+
+@pytest.mark.parametrize(
+    ("secret", "jwt", "message"),
+    [
+        (None, "x", "DJANGO_SECRET_KEY must be set"),
+        ("short", "x", "DJANGO_SECRET_KEY must be at least 32 bytes"),
+        ("change-me-" * 5, "x", "DJANGO_SECRET_KEY looks like a placeholder"),
+        ("a" * 40, "x", "DJANGO_SECRET_KEY looks like a placeholder"),
+        ("STRONG", None, "JWT_SIGNING_KEY must be set"),
+        ("STRONG", "too-short-for-hs256", "JWT_SIGNING_KEY must be at least 32 bytes"),
+        ("STRONG", "SAME", "must differ"),
+    ],
+)
+def test_production_refuses_weak_or_missing_keys(secret: str | None, jwt: str | None, message: str) -> None:
+    env: dict[str, str] = {}
+    key = strong()
+    if secret is not None:
+        env["DJANGO_SECRET_KEY"] = key if secret == "STRONG" else secret
+    if jwt is not None:
+        env["JWT_SIGNING_KEY"] = key if jwt == "SAME" else (strong() if jwt == "x" else jwt)
+    result = run_production(env, "check")
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_passes_check_deploy_with_documented_variables() -> None:
+    result = run_production(
+        {
+            "DJANGO_SECRET_KEY": strong(),
+            "JWT_SIGNING_KEY": strong(),
+            "DJANGO_ALLOWED_HOSTS": "api.example.com",
+        },
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_argon2id_is_the_default_hasher() -> None:
+    from arcana.settings import base
+
+    assert base.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+
+
+def test_local_settings_make_and_keep_development_keys(tmp_path: Path) -> None:
+    code = (
+        "import arcana.settings.local as s; print(s.SECRET_KEY); print(s.JWT_SIGNING_KEY)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY"}}
+    first = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    secret, jwt = first.stdout.split()
+    assert first.stdout == second.stdout
+    assert len(secret) >= 32
+    assert secret != jwt

@@ -1,0 +1,163 @@
+"""The Django admin: listing, search, filters, actions and edits that follow
+the API's rules (normalised unique email, no stale cached read)."""
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from tests.conftest import client_for, tokens_for
+from tests.factories import UserFactory
+from users.models import User
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/users/user/"
+
+
+@pytest.fixture
+def operator(db: object) -> Client:
+    admin = User.objects.create_superuser(email="op@example.com", name="Operator", password="x")
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+def change_form(user: User, **overrides: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "email": user.email,
+        "name": user.name,
+        "roles": user.role_names,
+        "sync_status": user.sync_status,
+        "is_active": "on" if user.is_active else "",
+        "groups": [],
+        "user_permissions": [],
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value not in ("", None)}
+
+
+def test_changelist_shows_columns_and_never_the_hash(operator: Client, user: User) -> None:
+    html = operator.get(CHANGELIST).content.decode()
+    assert "Ursula User" in html
+    assert "ursula@example.com" in html
+    assert "Roles" in html
+    assert user.password not in html
+
+
+def test_search_and_filters(operator: Client) -> None:
+    UserFactory(name="Findable Fiona", sync_status="pending")
+    UserFactory(name="Hidden Henry", is_active=False, admin=True)
+    assert "Findable Fiona" in operator.get(CHANGELIST, {"q": "fiona"}).content.decode()
+    assert "Hidden Henry" not in operator.get(CHANGELIST, {"q": "fiona"}).content.decode()
+    pending = operator.get(CHANGELIST, {"sync_status__exact": "pending"}).content.decode()
+    assert "Findable Fiona" in pending
+    assert "Hidden Henry" not in pending
+    inactive = operator.get(CHANGELIST, {"is_active__exact": "0"}).content.decode()
+    assert "Hidden Henry" in inactive
+    admins = operator.get(CHANGELIST, {"roles__name__exact": "admin"}).content.decode()
+    assert "Hidden Henry" in admins
+    assert "Findable Fiona" not in admins
+
+
+def test_change_form_edits_roles_and_invalidates_cache(operator: Client, user: User) -> None:
+    api = client_for(user)
+    assert api.get("/api/v1/auth/me").json()["roles"] == ["user"]  # cached now
+    response = operator.post(
+        f"{CHANGELIST}{user.pk}/change/",
+        change_form(user, name="Edited In Admin", roles=["user", "admin"]),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    me = api.get("/api/v1/auth/me").json()
+    assert me["name"] == "Edited In Admin"
+    assert me["roles"] == ["admin", "user"]
+    assert api.get("/api/v1/users").status_code == 200
+
+
+def test_change_form_refuses_taken_email_in_other_case(
+    operator: Client, user: User, other_user: User
+) -> None:
+    response = operator.post(
+        f"{CHANGELIST}{user.pk}/change/", change_form(user, email="OSCAR@Example.com")
+    )
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    user.refresh_from_db()
+    assert user.email == "ursula@example.com"
+
+
+def test_change_form_normalises_email(operator: Client, user: User) -> None:
+    operator.post(f"{CHANGELIST}{user.pk}/change/", change_form(user, email="New@Example.COM"))
+    user.refresh_from_db()
+    assert user.email == "new@example.com"
+
+
+def test_add_user_form(operator: Client) -> None:
+    response = operator.post(
+        f"{CHANGELIST}add/",
+        {
+            "email": "Added@Example.com",
+            "name": "Added Person",
+            "password1": "a long and unusual passphrase 42",
+            "password2": "a long and unusual passphrase 42",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    added = User.objects.get(email="added@example.com")
+    assert added.check_password("a long and unusual passphrase 42")
+
+
+def test_add_user_form_refuses_duplicate_in_other_case(operator: Client, user: User) -> None:
+    response = operator.post(
+        f"{CHANGELIST}add/",
+        {
+            "email": "URSULA@example.com",
+            "name": "Copy",
+            "password1": "a long and unusual passphrase 42",
+            "password2": "a long and unusual passphrase 42",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 200
+    assert User.objects.filter(email="ursula@example.com").count() == 1
+
+
+def test_actions_mark_pending_and_deactivate(operator: Client, user: User, other_user: User) -> None:
+    api = client_for(user)
+    assert api.get("/api/v1/auth/me").status_code == 200
+    operator.post(
+        CHANGELIST, {"action": "mark_pending_sync", "_selected_action": [str(user.pk), str(other_user.pk)]}
+    )
+    assert api.get("/api/v1/auth/me").json()["sync_status"] == "pending"
+    operator.post(CHANGELIST, {"action": "deactivate", "_selected_action": [str(user.pk)]})
+    assert api.get("/api/v1/auth/me").status_code == 401
+    other_user.refresh_from_db()
+    assert other_user.is_active
+    assert other_user.sync_status == "pending"
+
+
+def test_admin_password_form_sets_password_and_ends_sessions(operator: Client, user: User) -> None:
+    pair = tokens_for(user)
+    page = operator.get(f"{CHANGELIST}{user.pk}/password/")
+    assert page.status_code == 200
+    response = operator.post(
+        f"{CHANGELIST}{user.pk}/password/",
+        {
+            "password1": "an operator chosen passphrase 7",
+            "password2": "an operator chosen passphrase 7",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("an operator chosen passphrase 7")
+    refreshed = APIClient().post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json")
+    assert refreshed.status_code == 401
+
+
+def test_delete_in_admin_invalidates_cache(operator: Client, user: User) -> None:
+    api = client_for(user)
+    assert api.get("/api/v1/auth/me").status_code == 200
+    response = operator.post(f"{CHANGELIST}{user.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert api.get("/api/v1/auth/me").status_code == 401

@@ -1,0 +1,63 @@
+"""The database itself keeps emails unique case-insensitively."""
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
+
+from tests.factories import UserFactory
+from users.models import Role, Roles, User, normalize_email
+
+pytestmark = pytest.mark.django_db
+
+
+def test_email_is_stored_normalised() -> None:
+    user = UserFactory(email="  MiXeD.Case@Example.COM ")
+    assert User.objects.get(pk=user.pk).email == "mixed.case@example.com"
+
+
+def test_second_row_with_same_address_in_other_case_fails_in_the_database() -> None:
+    UserFactory(email="dup@example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UserFactory(email="DUP@example.com")
+    assert User.objects.count() == 1
+
+
+def test_database_refuses_upper_case_written_around_the_model() -> None:
+    # bulk_create skips save(); the check constraint still holds the line.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.bulk_create([User(name="Sneaky", email="Sneaky@Example.com")])
+    assert not User.objects.exists()
+
+
+def test_normalize_email() -> None:
+    assert normalize_email(" A.B@C.D ") == "a.b@c.d"
+
+
+def test_roles_are_seeded() -> None:
+    assert set(Role.objects.values_list("name", flat=True)) == {Roles.USER, Roles.ADMIN}
+
+
+def test_create_superuser_holds_admin_role() -> None:
+    admin = User.objects.create_superuser(email="Root@Example.com", name="Root", password="x")
+    assert admin.is_staff
+    assert admin.is_superuser
+    assert admin.role_names == ["admin", "user"]
+    assert admin.email == "root@example.com"
+    assert str(admin) == "root@example.com"
+
+
+def test_create_user_requires_email() -> None:
+    with pytest.raises(ValueError, match="email"):
+        User.objects.create_user(email="", name="Nobody")
+
+
+def test_createsuperuser_noinput_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DJANGO_SUPERUSER_EMAIL", "Ops@Example.com")
+    monkeypatch.setenv("DJANGO_SUPERUSER_NAME", "Ops Team")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a long and unusual passphrase 42")
+    call_command("createsuperuser", "--noinput", verbosity=0)
+    admin = User.objects.get(email="ops@example.com")
+    assert admin.name == "Ops Team"
+    assert admin.is_superuser
+    assert admin.role_names == ["admin", "user"]
+    assert admin.check_password("a long and unusual passphrase 42")
