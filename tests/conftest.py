@@ -67,3 +67,10 @@ def user_client(user: User) -> APIClient:
 @pytest.fixture
 def admin_client(admin_user: User) -> APIClient:
     return client_for(admin_user)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A skipped test is a test that did not run: fail the session."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -90,3 +90,33 @@ def test_local_settings_make_and_keep_development_keys(tmp_path: Path) -> None:
     assert first.stdout == second.stdout
     assert len(secret) >= 32
     assert secret != jwt
+
+
+def _import_production(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
+    import importlib
+    import sys as _sys
+
+    for name in ("DJANGO_SECRET_KEY", "JWT_SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _sys.modules.pop("arcana.settings.production", None)
+    try:
+        return importlib.import_module("arcana.settings.production")
+    finally:
+        _sys.modules.pop("arcana.settings.production", None)
+
+
+def test_production_module_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    secret, jwt_key = strong(), strong()
+    module = _import_production(monkeypatch, DJANGO_SECRET_KEY=secret, JWT_SIGNING_KEY=jwt_key)
+    assert module.SECRET_KEY == secret  # type: ignore[attr-defined]
+    assert module.SIMPLE_JWT["SIGNING_KEY"] == jwt_key  # type: ignore[attr-defined]
+    assert module.DEBUG is False  # type: ignore[attr-defined]
+    assert module.SESSION_COOKIE_SECURE is True  # type: ignore[attr-defined]
+    with pytest.raises(ImproperlyConfigured, match="JWT_SIGNING_KEY must be set"):
+        _import_production(monkeypatch, DJANGO_SECRET_KEY=secret)
+    with pytest.raises(ImproperlyConfigured, match="must differ"):
+        _import_production(monkeypatch, DJANGO_SECRET_KEY=secret, JWT_SIGNING_KEY=secret)

@@ -10,7 +10,7 @@ import json
 import secrets
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, SIMPLE_JWT, env
+from .base import BASE_DIR, MIDDLEWARE, SIMPLE_JWT, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
@@ -34,3 +34,10 @@ _keys = _development_keys()
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_keys["DJANGO_SECRET_KEY"])
 JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=_keys["JWT_SIGNING_KEY"])
 SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+
+# runserver serves static files itself; no collectstatic needed in development.
+MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -4,7 +4,7 @@ say otherwise (CI runs the suite a second time on MariaDB + Redis)."""
 import secrets
 
 from .base import *  # noqa: F403
-from .base import SIMPLE_JWT, THROTTLE_RATES, env
+from .base import MIDDLEWARE, SIMPLE_JWT, THROTTLE_RATES, env
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
@@ -19,3 +19,10 @@ PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
 
 # Throttling is exercised by tests that lower these on purpose.
 THROTTLE_RATES = {scope: "10000/min" for scope in THROTTLE_RATES}
+
+# No collectstatic before tests: plain storage, so templates resolve static URLs.
+MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

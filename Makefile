@@ -1,0 +1,55 @@
+# Arcana Cloud for Django. `make run` and `make test` work on a fresh machine:
+# both install what is missing first (Debian packages for mysqlclient, .venv).
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+GRPC_PORT ?= 50051
+
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak ci clean
+
+run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (Ctrl-C stops both)
+	@scripts/bootstrap.sh
+	@$(PY) manage.py migrate --noinput
+	@HOST=$(HOST) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) scripts/run.sh
+
+test:  ## Set up, then run the whole suite with coverage (SQLite, local-memory cache)
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m pytest --cov --cov-report=term
+
+lint:  ## ruff (lint + format check) and mypy
+	@scripts/bootstrap.sh --dev
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy .
+
+format:
+	@.venv/bin/ruff check --fix .
+	@.venv/bin/ruff format .
+
+protos:  ## Regenerate the Python beside protos/arcana/v1/*.proto
+	@scripts/bootstrap.sh
+	@scripts/gen_protos.sh
+
+protos-check:  ## Fail when the generated files are stale
+	@scripts/gen_protos.sh --check
+
+migrate:
+	@scripts/bootstrap.sh
+	@$(PY) manage.py migrate --noinput
+
+superuser:  ## Create an admin (interactive, or from DJANGO_SUPERUSER_* with NOINPUT=1)
+	@$(PY) manage.py createsuperuser $(if $(NOINPUT),--noinput,)
+
+bench:  ## REST vs gRPC side by side; prints a table, writes bench/out/bench.png
+	@scripts/bootstrap.sh --dev
+	@$(PY) bench/run.py
+
+soak:  ## Five-minute load run with the figures printed at the end
+	@scripts/bootstrap.sh --dev
+	@$(PY) bench/soak.py --seconds 300
+
+ci:
+	@bash .ci/run
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov staticfiles
