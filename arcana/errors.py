@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -47,7 +47,7 @@ GRPC_STATUS_BY_KIND: dict[str, str] = {
 DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
 
 
-def database_error_as_domain(exc: DatabaseError) -> Unavailable:
+def database_error_as_domain(exc: Exception) -> Unavailable:
     logger.error("database unavailable: %s", exc.__class__.__name__)
     return Unavailable("The database is unavailable; try again shortly.")
 

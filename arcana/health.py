@@ -26,7 +26,7 @@ def cache_ready() -> bool:
     key = f"readyz:{uuid.uuid4().hex}"
     try:
         cache.set(key, "1", timeout=5)
-        ok = cache.get(key) == "1"
+        ok = bool(cache.get(key) == "1")
         cache.delete(key)
     except Exception:
         logger.warning("readiness: cache unreachable", exc_info=True)

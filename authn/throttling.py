@@ -18,15 +18,17 @@ class ScopedThrottle(SimpleRateThrottle):
         pass
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        self.scope = getattr(view, "throttle_scope", None) or ""
-        if not self.scope:
+        scope: str = getattr(view, "throttle_scope", None) or ""
+        if not scope:
             return True
+        self.scope = scope
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 
     def get_rate(self) -> str | None:
-        return settings.THROTTLE_RATES.get(self.scope)
+        rates: dict[str, str] = settings.THROTTLE_RATES
+        return rates.get(self.scope or "")
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

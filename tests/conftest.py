@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
 
 from authn.services import TokenPair, token_pair_issue
 from tests.factories import DEFAULT_PASSWORD, UserFactory
@@ -28,17 +29,21 @@ def password() -> str:
 
 @pytest.fixture
 def user(db: Any) -> User:
-    return UserFactory(name="Ursula User", email="ursula@example.com")
+    return UserFactory.create(name="Ursula User", email="ursula@example.com")
 
 
 @pytest.fixture
 def other_user(db: Any) -> User:
-    return UserFactory(name="Oscar Other", email="oscar@example.com")
+    return UserFactory.create(name="Oscar Other", email="oscar@example.com")
 
 
 @pytest.fixture
 def admin_user(db: Any) -> User:
-    return UserFactory(name="Ada Admin", email="ada@example.com", admin=True)
+    return UserFactory.create(name="Ada Admin", email="ada@example.com", admin=True)
+
+
+def decode_access(token: str) -> AccessToken:
+    return AccessToken(token)  # type: ignore[arg-type]  # simplejwt accepts str
 
 
 def tokens_for(user: User) -> TokenPair:

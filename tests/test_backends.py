@@ -18,7 +18,9 @@ def test_backends_match_what_ci_asked_for() -> None:
         assert cache_backend == "django_redis.cache.RedisCache"
     if not expected:
         # The plain `make test` run: SQLite unless DATABASE_URL says otherwise.
-        assert connection.vendor == ("mysql" if os.environ.get("DATABASE_URL", "").startswith("mysql") else "sqlite")
+        assert connection.vendor == (
+            "mysql" if os.environ.get("DATABASE_URL", "").startswith("mysql") else "sqlite"
+        )
 
 
 @pytest.mark.django_db

@@ -29,7 +29,9 @@ def test_json_that_is_not_an_object_is_400(anon_client: APIClient, body: str) ->
 
 
 def test_wrong_content_type_is_415(anon_client: APIClient) -> None:
-    response = anon_client.post("/api/v1/auth/login", "email=a&password=b", content_type="application/x-www-form-urlencoded")
+    response = anon_client.post(
+        "/api/v1/auth/login", "email=a&password=b", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_media_type"
 
@@ -44,7 +46,9 @@ def test_oversized_body_is_413_and_writes_nothing(anon_client: APIClient) -> Non
 
 
 def test_bad_content_length_is_400() -> None:
-    response = Client().generic("POST", "/api/v1/auth/login", b"{}", CONTENT_LENGTH="abc", content_type="application/json")
+    response = Client().generic(
+        "POST", "/api/v1/auth/login", b"{}", CONTENT_LENGTH="abc", content_type="application/json"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "bad_request"
 
@@ -68,13 +72,17 @@ def _break_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection, "ensure_connection", refuse)
 
 
-def test_database_down_is_503_json(monkeypatch: pytest.MonkeyPatch, admin_client: APIClient) -> None:
+def test_database_down_is_503_json(
+    monkeypatch: pytest.MonkeyPatch, admin_client: APIClient
+) -> None:
     _break_database(monkeypatch)
     response = admin_client.get("/api/v1/users")  # the caller is cached; the list is not
     assert response.status_code == 503
     cache.clear()  # now authentication itself needs the database: still 503, never 401
     assert admin_client.get("/api/v1/users").status_code == 503
-    login = APIClient().post("/api/v1/auth/login", {"email": "a@b.c", "password": "x" * 10}, format="json")
+    login = APIClient().post(
+        "/api/v1/auth/login", {"email": "a@b.c", "password": "x" * 10}, format="json"
+    )
     assert login.status_code == 503
     assert login.json() == {
         "error": "The database is unavailable; try again shortly.",
@@ -82,7 +90,9 @@ def test_database_down_is_503_json(monkeypatch: pytest.MonkeyPatch, admin_client
     }
 
 
-def test_database_down_outside_drf_is_503_json(monkeypatch: pytest.MonkeyPatch, admin_user: User) -> None:
+def test_database_down_outside_drf_is_503_json(
+    monkeypatch: pytest.MonkeyPatch, admin_user: User
+) -> None:
     client = Client()
     client.force_login(admin_user)
     _break_database(monkeypatch)
@@ -91,7 +101,9 @@ def test_database_down_outside_drf_is_503_json(monkeypatch: pytest.MonkeyPatch, 
     assert response.json()["code"] == "service_unavailable"
 
 
-def test_unexpected_error_is_json_500_without_traceback(monkeypatch: pytest.MonkeyPatch, user_client: APIClient) -> None:
+def test_unexpected_error_is_json_500_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, user_client: APIClient
+) -> None:
     def explode(**kwargs: object) -> None:
         raise RuntimeError("secret internals")
 

@@ -45,7 +45,9 @@ def strong() -> str:
         ("STRONG", "SAME", "must differ"),
     ],
 )
-def test_production_refuses_weak_or_missing_keys(secret: str | None, jwt: str | None, message: str) -> None:
+def test_production_refuses_weak_or_missing_keys(
+    secret: str | None, jwt: str | None, message: str
+) -> None:
     env: dict[str, str] = {}
     key = strong()
     if secret is not None:
@@ -80,12 +82,14 @@ def test_argon2id_is_the_default_hasher() -> None:
 
 
 def test_local_settings_make_and_keep_development_keys(tmp_path: Path) -> None:
-    code = (
-        "import arcana.settings.local as s; print(s.SECRET_KEY); print(s.JWT_SIGNING_KEY)"
-    )
+    code = "import arcana.settings.local as s; print(s.SECRET_KEY); print(s.JWT_SIGNING_KEY)"
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY"}}
-    first = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    second = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    first = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    second = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     secret, jwt = first.stdout.split()
     assert first.stdout == second.stdout
     assert len(secret) >= 32
@@ -112,7 +116,7 @@ def test_production_module_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
     secret, jwt_key = strong(), strong()
     module = _import_production(monkeypatch, DJANGO_SECRET_KEY=secret, JWT_SIGNING_KEY=jwt_key)
-    assert module.SECRET_KEY == secret  # type: ignore[attr-defined]
+    assert secret == module.SECRET_KEY  # type: ignore[attr-defined]
     assert module.SIMPLE_JWT["SIGNING_KEY"] == jwt_key  # type: ignore[attr-defined]
     assert module.DEBUG is False  # type: ignore[attr-defined]
     assert module.SESSION_COOKIE_SECURE is True  # type: ignore[attr-defined]

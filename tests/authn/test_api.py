@@ -3,9 +3,9 @@
 import pytest
 from rest_framework.test import APIClient
 
-from tests.conftest import client_for, tokens_for
+from tests.conftest import client_for, decode_access, tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
-from users.models import User
+from users.models import Role, User
 
 pytestmark = pytest.mark.django_db
 
@@ -13,7 +13,7 @@ USER_KEYS = {"id", "name", "email", "roles", "sync_status", "is_active", "create
 STRONG = "a long and unusual passphrase 42"
 
 
-def register(client: APIClient, **overrides: str):
+def register(client: APIClient, **overrides: object):
     body = {"name": "New Person", "email": "new@example.com", "password": STRONG, **overrides}
     return client.post("/api/v1/auth/register", body, format="json")
 
@@ -47,7 +47,9 @@ def test_register_hashes_password_with_argon2(anon_client: APIClient) -> None:
     assert STRONG not in stored
 
 
-def test_register_duplicate_email_in_another_case_is_409(anon_client: APIClient, user: User) -> None:
+def test_register_duplicate_email_in_another_case_is_409(
+    anon_client: APIClient, user: User
+) -> None:
     response = register(anon_client, email="URSULA@Example.com")
     assert response.status_code == 409
     assert response.json() == {
@@ -100,9 +102,7 @@ def test_register_accepts_long_passphrase_whole(anon_client: APIClient) -> None:
 
 
 def test_register_ignores_privileged_fields(anon_client: APIClient) -> None:
-    response = register(
-        anon_client, roles=["admin"], is_staff=True, is_superuser=True, id="0" * 32
-    )  # type: ignore[arg-type]
+    response = register(anon_client, roles=["admin"], is_staff=True, is_superuser=True, id="0" * 32)
     assert response.status_code == 201
     assert response.json()["user"]["roles"] == ["user"]
     created = User.objects.get(email="new@example.com")
@@ -135,7 +135,7 @@ def test_login_unknown_email_and_wrong_password_look_the_same(
 
 
 def test_login_inactive_user_is_refused_like_bad_credentials(anon_client: APIClient) -> None:
-    UserFactory(email="gone@example.com", is_active=False)
+    UserFactory.create(email="gone@example.com", is_active=False)
     response = login(anon_client, "gone@example.com", DEFAULT_PASSWORD)
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_credentials"
@@ -185,14 +185,10 @@ def test_refresh_for_deactivated_user_is_401(anon_client: APIClient, user: User)
 
 
 def test_refresh_carries_current_roles(anon_client: APIClient, user: User) -> None:
-    from rest_framework_simplejwt.tokens import AccessToken
-
     pair = tokens_for(user)
-    user.roles.add("admin")
-    body = anon_client.post(
-        "/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json"
-    ).json()
-    assert AccessToken(body["access"])["roles"] == ["admin", "user"]
+    user.roles.add(Role.objects.get(name="admin"))
+    body = anon_client.post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json").json()
+    assert decode_access(body["access"])["roles"] == ["admin", "user"]
 
 
 # --- logout -----------------------------------------------------------------------
@@ -201,10 +197,19 @@ def test_refresh_carries_current_roles(anon_client: APIClient, user: User) -> No
 def test_logout_kills_that_refresh_token_only(user: User) -> None:
     first, second = tokens_for(user), tokens_for(user)
     client = client_for(token=first.access)
-    assert client.post("/api/v1/auth/logout", {"refresh": first.refresh}, format="json").status_code == 204
+    assert (
+        client.post("/api/v1/auth/logout", {"refresh": first.refresh}, format="json").status_code
+        == 204
+    )
     anon = APIClient()
-    assert anon.post("/api/v1/auth/refresh", {"refresh": first.refresh}, format="json").status_code == 401
-    assert anon.post("/api/v1/auth/refresh", {"refresh": second.refresh}, format="json").status_code == 200
+    assert (
+        anon.post("/api/v1/auth/refresh", {"refresh": first.refresh}, format="json").status_code
+        == 401
+    )
+    assert (
+        anon.post("/api/v1/auth/refresh", {"refresh": second.refresh}, format="json").status_code
+        == 200
+    )
 
 
 def test_logout_requires_authentication(anon_client: APIClient, user: User) -> None:
@@ -216,7 +221,9 @@ def test_logout_requires_authentication(anon_client: APIClient, user: User) -> N
 
 def test_logout_someone_elses_refresh_token_is_refused(user: User, other_user: User) -> None:
     theirs = tokens_for(other_user)
-    response = client_for(user).post("/api/v1/auth/logout", {"refresh": theirs.refresh}, format="json")
+    response = client_for(user).post(
+        "/api/v1/auth/logout", {"refresh": theirs.refresh}, format="json"
+    )
     assert response.status_code == 401
     still = APIClient().post("/api/v1/auth/refresh", {"refresh": theirs.refresh}, format="json")
     assert still.status_code == 200
@@ -228,8 +235,14 @@ def test_logout_all_kills_every_refresh_token(user: User, other_user: User) -> N
     assert client_for(token=pairs[0].access).post("/api/v1/auth/logout-all").status_code == 204
     anon = APIClient()
     for pair in pairs:
-        assert anon.post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json").status_code == 401
-    assert anon.post("/api/v1/auth/refresh", {"refresh": bystander.refresh}, format="json").status_code == 200
+        assert (
+            anon.post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json").status_code
+            == 401
+        )
+    assert (
+        anon.post("/api/v1/auth/refresh", {"refresh": bystander.refresh}, format="json").status_code
+        == 200
+    )
 
 
 def test_logout_all_requires_authentication(anon_client: APIClient) -> None:
@@ -285,8 +298,16 @@ def test_password_change_keeps_this_session_and_ends_others(user: User) -> None:
     anon = APIClient()
     assert login(anon, user.email, DEFAULT_PASSWORD).status_code == 401
     assert login(anon, user.email, STRONG).status_code == 200
-    assert anon.post("/api/v1/auth/refresh", {"refresh": other_session.refresh}, format="json").status_code == 401
-    assert anon.post("/api/v1/auth/refresh", {"refresh": mine.refresh}, format="json").status_code == 200
+    assert (
+        anon.post(
+            "/api/v1/auth/refresh", {"refresh": other_session.refresh}, format="json"
+        ).status_code
+        == 401
+    )
+    assert (
+        anon.post("/api/v1/auth/refresh", {"refresh": mine.refresh}, format="json").status_code
+        == 200
+    )
 
 
 def test_password_change_needs_the_current_password(user_client: APIClient, user: User) -> None:

@@ -15,7 +15,9 @@ LOW = {"login": "2/min", "register": "2/min", "refresh": "2/min"}
 @override_settings(THROTTLE_RATES=LOW)
 def test_login_is_throttled(anon_client: APIClient) -> None:
     body = {"email": "who@example.com", "password": "whatever-123"}
-    codes = [anon_client.post("/api/v1/auth/login", body, format="json").status_code for _ in range(3)]
+    codes = [
+        anon_client.post("/api/v1/auth/login", body, format="json").status_code for _ in range(3)
+    ]
     assert codes == [401, 401, 429]
     response = anon_client.post("/api/v1/auth/login", body, format="json")
     assert response.json()["code"] == "throttled"
@@ -27,7 +29,11 @@ def test_register_is_throttled_and_writes_nothing(anon_client: APIClient) -> Non
     codes = [
         anon_client.post(
             "/api/v1/auth/register",
-            {"name": "N", "email": f"n{i}@example.com", "password": "a long and unusual passphrase 42"},
+            {
+                "name": "N",
+                "email": f"n{i}@example.com",
+                "password": "a long and unusual passphrase 42",
+            },
             format="json",
         ).status_code
         for i in range(3)
@@ -39,7 +45,9 @@ def test_register_is_throttled_and_writes_nothing(anon_client: APIClient) -> Non
 @override_settings(THROTTLE_RATES=LOW)
 def test_refresh_is_throttled(anon_client: APIClient, user: User) -> None:
     codes = [
-        anon_client.post("/api/v1/auth/refresh", {"refresh": tokens_for(user).refresh}, format="json").status_code
+        anon_client.post(
+            "/api/v1/auth/refresh", {"refresh": tokens_for(user).refresh}, format="json"
+        ).status_code
         for _ in range(3)
     ]
     assert codes == [200, 200, 429]

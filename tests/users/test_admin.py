@@ -45,8 +45,8 @@ def test_changelist_shows_columns_and_never_the_hash(operator: Client, user: Use
 
 
 def test_search_and_filters(operator: Client) -> None:
-    UserFactory(name="Findable Fiona", sync_status="pending")
-    UserFactory(name="Hidden Henry", is_active=False, admin=True)
+    UserFactory.create(name="Findable Fiona", sync_status="pending")
+    UserFactory.create(name="Hidden Henry", is_active=False, admin=True)
     assert "Findable Fiona" in operator.get(CHANGELIST, {"q": "fiona"}).content.decode()
     assert "Hidden Henry" not in operator.get(CHANGELIST, {"q": "fiona"}).content.decode()
     pending = operator.get(CHANGELIST, {"sync_status__exact": "pending"}).content.decode()
@@ -122,11 +122,14 @@ def test_add_user_form_refuses_duplicate_in_other_case(operator: Client, user: U
     assert User.objects.filter(email="ursula@example.com").count() == 1
 
 
-def test_actions_mark_pending_and_deactivate(operator: Client, user: User, other_user: User) -> None:
+def test_actions_mark_pending_and_deactivate(
+    operator: Client, user: User, other_user: User
+) -> None:
     api = client_for(user)
     assert api.get("/api/v1/auth/me").status_code == 200
     operator.post(
-        CHANGELIST, {"action": "mark_pending_sync", "_selected_action": [str(user.pk), str(other_user.pk)]}
+        CHANGELIST,
+        {"action": "mark_pending_sync", "_selected_action": [str(user.pk), str(other_user.pk)]},
     )
     assert api.get("/api/v1/auth/me").json()["sync_status"] == "pending"
     operator.post(CHANGELIST, {"action": "deactivate", "_selected_action": [str(user.pk)]})

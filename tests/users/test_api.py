@@ -23,7 +23,7 @@ def url(user_or_id: User | str) -> str:
 
 
 def test_list_pages_are_zero_based(admin_client: APIClient, admin_user: User) -> None:
-    created = [UserFactory() for _ in range(12)]
+    created = [UserFactory.create() for _ in range(12)]
     first = admin_client.get("/api/v1/users?page=0&size=5").json()
     assert (first["page"], first["size"], first["total"]) == (0, 5, 13)
     assert [u["id"] for u in first["data"]] == [str(admin_user.pk)] + [
@@ -42,8 +42,8 @@ def test_list_defaults(admin_client: APIClient) -> None:
 
 
 def test_list_filters_and_search(admin_client: APIClient) -> None:
-    UserFactory(name="Pending Pete", sync_status=SyncStatus.PENDING)
-    UserFactory(name="Failed Fay", email="fay@failures.io", sync_status=SyncStatus.FAILED)
+    UserFactory.create(name="Pending Pete", sync_status=SyncStatus.PENDING)
+    UserFactory.create(name="Failed Fay", email="fay@failures.io", sync_status=SyncStatus.FAILED)
     pending = admin_client.get("/api/v1/users?sync_status=pending").json()
     assert [u["name"] for u in pending["data"]] == ["Pending Pete"]
     assert pending["total"] == 1
@@ -77,7 +77,7 @@ def test_list_needs_admin(user_client: APIClient, anon_client: APIClient) -> Non
 
 
 def test_list_never_exposes_password(admin_client: APIClient) -> None:
-    UserFactory()
+    UserFactory.create()
     text = admin_client.get("/api/v1/users").content.decode()
     assert "password" not in text
     assert "argon2" not in text
@@ -89,7 +89,12 @@ def test_list_never_exposes_password(admin_client: APIClient) -> None:
 def test_admin_creates_user_with_roles(admin_client: APIClient) -> None:
     response = admin_client.post(
         "/api/v1/users",
-        {"name": "Made By Admin", "email": "Made@Example.com", "password": STRONG, "roles": ["admin"]},
+        {
+            "name": "Made By Admin",
+            "email": "Made@Example.com",
+            "password": STRONG,
+            "roles": ["admin"],
+        },
         format="json",
     )
     assert response.status_code == 201
@@ -101,14 +106,18 @@ def test_admin_creates_user_with_roles(admin_client: APIClient) -> None:
 
 def test_admin_create_defaults_to_user_role(admin_client: APIClient) -> None:
     response = admin_client.post(
-        "/api/v1/users", {"name": "Plain", "email": "plain@example.com", "password": STRONG}, format="json"
+        "/api/v1/users",
+        {"name": "Plain", "email": "plain@example.com", "password": STRONG},
+        format="json",
     )
     assert response.json()["roles"] == ["user"]
 
 
 def test_create_duplicate_is_409(admin_client: APIClient, user: User) -> None:
     response = admin_client.post(
-        "/api/v1/users", {"name": "Dup", "email": "URSULA@example.com", "password": STRONG}, format="json"
+        "/api/v1/users",
+        {"name": "Dup", "email": "URSULA@example.com", "password": STRONG},
+        format="json",
     )
     assert response.status_code == 409
     assert response.json()["code"] == "email_taken"
@@ -184,7 +193,9 @@ def test_user_updates_own_name_and_email(user_client: APIClient, user: User, met
     "payload",
     [{"roles": ["admin"]}, {"is_active": False}, {"sync_status": "failed"}],
 )
-def test_user_cannot_set_admin_fields(user_client: APIClient, user: User, payload: dict) -> None:
+def test_user_cannot_set_admin_fields(
+    user_client: APIClient, user: User, payload: dict[str, object]
+) -> None:
     response = user_client.patch(url(user), payload, format="json")
     assert response.status_code == 403
     user.refresh_from_db()
@@ -242,7 +253,9 @@ def test_update_validation_is_400(user_client: APIClient, user: User) -> None:
 
 
 def test_update_missing_is_404(admin_client: APIClient) -> None:
-    assert admin_client.patch(url(str(uuid.uuid4())), {"name": "x"}, format="json").status_code == 404
+    assert (
+        admin_client.patch(url(str(uuid.uuid4())), {"name": "x"}, format="json").status_code == 404
+    )
 
 
 def test_update_needs_authentication(anon_client: APIClient, user: User) -> None:
@@ -260,7 +273,9 @@ def test_admin_deletes_user(admin_client: APIClient, user: User) -> None:
     assert admin_client.delete(url(user)).status_code == 404
 
 
-def test_delete_needs_admin(user_client: APIClient, anon_client: APIClient, user: User, other_user: User) -> None:
+def test_delete_needs_admin(
+    user_client: APIClient, anon_client: APIClient, user: User, other_user: User
+) -> None:
     assert user_client.delete(url(other_user)).status_code == 403
     assert user_client.delete(url(user)).status_code == 403
     assert anon_client.delete(url(user)).status_code == 401

@@ -11,14 +11,14 @@ pytestmark = pytest.mark.django_db
 
 
 def test_email_is_stored_normalised() -> None:
-    user = UserFactory(email="  MiXeD.Case@Example.COM ")
+    user = UserFactory.create(email="  MiXeD.Case@Example.COM ")
     assert User.objects.get(pk=user.pk).email == "mixed.case@example.com"
 
 
 def test_second_row_with_same_address_in_other_case_fails_in_the_database() -> None:
-    UserFactory(email="dup@example.com")
+    UserFactory.create(email="dup@example.com")
     with pytest.raises(IntegrityError), transaction.atomic():
-        UserFactory(email="DUP@example.com")
+        UserFactory.create(email="DUP@example.com")
     assert User.objects.count() == 1
 
 

@@ -8,7 +8,7 @@ from django.core.cache import cache
 from tests.factories import UserFactory
 from users import repository
 from users.errors import EmailTaken, UserNotFound
-from users.models import Roles, User
+from users.models import Role, Roles, User
 from users.records import UserRecord
 
 pytestmark = pytest.mark.django_db
@@ -45,12 +45,10 @@ def test_tombstone_is_not_overwritten_by_a_reader(user: User) -> None:
 
 def test_role_change_invalidates_from_either_side(user: User) -> None:
     assert repository.user_get(user_id=str(user.pk)).roles == ("user",)
-    user.roles.add(Roles.ADMIN)
+    user.roles.add(Role.objects.get(name=Roles.ADMIN))
     assert repository.user_get(user_id=str(user.pk)).roles == ("admin", "user")
     cache.clear()
     repository.user_get(user_id=str(user.pk))
-    from users.models import Role
-
     Role.objects.get(name=Roles.ADMIN).users.remove(user)
     assert repository.user_get(user_id=str(user.pk)).roles == ("user",)
 
@@ -67,7 +65,9 @@ def test_delete_invalidates(user: User) -> None:
 def test_bulk_update_invalidates(user: User, other_user: User) -> None:
     for u in (user, other_user):
         repository.user_get(user_id=str(u.pk))
-    count = repository.users_update_many(user_ids=[str(user.pk), str(other_user.pk)], is_active=False)
+    count = repository.users_update_many(
+        user_ids=[str(user.pk), str(other_user.pk)], is_active=False
+    )
     assert count == 2
     assert not repository.user_get(user_id=str(user.pk)).is_active
     assert not repository.user_get(user_id=str(other_user.pk)).is_active
@@ -106,4 +106,4 @@ def test_find_by_email_is_case_insensitive(user: User) -> None:
 
 
 def test_factory_admin_trait() -> None:
-    assert UserFactory(admin=True).role_names == ["admin", "user"]
+    assert UserFactory.create(admin=True).role_names == ["admin", "user"]

@@ -38,7 +38,9 @@ def test_user_create_rejects_unknown_roles_and_statuses() -> None:
 
 def test_user_create_applies_password_similarity() -> None:
     with pytest.raises(InvalidInput) as exc:
-        services.user_create(name="Quentin Tarantula", email="q@example.com", password="quentintarantula")
+        services.user_create(
+            name="Quentin Tarantula", email="q@example.com", password="quentintarantula"
+        )
     assert "password" in exc.value.errors
 
 
@@ -108,4 +110,4 @@ def test_bulk_actions(user: User, other_user: User) -> None:
 
 
 def test_factory_makes_distinct_users() -> None:
-    assert UserFactory().email != UserFactory().email
+    assert UserFactory.create().email != UserFactory.create().email

@@ -90,7 +90,9 @@ class UserListQuerySerializer(serializers.Serializer[dict[str, Any]]):
 
 
 class UserPageOutputSerializer(serializers.Serializer[Any]):
-    data = UserOutputSerializer(many=True, source="users")
+    # The contract names this key "data"; DRF's metaclass moves declared fields
+    # off the class, so it does not shadow Serializer.data at run time.
+    data = UserOutputSerializer(many=True, source="users")  # type: ignore[assignment]
     page = serializers.IntegerField()
     size = serializers.IntegerField()
     total = serializers.IntegerField()
