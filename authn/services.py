@@ -14,7 +14,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from arcana.exceptions import InvalidInput
-from authn import repository
+from authn import lockout, repository
 from authn.errors import InvalidCredentials, TokenInvalid
 from authn.tokens import SESSION_CLAIM, ArcanaRefreshToken
 from users import repository as users_repository
@@ -89,12 +89,16 @@ def auth_login(*, email: str, password: str) -> TokenPair:
     """Unknown email, wrong password and inactive account look the same to the
     caller: same error, and a password hash is computed in every case so the
     timing does not tell them apart either."""
+    lockout.login_lock_check(email=email)
     user = users_repository.user_find_by_email(email=email)
     if user is None:
         make_password(password)
+        lockout.login_failure_record(email=email)
         raise InvalidCredentials()
     if not user.check_password(password) or not user.is_active:
+        lockout.login_failure_record(email=email)
         raise InvalidCredentials()
+    lockout.login_failures_clear(email=email)
     return token_pair_issue(user=users_repository.user_get(user_id=str(user.pk)))
 
 

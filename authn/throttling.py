@@ -10,6 +10,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from arcana.cache import throttle_cache
+
 
 class ScopedThrottle(SimpleRateThrottle):
     """Per client address and scope; the view names its ``throttle_scope``."""
@@ -22,6 +24,7 @@ class ScopedThrottle(SimpleRateThrottle):
         if not scope:
             return True
         self.scope = scope
+        self.cache = throttle_cache()
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)

@@ -1,8 +1,10 @@
 """Shared fixtures: users, tokens and authenticated API clients."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
+import jwt
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
@@ -10,6 +12,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from authn.services import TokenPair, token_pair_issue
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.secret_scan import SecretScanner
 from users import repository
 from users.models import User
 
@@ -46,6 +49,19 @@ def decode_access(token: str) -> AccessToken:
     return AccessToken(token)  # type: ignore[arg-type]  # simplejwt accepts str
 
 
+def forged_token(user: User) -> str:
+    """The user's access token with admin roles, signed with the wrong key."""
+    claims = dict(decode_access(tokens_for(user).access).payload)
+    claims["roles"] = ["admin", "user"]
+    return jwt.encode(claims, "a different key of decent length 1234567", algorithm="HS256")
+
+
+def expired_token(user: User) -> str:
+    access = decode_access(tokens_for(user).access)
+    access.set_exp(lifetime=-timedelta(seconds=1))
+    return str(access)
+
+
 def tokens_for(user: User) -> TokenPair:
     return token_pair_issue(user=repository.user_get(user_id=str(user.pk)))
 
@@ -74,8 +90,19 @@ def admin_client(admin_user: User) -> APIClient:
     return client_for(admin_user)
 
 
+SECRET_SCANNER = SecretScanner()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    SECRET_SCANNER.install()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A skipped test is a test that did not run: fail the session."""
+    """Fail the session if a test was skipped (it did not run) or if any log
+    line of the whole run carried a password, a password hash or a token."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if SECRET_SCANNER.leaks:
+        print("\nSecrets reached the logs:\n  " + "\n  ".join(sorted(set(SECRET_SCANNER.leaks))))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

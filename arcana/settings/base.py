@@ -34,12 +34,18 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Before django_grpc_framework: its grpcrunserver is broken on Django 5 and
+    # the project's own command must win (arcana/grpc/compat.py).
+    "arcana.grpc",
+    "django_grpc_framework",
     "users",
     "authn",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and the API docs' static files from any WSGI server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "arcana.middleware.BodySizeLimitMiddleware",
     "arcana.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,6 +81,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- database ---------------------------------------------------------------
@@ -104,27 +114,28 @@ DATABASES["default"] = _tune_database(DATABASES["default"])
 # --- cache ------------------------------------------------------------------
 # Local memory by default; REDIS_URL=redis://host:6379/0 for Redis.
 
+# Redis fails open (arcana/cache.py): an outage slows nothing down and stops
+# nothing; it is logged once. "local" is this process's memory, where rate
+# limits count while Redis is away.
+
 REDIS_URL: str | None = env.str("REDIS_URL", default=None)
+_LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "arcana"}
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "arcana.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="arcana"),
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 1,
-                "SOCKET_TIMEOUT": 1,
+                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
+                "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=0.5),
             },
-        }
+        },
+        "local": {**_LOCAL_CACHE, "LOCATION": "arcana-local"},
     }
 else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "arcana",
-        }
-    }
+    CACHES = {"default": _LOCAL_CACHE, "local": {**_LOCAL_CACHE, "LOCATION": "arcana-local"}}
 
 # Seconds a cached user record lives; writes invalidate it at once.
 USER_CACHE_TIMEOUT = env.int("USER_CACHE_TIMEOUT", default=300)
@@ -183,6 +194,30 @@ THROTTLE_RATES = {
     "register": env.str("THROTTLE_REGISTER", default="5/min"),
     "refresh": env.str("THROTTLE_REFRESH", default="30/min"),
 }
+
+# --- gRPC -----------------------------------------------------------------------
+
+# Thread pool size per server process (`grpcrunserver --max-workers`).
+GRPC_MAX_WORKERS = env.int("GRPC_MAX_WORKERS", default=10)
+# Largest message the server sends or accepts, in bytes.
+GRPC_MAX_MESSAGE_BYTES = env.int("GRPC_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
+# Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+GRPC_SHUTDOWN_GRACE = env.float("GRPC_SHUTDOWN_GRACE", default=10.0)
+
+GRPC_FRAMEWORK = {
+    "ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers",
+    # Outermost first. Upstream imports these but never instantiates them;
+    # arcana.grpc.compat.server_interceptors() does.
+    "SERVER_INTERCEPTORS": [
+        "arcana.grpc.interceptors.ErrorInterceptor",
+        "arcana.grpc.interceptors.AuthInterceptor",
+    ],
+}
+
+# One account refuses logins for LOGIN_LOCKOUT_SECONDS after this many failures
+# within that window, from any address (authn/lockout.py).
+LOGIN_LOCKOUT_FAILURES = env.int("LOGIN_LOCKOUT_FAILURES", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
 
 # --- JWT ----------------------------------------------------------------------
 

@@ -66,3 +66,58 @@ def test_throttle_is_per_client_address(user: User) -> None:
 @override_settings(THROTTLE_RATES=LOW)
 def test_authenticated_endpoints_are_not_throttled(user_client: APIClient) -> None:
     assert all(user_client.get("/api/v1/auth/me").status_code == 200 for _ in range(5))
+
+
+# --- per-account lockout ----------------------------------------------------------
+
+
+def _login(client: APIClient, email: str, password: str) -> int:
+    return client.post(
+        "/api/v1/auth/login", {"email": email, "password": password}, format="json"
+    ).status_code
+
+
+@override_settings(LOGIN_LOCKOUT_FAILURES=3, LOGIN_LOCKOUT_SECONDS=60)
+def test_account_locks_after_failures_from_many_addresses(user: User, password: str) -> None:
+    clients = [APIClient(REMOTE_ADDR=f"10.1.0.{i}") for i in range(4)]
+    assert [_login(c, user.email, "wrong password!") for c in clients[:3]] == [401, 401, 401]
+    # Locked now: even the right password, from a fresh address, is refused.
+    response = clients[3].post(
+        "/api/v1/auth/login", {"email": "URSULA@example.com", "password": password}, format="json"
+    )
+    assert response.status_code == 429
+    assert response.json()["code"] == "throttled"
+    assert 1 <= int(response["Retry-After"]) <= 60
+    # Other accounts are unaffected.
+    assert _login(clients[3], "someone.else@example.com", "whatever-123") == 401
+
+
+@override_settings(LOGIN_LOCKOUT_FAILURES=2, LOGIN_LOCKOUT_SECONDS=1)
+def test_lock_expires(user: User, password: str) -> None:
+    import time
+
+    client = APIClient()
+    assert [_login(client, user.email, "wrong password!") for _ in range(2)] == [401, 401]
+    assert _login(client, user.email, password) == 429
+    time.sleep(1.2)
+    assert _login(client, user.email, password) == 200
+
+
+@override_settings(LOGIN_LOCKOUT_FAILURES=3, LOGIN_LOCKOUT_SECONDS=60)
+def test_success_resets_the_failure_count(user: User, password: str) -> None:
+    client = APIClient()
+    for _ in range(2):
+        assert _login(client, user.email, "wrong password!") == 401
+    assert _login(client, user.email, password) == 200
+    for _ in range(2):
+        assert _login(client, user.email, "wrong password!") == 401
+    assert _login(client, user.email, password) == 200
+
+
+@override_settings(LOGIN_LOCKOUT_FAILURES=2, LOGIN_LOCKOUT_SECONDS=60)
+def test_unknown_email_locks_like_a_real_one(anon_client: APIClient) -> None:
+    assert [_login(anon_client, "ghost@example.com", "wrong password!") for _ in range(3)] == [
+        401,
+        401,
+        429,
+    ]

@@ -2,7 +2,6 @@
 
 import base64
 import json
-from datetime import timedelta
 
 import jwt
 import pytest
@@ -10,7 +9,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from authn.tokens import ArcanaRefreshToken
-from tests.conftest import client_for, decode_access, tokens_for
+from tests.conftest import client_for, decode_access, expired_token, forged_token, tokens_for
 from users.models import Role, User
 
 pytestmark = pytest.mark.django_db
@@ -46,8 +45,7 @@ def test_tampered_payload_is_rejected(user: User, admin_user: User) -> None:
 
 
 def test_bad_signature_is_rejected(user: User) -> None:
-    claims = dict(decode_access(tokens_for(user).access).payload)
-    _assert_401(jwt.encode(claims, "a different key of decent length 1234567", algorithm="HS256"))
+    _assert_401(forged_token(user))
 
 
 def test_other_algorithm_with_right_key_is_rejected(user: User) -> None:
@@ -56,9 +54,7 @@ def test_other_algorithm_with_right_key_is_rejected(user: User) -> None:
 
 
 def test_expired_token_is_rejected(user: User) -> None:
-    access = decode_access(tokens_for(user).access)
-    access.set_exp(lifetime=-timedelta(seconds=1))
-    _assert_401(str(access))
+    _assert_401(expired_token(user))
 
 
 def test_refresh_token_used_as_access_is_rejected(user: User) -> None:

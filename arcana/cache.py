@@ -1,0 +1,116 @@
+"""A Redis cache that fails open.
+
+The cache only ever speeds things up (user records, whose source of truth is
+the database) or counts requests (rate limits), so losing Redis must not stop
+the service. When Redis cannot be reached:
+
+- reads miss and writes are dropped (django-redis ``IGNORE_EXCEPTIONS``);
+- the outage is logged once, not once per request, and its end once too;
+- Redis is not retried for ``RETRY_SECONDS``, so requests do not each wait
+  for a connection timeout while it is down;
+- rate limits count in a per-process local-memory cache meanwhile (see
+  ``throttle_cache``): still a limit, just per process instead of shared.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.core.cache import BaseCache, cache, caches
+from django_redis.cache import RedisCache
+from django_redis.exceptions import ConnectionInterrupted
+
+logger = logging.getLogger("arcana.cache")
+
+RETRY_SECONDS = 5.0
+
+
+class CircuitBreaker:
+    """Process-wide view of whether the shared cache is reachable."""
+
+    def __init__(self, retry_seconds: float = RETRY_SECONDS) -> None:
+        self.retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._down = False
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    def allows_attempt(self) -> bool:
+        return not self._down or time.monotonic() >= self._down_until
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            if not self._down:
+                logger.warning(
+                    "cache unreachable (%s); serving without it, retrying every %.0f s",
+                    error.__class__.__name__,
+                    self.retry_seconds,
+                )
+            self._down = True
+            self._down_until = time.monotonic() + self.retry_seconds
+
+    def succeeded(self) -> None:
+        if self._down:
+            with self._lock:
+                if self._down:
+                    logger.warning("cache reachable again")
+                self._down = False
+
+
+breaker = CircuitBreaker()
+
+
+class _GuardedClient:
+    """Wraps the django-redis client so every call passes the breaker."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+        return self._guard(attribute)
+
+    @staticmethod
+    def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not breaker.allows_attempt():
+                raise ConnectionInterrupted(connection=None)
+            try:
+                result = method(*args, **kwargs)
+            except ConnectionInterrupted as exc:
+                breaker.failed(exc.__cause__ or exc)
+                raise
+            breaker.succeeded()
+            return result
+
+        return call
+
+
+class FailOpenRedisCache(RedisCache):
+    """django-redis backend whose client is guarded by the circuit breaker."""
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        params = {**params, "OPTIONS": {**params.get("OPTIONS", {}), "IGNORE_EXCEPTIONS": True}}
+        super().__init__(server, params)
+        self._guarded: _GuardedClient | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._guarded is None:
+            self._guarded = _GuardedClient(super().client)
+        return self._guarded
+
+
+def throttle_cache() -> BaseCache:
+    """Where rate-limit counters live: the shared cache, or this process's
+    memory while the shared cache is down."""
+    if breaker.is_down and not breaker.allows_attempt():
+        return caches["local"]
+    return cache

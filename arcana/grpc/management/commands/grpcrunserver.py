@@ -1,0 +1,111 @@
+"""``manage.py grpcrunserver [ADDR:PORT]``: the production gRPC server.
+
+Replaces django-grpc-framework's command of the same name, which Django 5
+refuses to load (see ``arcana.grpc.compat``).
+"""
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from arcana.grpc.server import ArcanaServer, serve, supervise
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 50051
+
+
+def parse_address(value: str) -> str:
+    """``PORT``, ``HOST:PORT``, ``:PORT`` or ``[IPV6]:PORT`` -> ``host:port``."""
+    if value.isdigit():
+        host, port = DEFAULT_HOST, value
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit():
+            raise CommandError(f"{value!r} is not a valid ADDR:PORT.")
+        host = host or DEFAULT_HOST
+    if not 0 <= int(port) <= 65535:
+        raise CommandError(f"{port} is not a valid port number.")
+    return f"{host}:{int(port)}"
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the gRPC server (arcana.v1 UserService and AuthService, health, reflection) "
+        "until SIGTERM or SIGINT, then drain in-flight calls."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "address",
+            nargs="?",
+            default=f"{DEFAULT_HOST}:{DEFAULT_PORT}",
+            help=f"ADDR:PORT or PORT to listen on (default {DEFAULT_HOST}:{DEFAULT_PORT}).",
+        )
+        parser.add_argument(
+            "--max-workers",
+            type=_positive_int,
+            default=settings.GRPC_MAX_WORKERS,
+            help="Threads serving calls, per process (default: GRPC_MAX_WORKERS).",
+        )
+        parser.add_argument(
+            "--workers",
+            type=_positive_int,
+            default=1,
+            help="Server processes sharing the port through SO_REUSEPORT (default 1).",
+        )
+        parser.add_argument(
+            "--max-message-bytes",
+            type=_positive_int,
+            default=settings.GRPC_MAX_MESSAGE_BYTES,
+            help="Largest message sent or received (default: GRPC_MAX_MESSAGE_BYTES).",
+        )
+        parser.add_argument(
+            "--grace",
+            type=float,
+            default=settings.GRPC_SHUTDOWN_GRACE,
+            help="Seconds in-flight calls get on shutdown (default: GRPC_SHUTDOWN_GRACE).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        address = parse_address(options["address"])
+        if options["grace"] < 0:
+            raise CommandError("--grace must not be negative.")
+        server_options = {
+            "max_workers": options["max_workers"],
+            "max_message_bytes": options["max_message_bytes"],
+            "grace": options["grace"],
+        }
+        workers = options["workers"]
+        if workers == 1:
+            try:
+                serve(address, on_ready=self._ready, **server_options)
+            except OSError as exc:
+                raise CommandError(str(exc)) from None
+            return
+        if address.endswith(":0"):
+            raise CommandError("--workers > 1 needs a fixed port to share.")
+        self.stdout.write(f"gRPC server on {address}: starting {workers} worker processes")
+        status = supervise(
+            address,
+            processes=workers,
+            on_ready=lambda pids: self.stdout.write(f"worker pids: {pids}"),
+            **server_options,
+        )
+        if status:
+            raise CommandError("gRPC workers did not stop cleanly.", returncode=status)
+
+    def _ready(self, server: ArcanaServer) -> None:
+        self.stdout.write(
+            f"gRPC server listening on port {server.port} (pid {os.getpid()}); "
+            "quit with SIGTERM or CONTROL-C."
+        )
+        self.stdout.flush()  # whoever started us may be waiting for this line

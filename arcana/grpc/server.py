@@ -1,0 +1,224 @@
+"""Assembling and running the gRPC server.
+
+:func:`build_server` is used by ``grpcrunserver`` and by the tests alike, so
+tests exercise the production interceptors, health and reflection.
+:func:`serve` runs one process until SIGTERM/SIGINT; :func:`supervise` runs N
+of them on one port (SO_REUSEPORT) and forwards those signals.
+"""
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from contextlib import suppress
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import grpc
+from django.db import connections
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from arcana.grpc import compat
+from authn.grpc.services import AuthService
+from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
+from users.grpc.services import UserService
+
+logger = logging.getLogger("arcana.grpc")
+
+APPLICATION_SERVICES = (
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+)
+OVERALL = ""  # the health service's name for "the whole server"
+
+
+def grpc_handlers(server: Any) -> None:
+    """Register the application servicers (``GRPC_FRAMEWORK["ROOT_HANDLERS_HOOK"]``)."""
+    # The generated registration functions are untyped (grpc_tools makes no stubs).
+    users_pb2_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        UserService.as_servicer(), server
+    )
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        AuthService.as_servicer(), server
+    )
+
+
+@dataclass
+class ArcanaServer:
+    """A built, bound (not yet started) server and its health servicer."""
+
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+
+    def start(self) -> None:
+        self.server.start()
+        for name in (OVERALL, *APPLICATION_SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float) -> threading.Event:
+        """Health goes NOT_SERVING, new calls are refused, in-flight ones get
+        ``grace`` seconds. Returns an event set once everything has finished."""
+        self.health.enter_graceful_shutdown()
+        return self.server.stop(grace)
+
+
+def build_server(
+    address: str,
+    *,
+    max_workers: int,
+    max_message_bytes: int,
+    reuse_port: bool = False,
+) -> ArcanaServer:
+    """A server on ``address`` with the project's interceptors, servicers,
+    health and reflection. Raises ``OSError`` when the address cannot be bound."""
+    compat.ensure_grpc_logging()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-worker"),
+        interceptors=compat.server_interceptors(),
+        options=[
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            # grpc enables SO_REUSEPORT by default; with one process that would let
+            # a second server silently share (and steal calls from) a busy port.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
+    )
+    grpc_handlers(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*APPLICATION_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc >= 1.50 raises instead of returning 0
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return ArcanaServer(server=server, health=health_servicer, port=port)
+
+
+def _on_shutdown_signals(handler: Callable[[int], None]) -> None:
+    def receive(signum: int, frame: FrameType | None) -> None:
+        handler(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, receive)
+
+
+def serve(
+    address: str,
+    *,
+    max_workers: int,
+    max_message_bytes: int,
+    grace: float,
+    reuse_port: bool = False,
+    on_ready: Callable[[ArcanaServer], None] | None = None,
+) -> None:
+    """Run one server until SIGTERM or SIGINT, then shut down gracefully.
+
+    Must run on the main thread (signal handlers).
+    """
+    stop_requested = threading.Event()
+    _on_shutdown_signals(lambda signum: stop_requested.set())
+    arcana = build_server(
+        address,
+        max_workers=max_workers,
+        max_message_bytes=max_message_bytes,
+        reuse_port=reuse_port,
+    )
+    arcana.start()
+    logger.info("pid %d: serving gRPC on %s (port %d)", os.getpid(), address, arcana.port)
+    if on_ready is not None:
+        on_ready(arcana)
+    while not stop_requested.wait(timeout=1.0):
+        pass  # a timed wait keeps the main thread responsive to signals
+    logger.info("pid %d: shutting down (grace %.1fs)", os.getpid(), grace)
+    arcana.stop(grace).wait()
+    connections.close_all()
+    logger.info("pid %d: stopped", os.getpid())
+
+
+def _child_main(address: str, options: dict[str, Any]) -> None:
+    # Run in a forked child: nothing of grpc's core exists in the parent yet,
+    # which is what gRPC requires of forking (see its multiprocessing example).
+    # Until serve() installs its own handlers, a signal must stop this child,
+    # not set the parent's (copied, unwatched) event.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    serve(address, reuse_port=True, **options)
+
+
+def supervise(
+    address: str,
+    *,
+    processes: int,
+    grace: float,
+    on_ready: Callable[[list[int]], None] | None = None,
+    restart_limit: int = 5,
+    **options: Any,
+) -> int:
+    """Run ``processes`` servers on one port and keep them running.
+
+    SIGTERM/SIGINT are forwarded to every child; each drains within ``grace``.
+    A child that dies on its own is restarted, up to ``restart_limit`` times a
+    minute; beyond that the whole group stops and the exit status is 1.
+    Returns the exit status.
+    """
+    connections.close_all()  # children must not share the parent's sockets
+    context = multiprocessing.get_context("fork")
+    children: list[Any] = []
+    stop_requested = threading.Event()
+    restarts: list[float] = []
+
+    def spawn() -> Any:
+        child = context.Process(
+            target=_child_main,
+            args=(address, {"grace": grace, **options}),
+            name="grpc-server",
+            daemon=False,
+        )
+        child.start()
+        return child
+
+    _on_shutdown_signals(lambda signum: stop_requested.set())
+    children = [spawn() for _ in range(processes)]
+    if on_ready is not None:
+        on_ready([child.pid for child in children])
+    status = 0
+    while not stop_requested.wait(timeout=0.5):
+        for index, child in enumerate(children):
+            if child.is_alive():
+                continue
+            logger.error("worker pid %s exited with %s; restarting", child.pid, child.exitcode)
+            now = time.monotonic()
+            restarts[:] = [moment for moment in restarts if now - moment < 60] + [now]
+            if len(restarts) > restart_limit:
+                logger.error("workers keep dying; stopping")
+                status = 1
+                stop_requested.set()
+                break
+            children[index] = spawn()
+
+    for child in children:
+        if child.is_alive() and child.pid is not None:
+            with suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace + 5
+    for child in children:
+        child.join(timeout=max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            logger.error("worker pid %s ignored SIGTERM; killing it", child.pid)
+            child.kill()
+            child.join()
+            status = 1
+        elif child.exitcode not in (0, None) and status == 0 and child.exitcode != -signal.SIGTERM:
+            status = 1
+    return status

@@ -1,0 +1,1 @@
+"""gRPC controllers for authentication (``arcana.v1.AuthService``)."""

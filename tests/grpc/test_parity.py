@@ -1,0 +1,357 @@
+"""REST and gRPC must behave the same: every scenario runs through both, via
+one small adapter per protocol, and must produce the same transcript.
+
+Outcomes are compared as transport-neutral kinds (``ok``, ``invalid``,
+``unauthenticated``, ``forbidden``, ``not_found``, ``conflict``,
+``throttled``), the ones ``arcana.errors`` maps to HTTP and gRPC statuses.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import grpc
+import pytest
+from rest_framework.test import APIClient
+
+from arcana.errors import GRPC_STATUS_BY_KIND, HTTP_STATUS_BY_KIND
+from arcana.grpc.errors import field_errors
+from protos.arcana.v1 import auth_pb2, users_pb2
+from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
+from protos.arcana.v1.users_pb2_grpc import UserServiceStub
+from tests.conftest import expired_token, forged_token, tokens_for
+from tests.grpc.conftest import bearer
+from users.grpc.services import epoch_millis
+from users.models import User
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+STRONG = "a long and unusual passphrase 42"
+LOW_RATES = {"login": "2/min", "register": "2/min", "refresh": "2/min"}
+USER_FIELDS = ("id", "name", "email", "roles", "sync_status", "is_active", "created_at")
+
+_KIND_BY_HTTP = {status: kind for kind, status in HTTP_STATUS_BY_KIND.items()}
+_KIND_BY_GRPC = {grpc.StatusCode[name]: kind for kind, name in GRPC_STATUS_BY_KIND.items()}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+    fields: frozenset[str] = frozenset()  # invalid fields, when kind == "invalid"
+
+    @property
+    def user(self) -> dict[str, Any]:
+        return {key: self.data.get(key) for key in USER_FIELDS}
+
+
+class Api(Protocol):
+    """The operations both transports offer, as plain data."""
+
+    def register(self, **body: Any) -> Outcome: ...
+    def login(self, email: str, password: str) -> Outcome: ...
+    def refresh(self, refresh: str) -> Outcome: ...
+    def logout(self, token: str | None, refresh: str) -> Outcome: ...
+    def me(self, token: str | None) -> Outcome: ...
+    def get_user(self, token: str | None, user_id: str) -> Outcome: ...
+    def list_users(self, token: str | None, **query: Any) -> Outcome: ...
+    def create_user(self, token: str | None, **body: Any) -> Outcome: ...
+    def update_user(self, token: str | None, user_id: str, **body: Any) -> Outcome: ...
+    def delete_user(self, token: str | None, user_id: str) -> Outcome: ...
+
+
+# --- REST ---------------------------------------------------------------------------------
+
+
+def _rest_user(data: dict[str, Any]) -> dict[str, Any]:
+    """The user fields both transports carry, timestamps as gRPC has them."""
+    user = {key: data[key] for key in USER_FIELDS}
+    user["created_at"] = epoch_millis(datetime.fromisoformat(data["created_at"]))
+    return user
+
+
+class RestApi:
+    def _call(self, method: str, path: str, token: str | None, body: Any = None) -> Outcome:
+        client = APIClient()
+        if token is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        url = f"/api/v1{path}"
+        if method == "get":
+            response = client.get(url, body)
+        else:
+            response = getattr(client, method)(url, body, format="json")
+        status = response.status_code
+        if status < 300:
+            data = response.json() if status != 204 else {}
+            if "created_at" in data:
+                data = _rest_user(data)
+            if "user" in data:
+                data = {**data, "user": _rest_user(data["user"])}
+            if "data" in data:
+                data = {**data, "users": [_rest_user(user) for user in data["data"]]}
+            return Outcome("ok", data)
+        fields = frozenset(response.json().get("errors", {})) if status == 400 else frozenset()
+        return Outcome(_KIND_BY_HTTP[status], fields=fields)
+
+    def register(self, **body: Any) -> Outcome:
+        return self._call("post", "/auth/register", None, body)
+
+    def login(self, email: str, password: str) -> Outcome:
+        return self._call("post", "/auth/login", None, {"email": email, "password": password})
+
+    def refresh(self, refresh: str) -> Outcome:
+        return self._call("post", "/auth/refresh", None, {"refresh": refresh})
+
+    def logout(self, token: str | None, refresh: str) -> Outcome:
+        return self._call("post", "/auth/logout", token, {"refresh": refresh})
+
+    def me(self, token: str | None) -> Outcome:
+        return self._call("get", "/auth/me", token)
+
+    def get_user(self, token: str | None, user_id: str) -> Outcome:
+        return self._call("get", f"/users/{user_id}", token)
+
+    def list_users(self, token: str | None, **query: Any) -> Outcome:
+        return self._call("get", "/users", token, query)
+
+    def create_user(self, token: str | None, **body: Any) -> Outcome:
+        return self._call("post", "/users", token, body)
+
+    def update_user(self, token: str | None, user_id: str, **body: Any) -> Outcome:
+        return self._call("patch", f"/users/{user_id}", token, body)
+
+    def delete_user(self, token: str | None, user_id: str) -> Outcome:
+        return self._call("delete", f"/users/{user_id}", token)
+
+
+# --- gRPC ---------------------------------------------------------------------------------
+
+
+def _grpc_user(message: users_pb2.UserResponse) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "name": message.name,
+        "email": message.email,
+        "roles": list(message.roles),
+        "sync_status": message.sync_status,
+        "is_active": message.is_active,
+        "created_at": message.created_at,
+    }
+
+
+def _roles(body: dict[str, Any]) -> dict[str, Any]:
+    if "roles" in body:
+        return {**body, "roles": users_pb2.RoleList(values=body["roles"])}
+    return body
+
+
+class GrpcApi:
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.users = UserServiceStub(channel)
+        self.auth = AuthServiceStub(channel)
+
+    def _call(self, method: Any, request: Any, token: str | None = None) -> Outcome:
+        try:
+            reply = method(request, timeout=10, metadata=bearer(token) if token else None)
+        except grpc.RpcError as error:
+            fields = frozenset(field_errors(error.trailing_metadata()))
+            return Outcome(_KIND_BY_GRPC[error.code()], fields=fields)
+        if isinstance(reply, users_pb2.UserResponse):
+            return Outcome("ok", _grpc_user(reply))
+        if isinstance(reply, auth_pb2.TokenPair):
+            data = {
+                "access": reply.access,
+                "refresh": reply.refresh,
+                "user": _grpc_user(reply.user),
+            }
+            return Outcome("ok", data)
+        if isinstance(reply, users_pb2.ListUsersResponse):
+            users = [_grpc_user(user) for user in reply.users]
+            return Outcome("ok", {"users": users, "total": reply.total, "size": reply.size})
+        return Outcome("ok")
+
+    def register(self, **body: Any) -> Outcome:
+        return self._call(self.auth.Register, auth_pb2.RegisterRequest(**body))
+
+    def login(self, email: str, password: str) -> Outcome:
+        return self._call(self.auth.Login, auth_pb2.LoginRequest(email=email, password=password))
+
+    def refresh(self, refresh: str) -> Outcome:
+        return self._call(self.auth.Refresh, auth_pb2.RefreshRequest(refresh=refresh))
+
+    def logout(self, token: str | None, refresh: str) -> Outcome:
+        return self._call(self.auth.Logout, auth_pb2.LogoutRequest(refresh=refresh), token)
+
+    def me(self, token: str | None) -> Outcome:
+        return self._call(self.auth.Me, auth_pb2.MeRequest(), token)
+
+    def get_user(self, token: str | None, user_id: str) -> Outcome:
+        return self._call(self.users.GetUser, users_pb2.GetUserRequest(id=user_id), token)
+
+    def list_users(self, token: str | None, **query: Any) -> Outcome:
+        return self._call(self.users.ListUsers, users_pb2.ListUsersRequest(**query), token)
+
+    def create_user(self, token: str | None, **body: Any) -> Outcome:
+        request = users_pb2.CreateUserRequest(**_roles(body))
+        return self._call(self.users.CreateUser, request, token)
+
+    def update_user(self, token: str | None, user_id: str, **body: Any) -> Outcome:
+        request = users_pb2.UpdateUserRequest(id=user_id, **_roles(body))
+        return self._call(self.users.UpdateUser, request, token)
+
+    def delete_user(self, token: str | None, user_id: str) -> Outcome:
+        return self._call(self.users.DeleteUser, users_pb2.DeleteUserRequest(id=user_id), token)
+
+
+@pytest.fixture(params=["rest", "grpc"])
+def api(request: pytest.FixtureRequest, grpc_channel: grpc.Channel) -> Api:
+    return RestApi() if request.param == "rest" else GrpcApi(grpc_channel)
+
+
+def kinds(*outcomes: Outcome) -> list[str]:
+    return [outcome.kind for outcome in outcomes]
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+def test_crud_by_admin(api: Api, admin_user: User) -> None:
+    admin = tokens_for(admin_user).access
+    created = api.create_user(admin, name="Cary", email="Cary@Example.com", password=STRONG)
+    assert created.kind == "ok"
+    assert created.user["email"] == "cary@example.com"
+    assert created.user["roles"] == ["user"]
+    user_id = created.user["id"]
+    assert api.get_user(admin, user_id).user == created.user
+    updated = api.update_user(admin, user_id, name="Cary Two", sync_status="pending")
+    assert (updated.user["name"], updated.user["sync_status"]) == ("Cary Two", "pending")
+    listed = api.list_users(admin, sync_status="pending")
+    assert [user["id"] for user in listed.data["users"]] == [user_id]
+    assert kinds(api.delete_user(admin, user_id), api.get_user(admin, user_id)) == [
+        "ok",
+        "not_found",
+    ]
+
+
+def test_rbac(api: Api, user: User, other_user: User, admin_user: User) -> None:
+    mine, theirs = str(user.pk), str(other_user.pk)
+    token, admin = tokens_for(user).access, tokens_for(admin_user).access
+    assert kinds(
+        api.get_user(token, mine),
+        api.get_user(token, theirs),
+        api.get_user(admin, theirs),
+        api.list_users(token),
+        api.create_user(token, name="X", email="x@example.com", password=STRONG),
+        api.delete_user(token, theirs),
+        api.update_user(token, mine, name="Me Again"),
+        api.update_user(token, mine, is_active=False),
+        api.update_user(token, mine, roles=["admin"]),
+        api.update_user(token, theirs, name="Hijack"),
+        api.update_user(admin, theirs, roles=["admin", "user"]),
+    ) == [
+        "ok",
+        "not_found",
+        "ok",
+        "forbidden",
+        "forbidden",
+        "forbidden",
+        "ok",
+        "forbidden",
+        "forbidden",
+        "not_found",
+        "ok",
+    ]
+    # A role change acts at once, on the token the user already holds.
+    assert api.list_users(tokens_for(other_user).access).kind == "ok"
+
+
+def test_token_attacks(api: Api, user: User) -> None:
+    attacks = [None, "garbage", forged_token(user), expired_token(user), tokens_for(user).refresh]
+    assert {api.me(token).kind for token in attacks} == {"unauthenticated"}
+    assert {api.get_user(token, str(user.pk)).kind for token in attacks} == {"unauthenticated"}
+    assert api.me(tokens_for(user).access).user["id"] == str(user.pk)
+
+
+def test_validation_errors(api: Api, admin_user: User) -> None:
+    admin = tokens_for(admin_user).access
+    bad_create = api.create_user(admin, name="", email="nope", password="short", roles=["god"])
+    assert (bad_create.kind, set(bad_create.fields)) == (
+        "invalid",
+        {"name", "email", "password", "roles"},
+    )
+    assert api.list_users(admin, size=0).fields == {"size"}
+    assert api.list_users(admin, size=101).fields == {"size"}
+    assert api.list_users(admin, page=-1).fields == {"page"}
+    assert api.list_users(admin, sync_status="bogus").fields == {"sync_status"}
+    default = api.list_users(admin)
+    assert (default.kind, default.data["size"], default.data["total"]) == ("ok", 10, 1)
+    weak = api.register(name="Weak", email="weak@example.com", password="password")
+    assert (weak.kind, set(weak.fields)) == ("invalid", {"password"})
+    bad_update = api.update_user(admin, str(admin_user.pk), email="not-an-email")
+    assert (bad_update.kind, set(bad_update.fields)) == ("invalid", {"email"})
+
+
+def test_not_found(api: Api, admin_user: User) -> None:
+    admin = tokens_for(admin_user).access
+    for missing in (str(uuid.uuid4()), "not-a-uuid"):
+        assert (
+            kinds(
+                api.get_user(admin, missing),
+                api.update_user(admin, missing, name="Ghost"),
+                api.delete_user(admin, missing),
+            )
+            == ["not_found"] * 3
+        )
+
+
+def test_duplicate_email(api: Api, user: User, other_user: User) -> None:
+    taken = api.register(name="Dup", email=user.email.upper(), password=STRONG)
+    moved = api.update_user(tokens_for(other_user).access, str(other_user.pk), email=user.email)
+    assert kinds(taken, moved) == ["conflict", "conflict"]
+
+
+def test_auth_flow(api: Api) -> None:
+    registered = api.register(name="Flow", email="flow@example.com", password=STRONG)
+    assert registered.kind == "ok"
+    assert api.me(registered.data["access"]).user == registered.data["user"]
+    wrong = api.login("flow@example.com", "wrong-password")
+    unknown = api.login("nobody@example.com", STRONG)
+    assert kinds(wrong, unknown) == ["unauthenticated", "unauthenticated"]
+    pair = api.login("flow@example.com", STRONG)
+    rotated = api.refresh(pair.data["refresh"])
+    assert kinds(rotated, api.refresh(pair.data["refresh"])) == ["ok", "unauthenticated"]
+    access, refresh = rotated.data["access"], rotated.data["refresh"]
+    assert kinds(api.logout(None, refresh), api.logout(access, refresh)) == [
+        "unauthenticated",
+        "ok",
+    ]
+    assert api.refresh(refresh).kind == "unauthenticated"
+
+
+def test_throttling(api: Api, settings: Any) -> None:
+    settings.THROTTLE_RATES = LOW_RATES
+    logins = [api.login("who@example.com", "whatever-123") for _ in range(3)]
+    assert kinds(*logins) == ["unauthenticated", "unauthenticated", "throttled"]
+    registrations = [
+        api.register(name="N", email=f"n{index}@example.com", password=STRONG) for index in range(3)
+    ]
+    assert kinds(*registrations) == ["ok", "ok", "throttled"]
+
+
+@pytest.mark.parametrize("direction", ["rest->grpc", "grpc->rest"])
+def test_written_over_one_protocol_read_over_the_other(
+    direction: str, grpc_channel: grpc.Channel, admin_user: User
+) -> None:
+    rest, grpc_api = RestApi(), GrpcApi(grpc_channel)
+    writer, reader = (rest, grpc_api) if direction == "rest->grpc" else (grpc_api, rest)
+    admin = tokens_for(admin_user).access
+    created = writer.create_user(
+        admin, name="Both", email="both@example.com", password=STRONG, roles=["admin", "user"]
+    )
+    user_id = created.user["id"]
+    assert reader.get_user(admin, user_id).user == created.user
+    updated = reader.update_user(admin, user_id, name="Both Ways", is_active=False)
+    assert writer.get_user(admin, user_id).user == updated.user
+    assert updated.user["is_active"] is False
+    assert writer.login("both@example.com", STRONG).kind == "unauthenticated"  # deactivated

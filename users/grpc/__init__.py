@@ -1,0 +1,1 @@
+"""gRPC controllers for users (``arcana.v1.UserService``)."""

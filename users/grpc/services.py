@@ -1,0 +1,98 @@
+"""gRPC controllers for ``arcana.v1.UserService``: validate, call one service, render.
+
+Requests are validated by the REST serializers, so both transports accept and
+reject exactly the same input; errors become statuses in ``arcana.grpc.errors``.
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+from django_grpc_framework.services import Service
+from google.protobuf import empty_pb2
+from google.protobuf.message import Message
+
+from arcana.grpc.compat import message_to_dict
+from arcana.grpc.interceptors import authenticated
+from arcana.rest import validated
+from protos.arcana.v1 import users_pb2
+from users import services
+from users.api.serializers import (
+    UserCreateInputSerializer,
+    UserListQuerySerializer,
+    UserUpdateInputSerializer,
+)
+from users.records import UserRecord
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def epoch_millis(moment: datetime) -> int:
+    """Exact (no float rounding) epoch milliseconds of an aware datetime."""
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def user_message(user: UserRecord) -> users_pb2.UserResponse:
+    """The one record -> message converter, shared with ``authn.grpc``."""
+    return users_pb2.UserResponse(
+        id=user.id,
+        name=user.name,
+        email=user.email,
+        roles=list(user.roles),
+        sync_status=user.sync_status,
+        is_active=user.is_active,
+        created_at=epoch_millis(user.created_at),
+        updated_at=epoch_millis(user.updated_at),
+    )
+
+
+def request_data(message: Message, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A request as the dict its REST serializer takes (``RoleList`` -> list)."""
+    data = message_to_dict(message)
+    for name in exclude:
+        data.pop(name, None)
+    if "roles" in data:  # a set RoleList means "exactly these", possibly none
+        data["roles"] = data["roles"].get("values", [])
+    return data
+
+
+class UserService(Service):
+    """Admins manage everyone; a user may read and update themself."""
+
+    def GetUser(
+        self, request: users_pb2.GetUserRequest, context: grpc.ServicerContext
+    ) -> users_pb2.UserResponse:
+        user = services.user_get(actor=authenticated().actor, user_id=request.id)
+        return user_message(user)
+
+    def ListUsers(
+        self, request: users_pb2.ListUsersRequest, context: grpc.ServicerContext
+    ) -> users_pb2.ListUsersResponse:
+        query = validated(UserListQuerySerializer, request_data(request))
+        page = services.user_list(actor=authenticated().actor, **query)
+        return users_pb2.ListUsersResponse(
+            users=[user_message(user) for user in page.users],
+            total=page.total,
+            page=page.page,
+            size=page.size,
+        )
+
+    def CreateUser(
+        self, request: users_pb2.CreateUserRequest, context: grpc.ServicerContext
+    ) -> users_pb2.UserResponse:
+        data = validated(UserCreateInputSerializer, request_data(request))
+        return user_message(services.user_create_by(actor=authenticated().actor, **data))
+
+    def UpdateUser(
+        self, request: users_pb2.UpdateUserRequest, context: grpc.ServicerContext
+    ) -> users_pb2.UserResponse:
+        data = validated(UserUpdateInputSerializer, request_data(request, exclude=("id",)))
+        user = services.user_update(actor=authenticated().actor, user_id=request.id, **data)
+        return user_message(user)
+
+    def DeleteUser(
+        self, request: users_pb2.DeleteUserRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        services.user_delete(actor=authenticated().actor, user_id=request.id)
+        return empty_pb2.Empty()
