@@ -1,6 +1,16 @@
-"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve)."""
+"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve).
+
+Readiness needs the database. The cache only speeds things up and fails open
+(arcana/cache.py), so an unreachable cache shows as "degraded" but does not
+take the instance out of rotation.
+
+The same dependency checks drive the gRPC health service (arcana/grpc/server.py).
+A failing dependency is logged when it starts failing and when it recovers,
+not on every probe.
+"""
 
 import logging
+import threading
 import uuid
 
 from django.core.cache import cache
@@ -10,16 +20,29 @@ from django.views.decorators.http import require_GET
 
 logger = logging.getLogger("arcana.health")
 
+_state_lock = threading.Lock()
+_last_state: dict[str, bool] = {}
+
+
+def _record(name: str, ok: bool, error: BaseException | None = None) -> bool:
+    with _state_lock:
+        previous = _last_state.get(name, True)
+        _last_state[name] = ok
+    if previous and not ok:
+        logger.warning("readiness: %s unavailable (%s)", name, error.__class__.__name__)
+    elif ok and not previous:
+        logger.warning("readiness: %s available again", name)
+    return ok
+
 
 def database_ready() -> bool:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except Exception:  # any failure means "not ready"; the reason is logged
-        logger.warning("readiness: database unreachable", exc_info=True)
-        return False
-    return True
+    except Exception as exc:  # any failure means "not ready"
+        return _record("database", False, exc)
+    return _record("database", True)
 
 
 def cache_ready() -> bool:
@@ -28,10 +51,9 @@ def cache_ready() -> bool:
         cache.set(key, "1", timeout=5)
         ok = bool(cache.get(key) == "1")
         cache.delete(key)
-    except Exception:
-        logger.warning("readiness: cache unreachable", exc_info=True)
-        return False
-    return ok
+    except Exception as exc:
+        return _record("cache", False, exc)
+    return _record("cache", ok, None if ok else ConnectionError("cache did not keep a value"))
 
 
 @require_GET
@@ -41,10 +63,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": database_ready(), "cache": cache_ready()}
-    ready = all(checks.values())
+    database = database_ready()
     body = {
-        "status": "ok" if ready else "unavailable",
-        "checks": {name: "ok" if ok else "unavailable" for name, ok in checks.items()},
+        "status": "ok" if database else "unavailable",
+        "checks": {
+            "database": "ok" if database else "unavailable",
+            "cache": "ok" if cache_ready() else "degraded",
+        },
     }
-    return JsonResponse(body, status=200 if ready else 503)
+    return JsonResponse(body, status=200 if database else 503)

@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import grpc
-from django.db import connections
+from django.conf import settings
+from django.db import connection, connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from arcana.grpc import compat
+from arcana.health import database_ready
 from authn.grpc.services import AuthService
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from users.grpc.services import UserService
@@ -51,22 +53,54 @@ def grpc_handlers(server: Any) -> None:
 
 @dataclass
 class ArcanaServer:
-    """A built, bound (not yet started) server and its health servicer."""
+    """A built, bound (not yet started) server and its health servicer.
+
+    While running, a watcher thread checks the database every
+    ``health_interval`` seconds and turns health NOT_SERVING while it is
+    unreachable, SERVING again once it is back (the gRPC twin of ``/readyz``).
+    """
 
     server: grpc.Server
     health: health.HealthServicer
     port: int
+    health_interval: float = 2.0
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self.server.start()
-        for name in (OVERALL, *APPLICATION_SERVICES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._set_health(serving=True)
+        watcher = threading.Thread(target=self._watch_database, name="grpc-health", daemon=True)
+        watcher.start()
 
     def stop(self, grace: float) -> threading.Event:
         """Health goes NOT_SERVING, new calls are refused, in-flight ones get
         ``grace`` seconds. Returns an event set once everything has finished."""
+        self._stopping.set()
         self.health.enter_graceful_shutdown()
         return self.server.stop(grace)
+
+    def _set_health(self, *, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in (OVERALL, *APPLICATION_SERVICES):
+            self.health.set(name, status)  # ignored once shutdown has begun
+
+    def _watch_database(self) -> None:
+        serving = True
+        while not self._stopping.wait(self.health_interval):
+            # A connection broken by an outage stays broken until closed;
+            # Django closes it at request boundaries, this thread has none.
+            connection.close_if_unusable_or_obsolete()
+            ready = database_ready()
+            if not ready:
+                connection.close()
+            if ready != serving:
+                self._set_health(serving=ready)
+                serving = ready
+        connection.close()
 
 
 def build_server(
@@ -75,6 +109,7 @@ def build_server(
     max_workers: int,
     max_message_bytes: int,
     reuse_port: bool = False,
+    health_interval: float | None = None,
 ) -> ArcanaServer:
     """A server on ``address`` with the project's interceptors, servicers,
     health and reflection. Raises ``OSError`` when the address cannot be bound."""
@@ -102,7 +137,12 @@ def build_server(
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    return ArcanaServer(server=server, health=health_servicer, port=port)
+    return ArcanaServer(
+        server=server,
+        health=health_servicer,
+        port=port,
+        health_interval=health_interval or settings.GRPC_HEALTH_INTERVAL,
+    )
 
 
 def _on_shutdown_signals(handler: Callable[[int], None]) -> None:

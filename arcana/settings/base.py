@@ -203,6 +203,8 @@ GRPC_MAX_WORKERS = env.int("GRPC_MAX_WORKERS", default=10)
 GRPC_MAX_MESSAGE_BYTES = env.int("GRPC_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
 # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
 GRPC_SHUTDOWN_GRACE = env.float("GRPC_SHUTDOWN_GRACE", default=10.0)
+# Seconds between the database checks behind the gRPC health status.
+GRPC_HEALTH_INTERVAL = env.float("GRPC_HEALTH_INTERVAL", default=2.0)
 
 GRPC_FRAMEWORK = {
     "ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers",
