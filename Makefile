@@ -16,11 +16,12 @@ test:  ## Set up, then run the whole suite with coverage (SQLite, local-memory c
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m pytest --cov --cov-report=term
 
-lint:  ## ruff (lint + format check) and mypy
+lint:  ## ruff (lint + format check), mypy, and bandit (no high-severity finding allowed)
 	@scripts/bootstrap.sh --dev
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy .
+	@.venv/bin/bandit -q -r arcana users authn -x '*/migrations/*' --severity-level high
 
 format:
 	@.venv/bin/ruff check --fix .
