@@ -91,12 +91,16 @@ class ArcanaServer:
     def _watch_database(self) -> None:
         serving = True
         while not self._stopping.wait(self.health_interval):
-            # A connection broken by an outage stays broken until closed;
-            # Django closes it at request boundaries, this thread has none.
-            connection.close_if_unusable_or_obsolete()
-            ready = database_ready()
-            if not ready:
-                connection.close()
+            try:
+                # A connection broken by an outage stays broken until closed;
+                # Django closes it at request boundaries, this thread has none.
+                connection.close_if_unusable_or_obsolete()
+                ready = database_ready()
+                if not ready:
+                    connection.close()
+            except Exception:  # the watcher must outlive anything the check throws
+                logger.exception("health watcher: database check failed")
+                ready = False
             if ready != serving:
                 self._set_health(serving=ready)
                 serving = ready

@@ -37,8 +37,13 @@ def start_server(**overrides: Any) -> ArcanaServer:
 
 @pytest.fixture(scope="session")
 def grpc_server() -> Iterator[ArcanaServer]:
-    """One server for the session: it holds no state between calls."""
-    server = start_server()
+    """One server for the session: it holds no state between calls.
+
+    Its database watcher is slowed to a crawl: between tests pytest-django
+    blocks database access, which the watcher would report as an outage
+    (test_health_watch covers the watcher with a server of its own).
+    """
+    server = start_server(health_interval=3600)
     yield server
     server.stop(grace=0).wait()
 

@@ -9,7 +9,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcana import health as arcana_health
 from arcana.grpc.server import ArcanaServer
-from tests.grpc.conftest import start_server
+from tests.grpc.conftest import live_db, start_server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -37,7 +37,7 @@ def _wait_for(port: int, wanted: int, service: str = "") -> int:
     return status
 
 
-@pytest.mark.django_db(transaction=True)
+@live_db
 def test_health_tracks_database(
     watched_server: ArcanaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
