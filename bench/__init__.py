@@ -1,0 +1,1 @@
+"""REST vs gRPC benchmark (``make bench``); entry point ``bench/run.py``."""

@@ -1,0 +1,9 @@
+"""WSGI entry point of the REST floor (``gunicorn bench.floor_wsgi:application``)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.floor_settings")
+
+application = get_wsgi_application()

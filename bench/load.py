@@ -1,0 +1,322 @@
+"""Load generation: a pool of client processes, each with its own connections.
+
+Every client process holds one keep-alive ``http.client`` connection per REST
+server and one gRPC channel per gRPC server for the whole run, and runs one
+operation in a closed loop (next request as soon as the previous answered)
+when told to. Processes, not threads, so the GIL of the load generator never
+caps the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import multiprocessing
+import random
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import grpc
+
+from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
+
+# Protocol "kinds" a measurement can target.
+REST = "rest"
+GRPC = "grpc"
+REST_FLOOR = "rest-floor"
+GRPC_FLOOR = "grpc-floor"
+
+GET = "get-by-id"
+LIST = "list-20"
+CREATE = "create"
+LOGIN = "login"
+OPERATIONS = (GET, LIST, CREATE, LOGIN)
+FLOOR_METHOD = "/bench.Floor/GetUser"
+CALL_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything a client needs to reach the servers and act as the admin."""
+
+    rest_port: int
+    rest_floor_port: int
+    grpc_address: str
+    grpc_floor_address: str
+    admin_token: str
+    user_ids: tuple[str, ...]
+    login_email: str
+    password: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Measure:
+    kind: str
+    operation: str
+    start_at: float  # time.monotonic() value (system-wide clock, same in every process)
+    warmup: float
+    duration: float
+
+
+@dataclass
+class Sample:
+    """What one client process saw during the measured window."""
+
+    ok: int = 0
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    first_error: str | None = None
+
+
+class _Client:
+    def __init__(self, index: int, target: Target) -> None:
+        self.index = index
+        self.target = target
+        self.random = random.Random(index)  # noqa: S311  (load pattern, not security)
+        self.sequence = 0
+        self.rest = http.client.HTTPConnection("127.0.0.1", target.rest_port, timeout=CALL_TIMEOUT)
+        self.rest_floor = http.client.HTTPConnection(
+            "127.0.0.1", target.rest_floor_port, timeout=CALL_TIMEOUT
+        )
+        self.channel = grpc.insecure_channel(target.grpc_address)
+        self.floor_channel = grpc.insecure_channel(target.grpc_floor_address)
+        for channel in (self.channel, self.floor_channel):
+            grpc.channel_ready_future(channel).result(timeout=30)
+        self.users = users_pb2_grpc.UserServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.floor_get = self.floor_channel.unary_unary(FLOOR_METHOD, None, None)
+        self.metadata = (("authorization", f"Bearer {target.admin_token}"),)
+        self.rest_headers = {"Authorization": f"Bearer {target.admin_token}"}
+        self.json_headers = {**self.rest_headers, "Content-Type": "application/json"}
+        # Built once, so neither protocol pays for formatting the request in the loop.
+        self.get_paths = [f"/api/v1/users/{user_id}" for user_id in target.user_ids]
+        self.floor_paths = [f"/floor/users/{user_id}" for user_id in target.user_ids]
+        self.get_requests = [users_pb2.GetUserRequest(id=user_id) for user_id in target.user_ids]
+        self.floor_requests = [user_id.encode() for user_id in target.user_ids]
+        self.list_request = users_pb2.ListUsersRequest(page=0, size=20)
+        login = {"email": target.login_email, "password": target.password}
+        self.login_body = json.dumps(login).encode()
+        self.login_request = auth_pb2.LoginRequest(**login)
+
+    def close(self) -> None:
+        self.rest.close()
+        self.rest_floor.close()
+        self.channel.close()
+        self.floor_channel.close()
+
+    # --- one request each; True on the expected success ---------------------------
+
+    def _http(
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        expected: int,
+    ) -> bool:
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()  # the next request reconnects
+            raise
+        # Decoded like the gRPC stub decodes its message, so both clients do the same work.
+        json.loads(payload)
+        if response.status != expected:
+            raise RuntimeError(f"{method} {path}: HTTP {response.status} {payload[:200]!r}")
+        return True
+
+    def _new_user(self) -> dict[str, Any]:
+        self.sequence += 1
+        return {
+            "name": f"Bench Created {self.index}-{self.sequence}",
+            "email": f"new-{self.target.run_id}-{self.index}-{self.sequence}@bench.example.com",
+            "password": self.target.password,
+        }
+
+    def operation(self, kind: str, operation: str) -> Callable[[], bool]:
+        pick = self.random.randrange
+        count = len(self.target.user_ids)
+        md = self.metadata
+        if kind == REST and operation == GET:
+            return lambda: self._http(
+                self.rest, "GET", self.get_paths[pick(count)], self.rest_headers, None, 200
+            )
+        if kind == REST_FLOOR and operation == GET:
+            return lambda: self._http(
+                self.rest_floor, "GET", self.floor_paths[pick(count)], {}, None, 200
+            )
+        if kind == GRPC and operation == GET:
+            return lambda: bool(
+                self.users.GetUser(
+                    self.get_requests[pick(count)], metadata=md, timeout=CALL_TIMEOUT
+                )
+            )
+        if kind == GRPC_FLOOR and operation == GET:
+            return lambda: bool(
+                json.loads(self.floor_get(self.floor_requests[pick(count)], timeout=CALL_TIMEOUT))
+            )
+        if kind == REST and operation == LIST:
+            return lambda: self._http(
+                self.rest, "GET", "/api/v1/users?page=0&size=20", self.rest_headers, None, 200
+            )
+        if kind == GRPC and operation == LIST:
+            return lambda: bool(
+                self.users.ListUsers(self.list_request, metadata=md, timeout=CALL_TIMEOUT).users
+            )
+        if kind == REST and operation == CREATE:
+            return lambda: self._http(
+                self.rest,
+                "POST",
+                "/api/v1/users",
+                self.json_headers,
+                json.dumps(self._new_user()).encode(),
+                201,
+            )
+        if kind == GRPC and operation == CREATE:
+            return lambda: bool(
+                self.users.CreateUser(
+                    users_pb2.CreateUserRequest(**self._new_user()),
+                    metadata=md,
+                    timeout=CALL_TIMEOUT,
+                )
+            )
+        if kind == REST and operation == LOGIN:
+            return lambda: self._http(
+                self.rest,
+                "POST",
+                "/api/v1/auth/login",
+                {"Content-Type": "application/json"},
+                self.login_body,
+                200,
+            )
+        if kind == GRPC and operation == LOGIN:
+            return lambda: bool(self.auth.Login(self.login_request, timeout=CALL_TIMEOUT).access)
+        raise ValueError(f"no {operation} for {kind}")
+
+    def measure(self, command: Measure) -> Sample:
+        call = self.operation(command.kind, command.operation)
+        # Fresh REST connections per measurement: a connection left idle between
+        # measurements may have been closed by the server's keep-alive timeout.
+        self.rest.close()
+        self.rest_floor.close()
+        measured_from = command.start_at + command.warmup
+        until = measured_from + command.duration
+        sample = Sample()
+        while time.monotonic() < command.start_at:
+            time.sleep(0.001)
+        clock = time.perf_counter
+        while True:
+            started = clock()
+            try:
+                ok = call()
+                error = None if ok else "unexpected response"
+            except Exception as exc:  # every failure is counted, none stops the run
+                ok, error = False, _describe(exc)
+            finished = clock()
+            now = time.monotonic()
+            if now >= until:
+                break  # completed after the window: neither counted nor timed
+            if now < measured_from:
+                continue
+            if ok:
+                sample.ok += 1
+                sample.latencies_ms.append((finished - started) * 1000.0)
+            else:
+                sample.errors += 1
+                sample.first_error = sample.first_error or error
+        return sample
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else ""
+        return f"gRPC {code}: {details}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _worker(index: int, target: Target, conn: Connection) -> None:
+    client: _Client | None = None
+    try:
+        client = _Client(index, target)
+        conn.send(("ready", None))
+        while True:
+            command = conn.recv()
+            if command is None:
+                break
+            conn.send(("sample", client.measure(command)))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C reaches the whole terminal group; the parent cleans up
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        if client is not None:
+            client.close()
+
+
+class ClientPool:
+    """``size`` client processes, reused for every measurement."""
+
+    def __init__(self, size: int, target: Target) -> None:
+        # spawn, not fork: the parent may already hold grpc or database state,
+        # and a forked copy of either is undefined behaviour.
+        context = multiprocessing.get_context("spawn")
+        self.processes: list[Any] = []
+        self.pipes: list[Connection] = []
+        for index in range(size):
+            parent_end, child_end = context.Pipe()
+            process = context.Process(
+                target=_worker, args=(index, target, child_end), name=f"bench-client-{index}"
+            )
+            process.start()
+            child_end.close()
+            self.processes.append(process)
+            self.pipes.append(parent_end)
+        for pipe in self.pipes:
+            self._expect(pipe, "ready", timeout=120)
+
+    @staticmethod
+    def _expect(pipe: Connection, tag: str, timeout: float) -> Any:
+        if not pipe.poll(timeout):
+            raise RuntimeError(f"a client process did not answer within {timeout:.0f}s")
+        got, payload = pipe.recv()
+        if got != tag:
+            raise RuntimeError(f"a client process failed:\n{payload}")
+        return payload
+
+    def pids(self, concurrency: int) -> list[int]:
+        return [p.pid for p in self.processes[:concurrency] if p.pid is not None]
+
+    def send(self, command: Measure, concurrency: int) -> None:
+        """Start ``command`` on the first ``concurrency`` clients (returns at once)."""
+        for pipe in self.pipes[:concurrency]:
+            pipe.send(command)
+
+    def collect(self, command: Measure, concurrency: int) -> list[Sample]:
+        """Wait for what those clients measured."""
+        slack = command.start_at - time.monotonic() + command.warmup + command.duration
+        return [
+            self._expect(pipe, "sample", timeout=max(slack, 0) + CALL_TIMEOUT + 30)
+            for pipe in self.pipes[:concurrency]
+        ]
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):  # that client already exited
+                pipe.send(None)
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        for pipe in self.pipes:
+            pipe.close()

@@ -1,0 +1,208 @@
+"""Starting, watching and always stopping the server processes."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the benchmark is killed outright
+    (SIGKILL, no finally), the kernel still sends the server SIGTERM."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Server:
+    """One server (a process group: master/supervisor plus its workers)."""
+
+    name: str
+    argv: list[str]
+    env: Mapping[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603  (our own argv, no shell)
+            self.argv,
+            cwd=ROOT,
+            env=dict(self.env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as one, spared Ctrl-C
+            preexec_fn=_die_with_parent,
+        )
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            tail = "\n".join(self.log_text().splitlines()[-30:])
+            raise RuntimeError(f"{self.name} exited early; log {self.log_path}:\n{tail}")
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if ready():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def pids(self) -> list[int]:
+        """The process and all its descendants (workers, forked children)."""
+        if self.process is None:
+            return []
+        return _tree(self.process.pid)
+
+    def stop(self, grace: float = 10) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=grace)
+        # Workers may outlive a master that died first: sweep the whole group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        stat = _read_stat(int(entry.name))
+        if stat is not None:
+            children.setdefault(int(stat[1]), []).append(int(entry.name))
+    return children
+
+
+def _tree(root: int) -> list[int]:
+    children = _children_map()
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def _read_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state is [0], ppid [1])."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (the ones still alive)."""
+    total = 0
+    for pid in pids:
+        stat = _read_stat(pid)
+        if stat is not None:
+            total += int(stat[11]) + int(stat[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def pids_named(*names: str) -> list[int]:
+    """Processes by command name (the database and cache servers, for CPU accounting)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry.name}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm in names:
+            found.append(int(entry.name))
+    return found
+
+
+# --- readiness probes ----------------------------------------------------------------
+
+
+def http_ok(port: int, path: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    return probe
+
+
+def grpc_serving(address: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            except grpc.RpcError:
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return probe
+
+
+def log_count(server: Server, marker: str, count: int) -> Callable[[], bool]:
+    """Every worker has said it is up: with SO_REUSEPORT a connection made before
+    the last worker listens would pin its client to the early ones for good."""
+    return lambda: server.log_text().count(marker) >= count
+
+
+def machine_busy() -> tuple[float, float, float]:
+    """(busy, stolen, total) jiffies of all CPUs since boot, from /proc/stat.
+    Stolen time is a virtual machine's CPU taken by its neighbours."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    steal = fields[7]
+    total = sum(fields[:8])  # guest time is already inside user
+    return float(total - idle - steal), float(steal), float(total)
