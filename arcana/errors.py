@@ -7,6 +7,7 @@ traceback.
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -66,6 +67,35 @@ def application_error_body(exc: ApplicationError) -> dict[str, Any]:
     return error_body(exc.message, exc.code)
 
 
+def flat_field_errors(detail: Any) -> dict[str, list[str]]:
+    """DRF's validation detail in the contract's shape, ``{"field": ["message"]}``.
+
+    DRF nests the errors of list items and nested fields
+    (``{"roles": {0: ["..."]}}``); clients are promised a flat list of strings
+    per field, so nested messages move up to their field, prefixed with where
+    they belong (``{"roles": ["Item 0: ..."]}``).
+    """
+    if not isinstance(detail, Mapping):
+        detail = {"non_field_errors": detail}
+    return {str(field): _messages(nested) for field, nested in detail.items()}
+
+
+def _messages(detail: Any, prefix: str = "") -> list[str]:
+    if isinstance(detail, Mapping):
+        return [
+            message
+            for key, nested in detail.items()
+            for message in _messages(nested, f"{prefix}{_position(key)}: ")
+        ]
+    if isinstance(detail, list | tuple):
+        return [message for item in detail for message in _messages(item, prefix)]
+    return [f"{prefix}{detail}"]
+
+
+def _position(key: Any) -> str:
+    return f"Item {key}" if isinstance(key, int) or str(key).isdigit() else str(key)
+
+
 def _application_response(exc: ApplicationError) -> Response:
     headers = {}
     if isinstance(exc, Throttled) and exc.wait is not None:
@@ -100,9 +130,7 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, DATABASE_DOWN_ERRORS):
         return _application_response(database_error_as_domain(exc))
     if isinstance(exc, drf_exceptions.ValidationError):
-        detail = exc.detail
-        errors = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-        return Response({"errors": errors}, status=400)
+        return Response({"errors": flat_field_errors(exc.detail)}, status=400)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

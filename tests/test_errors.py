@@ -8,6 +8,7 @@ from django.db import OperationalError, connection
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
+from arcana.parsers import MAX_JSON_DEPTH
 from users.models import User
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +115,33 @@ def test_unexpected_error_is_json_500_without_traceback(
     assert response.json() == {"error": "Internal server error.", "code": "internal_error"}
     assert b"secret internals" not in response.content
     assert b"Traceback" not in response.content
+
+
+# --- found by fuzzing (tests/hardening) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [33, 950, 5000])
+def test_deeply_nested_json_is_400_not_500(anon_client: APIClient, depth: int) -> None:
+    """The decoder recursed until RecursionError: a 500 for a 10 kB body."""
+    anon_client.raise_request_exception = False
+    body = '{"email": ' + "[" * depth + "]" * depth + ', "password": "x"}'
+    response = anon_client.post("/api/v1/auth/login", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def test_json_within_the_depth_limit_reaches_validation(anon_client: APIClient) -> None:
+    depth = MAX_JSON_DEPTH - 1  # plus the enclosing object: exactly the limit
+    body = '{"email": ' + "[" * depth + "]" * depth + ', "password": "x"}'
+    response = anon_client.post("/api/v1/auth/login", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"email": ["Not a valid string."]}}
+
+
+def test_nested_field_errors_are_flat_strings(admin_client: APIClient, user: User) -> None:
+    """List items' errors came back as {"roles": {"0": [...]}}, not {field: [str]}."""
+    response = admin_client.patch(
+        f"/api/v1/users/{user.pk}", {"roles": ["user", "emperor"]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"roles": ['Item 1: "emperor" is not a valid choice.']}}

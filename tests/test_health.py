@@ -1,6 +1,7 @@
 """Probes and API docs."""
 
 import logging
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -84,3 +85,70 @@ def test_swagger_ui_uses_local_assets() -> None:
     assert "swagger-ui" in html
     assert "cdn" not in html.lower()
     assert "/static/drf_spectacular_sidecar/" in html
+
+
+def _schema() -> dict[str, Any]:
+    response = Client().get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema: dict[str, Any] = response.json()
+    return schema
+
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_statuses(operation: dict[str, Any]) -> set[str]:
+    return {status for status in operation["responses"] if int(status) >= 400}
+
+
+def test_openapi_documents_the_error_responses_of_each_operation() -> None:
+    """Schema-driven clients and fuzzers rely on these (tests/hardening)."""
+    paths = _schema()["paths"]
+    for operations in paths.values():
+        for operation in operations.values():
+            for status in ("406", "503"):
+                body = operation["responses"][status]["content"]["application/json"]
+                assert body["schema"] == ERROR_REF
+    assert _error_statuses(paths["/api/v1/auth/login"]["post"]) == {
+        "400", "401", "406", "413", "415", "429", "503",
+    }  # fmt: skip
+    assert _error_statuses(paths["/api/v1/auth/register"]["post"]) == {
+        "400", "406", "409", "413", "415", "429", "503",
+    }  # fmt: skip
+    assert _error_statuses(paths["/api/v1/auth/me"]["get"]) == {"401", "406", "503"}
+    assert _error_statuses(paths["/api/v1/users"]["get"]) == {"400", "401", "403", "406", "503"}
+    assert _error_statuses(paths["/api/v1/users/{id}"]["get"]) == {"401", "404", "406", "503"}
+    assert _error_statuses(paths["/api/v1/users/{id}"]["patch"]) == {
+        "400", "401", "403", "404", "406", "409", "413", "415", "503",
+    }  # fmt: skip
+    assert _error_statuses(paths["/api/v1/users/{id}"]["delete"]) == {
+        "401", "403", "404", "406", "503",
+    }  # fmt: skip
+    throttled = paths["/api/v1/auth/login"]["post"]["responses"]["429"]
+    assert throttled["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+
+
+def test_openapi_error_bodies_have_the_contract_shape() -> None:
+    schema = _schema()
+    components = schema["components"]["schemas"]
+    assert components["Error"]["required"] == ["error", "code"]
+    assert components["ValidationError"]["properties"]["errors"]["additionalProperties"] == {
+        "type": "array",
+        "items": {"type": "string"},
+    }
+    bad_request = schema["paths"]["/api/v1/users"]["post"]["responses"]["400"]
+    assert bad_request["content"]["application/json"]["schema"] == {
+        "oneOf": [{"$ref": "#/components/schemas/ValidationError"}, ERROR_REF]
+    }
+
+
+def test_openapi_user_list_is_one_page_with_documented_query() -> None:
+    """The list was documented as an array of pages (found by tests/hardening)."""
+    operation = _schema()["paths"]["/api/v1/users"]["get"]
+    body = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/UserPageOutput"}
+    parameters = {parameter["name"]: parameter["schema"] for parameter in operation["parameters"]}
+    assert parameters["page"]["minimum"] == 0
+    assert (parameters["size"]["minimum"], parameters["size"]["maximum"]) == (1, 100)
+    assert parameters["sync_status"]["enum"] == ["synced", "pending", "failed"]
+    assert parameters["search"]["type"] == "string"

@@ -24,7 +24,11 @@ def _ids(queryset: QuerySet[User]) -> list[str]:
 
 class EmailNormalisingMixin(forms.ModelForm):  # type: ignore[type-arg]
     def clean_email(self) -> str:
-        return normalize_email(self.cleaned_data["email"])
+        email = normalize_email(self.cleaned_data["email"])
+        # Lower-casing can lengthen an address or make it invalid ("İ"): check
+        # the stored form too, or it overflows the column (a 500 on MySQL).
+        User._meta.get_field("email").run_validators(email)
+        return email
 
 
 class UserAddForm(EmailNormalisingMixin, AdminUserCreationForm):  # type: ignore[type-arg]

@@ -27,6 +27,7 @@ from arcana.errors import (
     GRPC_STATUS_BY_KIND,
     HTTP_STATUS_BY_KIND,
     database_error_as_domain,
+    flat_field_errors,
 )
 from arcana.exceptions import ApplicationError, InvalidInput, Throttled
 
@@ -93,10 +94,11 @@ def _application_failure(exc: ApplicationError) -> RpcFailure:
 
 def _drf_failure(exc: drf_exceptions.APIException) -> RpcFailure:
     if isinstance(exc, drf_exceptions.ValidationError):
-        detail = exc.detail
-        errors = detail if isinstance(detail, Mapping) else {"non_field_errors": detail}
         return _failure(
-            kind="invalid", message=InvalidInput.default_message, code="invalid", errors=errors
+            kind="invalid",
+            message=InvalidInput.default_message,
+            code="invalid",
+            errors=flat_field_errors(exc.detail),
         )
     return _failure(
         kind=_KIND_BY_HTTP_STATUS.get(exc.status_code, "internal"),

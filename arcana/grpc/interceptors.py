@@ -6,6 +6,9 @@ closed, caches released) and is the single point where exceptions become
 statuses (``arcana.grpc.errors``). ``AuthInterceptor`` throttles the public
 methods and authenticates every other one with the REST rules, making the
 caller available to servicers through :func:`authenticated`.
+``DecodeInterceptor`` (innermost) turns request bytes that do not decode into
+``INVALID_ARGUMENT`` once the caller is authenticated, as REST answers a
+malformed body with 400 after 401.
 
 Interceptors choose handlers on grpc's polling thread, so nothing slow (no
 database, no cache) happens in ``intercept_service``: the work is wrapped
@@ -24,7 +27,7 @@ import grpc
 from django.core.signals import request_finished, request_started
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-from arcana.exceptions import Throttled, Unauthenticated
+from arcana.exceptions import InvalidInput, Throttled, Unauthenticated
 from arcana.grpc.errors import failure_of
 from authn.services import Authenticated, access_token_authenticate
 from authn.throttling import ScopedThrottle
@@ -172,6 +175,93 @@ def _bearer_token(metadata: Any) -> str:
     if len(parts) != 2 or parts[0] not in jwt_settings.AUTH_HEADER_TYPES:
         raise Unauthenticated("Authorization metadata must be 'Bearer <token>'.")
     return parts[1]
+
+
+# --- request decoding --------------------------------------------------------------------
+
+
+class _Undecodable:
+    """Stands in for a request message whose bytes did not decode."""
+
+    def __repr__(self) -> str:
+        return "<undecodable request>"
+
+
+UNDECODABLE = _Undecodable()
+
+
+def _undecodable_error() -> InvalidInput:
+    return InvalidInput({"non_field_errors": ["The request message could not be decoded."]})
+
+
+class DecodeInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Undecodable request bytes are the caller's mistake: INVALID_ARGUMENT.
+
+    grpc itself answers INTERNAL ("Exception deserializing request!") when a
+    request does not parse, before any interceptor runs, so a client sending
+    garbage would see the status reserved for server faults. Here the
+    deserializer never raises: it hands on a placeholder, and the call fails
+    where the servicer would have run, inside the other interceptors (so
+    authentication comes first and ``ErrorInterceptor`` maps the error).
+    """
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = continuation(handler_call_details)
+        if (
+            handler is None
+            or handler.request_deserializer is None
+            or _service_of(handler_call_details.method) in UNGUARDED_SERVICES
+        ):
+            return handler
+        return _refusing_undecodable(handler)
+
+
+def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # whatever the codec raises, the bytes are at fault
+            return UNDECODABLE
+
+    return deserialize
+
+
+def _checked(request: Any) -> Any:
+    if request is UNDECODABLE:
+        raise _undecodable_error()
+    return request
+
+
+def _refusing_undecodable(handler: Handler) -> Handler:
+    def single(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            return behaviour(_checked(request), context)
+
+        return run
+
+    def streamed(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+        def run(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            return behaviour((_checked(request) for request in requests), context)
+
+        return run
+
+    assert handler.request_deserializer is not None
+    codecs: dict[str, Any] = {
+        "request_deserializer": _tolerant(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(single(handler.unary_unary), **codecs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(single(handler.unary_stream), **codecs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(streamed(handler.stream_unary), **codecs)
+    assert handler.stream_stream is not None  # one of the four is always set
+    return grpc.stream_stream_rpc_method_handler(streamed(handler.stream_stream), **codecs)
 
 
 # --- throttling -----------------------------------------------------------------------

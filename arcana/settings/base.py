@@ -105,6 +105,12 @@ def _tune_database(db: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("charset", "utf8mb4")
         options.setdefault("init_command", "SET sql_mode='STRICT_TRANS_TABLES'")
         options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+        # Without these a database that stops answering (a partition, not a refused
+        # connection) blocks a worker forever: gunicorn kills it after its timeout
+        # and the client gets no response at all. With them the query fails and
+        # the client gets a 503 within read/write + connect timeout.
+        options.setdefault("read_timeout", env.int("DATABASE_READ_TIMEOUT", default=10))
+        options.setdefault("write_timeout", env.int("DATABASE_WRITE_TIMEOUT", default=10))
         db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     return db
 
@@ -179,9 +185,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["authn.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["arcana.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "arcana.openapi.ArcanaAutoSchema",
     "EXCEPTION_HANDLER": "arcana.errors.drf_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
@@ -213,6 +219,7 @@ GRPC_FRAMEWORK = {
     "SERVER_INTERCEPTORS": [
         "arcana.grpc.interceptors.ErrorInterceptor",
         "arcana.grpc.interceptors.AuthInterceptor",
+        "arcana.grpc.interceptors.DecodeInterceptor",
     ],
 }
 

@@ -44,6 +44,18 @@ def test_register_invalid(auth_stub: AuthServiceStub) -> None:
     assert set(field_errors(error.trailing_metadata())) == {"name", "email", "password"}
 
 
+def test_register_email_too_long_once_lower_cased(auth_stub: AuthServiceStub) -> None:
+    """Found by tests/hardening: INTERNAL on MySQL (the stored form overflowed)."""
+    request = auth_pb2.RegisterRequest(
+        name="Long", email="İ" * 200 + "@example.com", password=STRONG
+    )
+    error = rpc_error(auth_stub.Register, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    errors = field_errors(error.trailing_metadata())
+    assert set(errors) == {"email"}
+    assert "Ensure this field has no more than 254 characters." in errors["email"]
+
+
 def test_register_password_similar_to_email_is_invalid(auth_stub: AuthServiceStub) -> None:
     # The part of the policy only the service can check (it needs the user).
     request = auth_pb2.RegisterRequest(

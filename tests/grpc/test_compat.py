@@ -23,7 +23,7 @@ from django_grpc_framework.protobuf import json_format as upstream_json_format
 from django_grpc_framework.settings import grpc_settings
 
 from arcana.grpc import compat
-from arcana.grpc.interceptors import AuthInterceptor, ErrorInterceptor
+from arcana.grpc.interceptors import AuthInterceptor, DecodeInterceptor, ErrorInterceptor
 from arcana.grpc.server import grpc_handlers
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2
 from tests.grpc.conftest import rpc_error
@@ -88,7 +88,11 @@ def test_fix_fake_server_takes_generated_stubs() -> None:
 
 
 def test_upstream_server_interceptors_are_classes_and_break_every_call() -> None:
-    assert [ErrorInterceptor, AuthInterceptor] == grpc_settings.SERVER_INTERCEPTORS
+    assert [
+        ErrorInterceptor,
+        AuthInterceptor,
+        DecodeInterceptor,
+    ] == grpc_settings.SERVER_INTERCEPTORS
     # What upstream's own grpcrunserver would build with them:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=1),
@@ -108,7 +112,11 @@ def test_upstream_server_interceptors_are_classes_and_break_every_call() -> None
 
 def test_fix_server_interceptors_are_instances_in_order() -> None:
     interceptors = compat.server_interceptors()
-    assert [type(item) for item in interceptors] == [ErrorInterceptor, AuthInterceptor]
+    assert [type(item) for item in interceptors] == [
+        ErrorInterceptor,
+        AuthInterceptor,
+        DecodeInterceptor,
+    ]
     assert all(isinstance(item, grpc.ServerInterceptor) for item in interceptors)
 
 

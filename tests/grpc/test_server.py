@@ -249,3 +249,40 @@ def test_a_status_chosen_by_the_servicer_is_kept(raw_channel: grpc.Channel, user
     error = rpc_error(call, b"", metadata=auth_for(user))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error.details() == "chosen by the servicer"
+
+
+# --- undecodable requests (found by tests/hardening) ------------------------------------
+
+# Field 1 (a proto3 string) holding bytes that are not UTF-8, and a varint that never ends.
+UNDECODABLE = [b"\x0a\x02\xff\xfe", b"\xff" * 16]
+
+
+@live_db
+@pytest.mark.parametrize("payload", UNDECODABLE)
+def test_undecodable_request_is_invalid_argument_not_internal(
+    grpc_channel: grpc.Channel, user: User, payload: bytes
+) -> None:
+    """grpc answers INTERNAL when a request does not parse; clients get INVALID_ARGUMENT."""
+    call = grpc_channel.unary_unary("/arcana.v1.UserService/GetUser", None, None)
+    error = rpc_error(call, payload, metadata=auth_for(user))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_errors(error.trailing_metadata()) == {
+        "non_field_errors": ["The request message could not be decoded."]
+    }
+    public = grpc_channel.unary_unary("/arcana.v1.AuthService/Login", None, None)
+    assert rpc_error(public, payload).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@live_db
+def test_undecodable_request_is_authenticated_first(grpc_channel: grpc.Channel) -> None:
+    """As REST answers 401 before looking at a malformed body."""
+    call = grpc_channel.unary_unary("/arcana.v1.UserService/GetUser", None, None)
+    assert rpc_error(call, UNDECODABLE[0]).code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@live_db
+def test_decodable_raw_request_still_works(grpc_channel: grpc.Channel, user: User) -> None:
+    call = grpc_channel.unary_unary("/arcana.v1.UserService/GetUser", None, None)
+    request = users_pb2.GetUserRequest(id=str(user.pk)).SerializeToString()
+    reply = users_pb2.UserResponse.FromString(call(request, metadata=auth_for(user), timeout=10))
+    assert reply.email == user.email

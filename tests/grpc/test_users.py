@@ -139,6 +139,21 @@ def test_create_invalid(users_stub: UserServiceStub, admin_user: User) -> None:
     assert set(field_errors(error.trailing_metadata())) == {"name", "email", "password", "roles"}
 
 
+def test_role_errors_are_flat_strings_like_rest(
+    users_stub: UserServiceStub, admin_user: User
+) -> None:
+    """Found by tests/hardening: list items' errors were nested ({"roles": {"0": [...]}})."""
+    request = users_pb2.CreateUserRequest(
+        name="Roles", email="roles@example.com", password=STRONG,
+        roles=users_pb2.RoleList(values=["user", "god"]),
+    )  # fmt: skip
+    error = rpc_error(users_stub.CreateUser, request, metadata=auth_for(admin_user))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_errors(error.trailing_metadata()) == {
+        "roles": ['Item 1: "god" is not a valid choice.']
+    }
+
+
 def test_create_duplicate_email_in_another_case(
     users_stub: UserServiceStub, admin_user: User, user: User
 ) -> None:

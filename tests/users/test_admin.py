@@ -91,6 +91,17 @@ def test_change_form_normalises_email(operator: Client, user: User) -> None:
     assert user.email == "new@example.com"
 
 
+def test_change_form_checks_the_email_as_it_will_be_stored(operator: Client, user: User) -> None:
+    """Same defect as the API's (found by tests/hardening): "İ" doubles in length
+    when lower-cased, so 200 of them overflowed the column after validation."""
+    email = "İ" * 200 + "@example.com"
+    response = operator.post(f"{CHANGELIST}{user.pk}/change/", change_form(user, email=email))
+    assert response.status_code == 200  # the form again, with its error
+    assert "Ensure this value has at most 254 characters" in response.content.decode()
+    user.refresh_from_db()
+    assert user.email == "ursula@example.com"
+
+
 def test_add_user_form(operator: Client) -> None:
     response = operator.post(
         f"{CHANGELIST}add/",
