@@ -93,19 +93,34 @@ class _GuardedClient:
         return call
 
 
+_clients: dict[str, _GuardedClient] = {}
+_clients_lock = threading.Lock()
+
+
 class FailOpenRedisCache(RedisCache):
-    """django-redis backend whose client is guarded by the circuit breaker."""
+    """django-redis backend whose client is guarded by the circuit breaker.
+
+    The client (and its connection pool) is shared by every instance of the
+    same configuration in the process. Django keeps cache objects per
+    execution context, and grpc runs every call in a fresh one, so without
+    sharing each gRPC call would build a new Redis client.
+    """
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         params = {**params, "OPTIONS": {**params.get("OPTIONS", {}), "IGNORE_EXCEPTIONS": True}}
         super().__init__(server, params)
-        self._guarded: _GuardedClient | None = None
+        self._client_key = f"{server}|{sorted(params.items(), key=str)!r}"
 
     @property
     def client(self) -> Any:
-        if self._guarded is None:
-            self._guarded = _GuardedClient(super().client)
-        return self._guarded
+        shared = _clients.get(self._client_key)
+        if shared is None:
+            with _clients_lock:
+                shared = _clients.get(self._client_key)
+                if shared is None:
+                    shared = _GuardedClient(super().client)
+                    _clients[self._client_key] = shared
+        return shared
 
 
 def throttle_cache() -> BaseCache:

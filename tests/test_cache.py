@@ -111,3 +111,10 @@ def test_service_keeps_serving_with_redis_unreachable(fresh_breaker: CircuitBrea
         )
         assert client.get("/api/v1/auth/me").json()["name"] == "Nora N"
     assert fresh_breaker.is_down
+
+
+def test_instances_of_one_configuration_share_one_client() -> None:
+    url = dead_redis_url()
+    first, second = make_cache(url), make_cache(url)
+    assert first.client is second.client
+    assert make_cache(dead_redis_url()).client is not first.client

@@ -252,6 +252,23 @@ def test_update_validation_is_400(user_client: APIClient, user: User) -> None:
     assert set(response.json()["errors"]) == {"name", "email"}
 
 
+def test_create_and_update_check_the_email_as_it_will_be_stored(
+    admin_client: APIClient, user: User
+) -> None:
+    """Found by tests/hardening: the length was checked before lower-casing,
+    which lengthens "İ", so MySQL refused the row with a 500."""
+    email = "İ" * 200 + "@example.com"
+    body = {"name": "Long", "email": email, "password": STRONG}
+    created = admin_client.post("/api/v1/users", body, format="json")
+    updated = admin_client.patch(url(user), {"email": email}, format="json")
+    for response in (created, updated):
+        assert response.status_code == 400
+        assert set(response.json()["errors"]) == {"email"}
+    user.refresh_from_db()
+    assert user.email == "ursula@example.com"
+    assert User.objects.count() == 2  # user and admin, nobody new
+
+
 def test_update_missing_is_404(admin_client: APIClient) -> None:
     assert (
         admin_client.patch(url(str(uuid.uuid4())), {"name": "x"}, format="json").status_code == 404
@@ -291,3 +308,11 @@ def test_no_stale_read_after_update(admin_client: APIClient, user: User) -> None
     admin_client.patch(url(user), {"name": "Changed By Admin"}, format="json")
     assert mine.get(url(user)).json()["name"] == "Changed By Admin"
     assert mine.get("/api/v1/auth/me").json()["name"] == "Changed By Admin"
+
+
+def test_fast_renderer_matches_the_documented_serializer(user: User) -> None:
+    from users import repository
+    from users.api.serializers import UserOutputSerializer, user_json
+
+    record = repository.user_get(user_id=str(user.pk))
+    assert user_json(record) == dict(UserOutputSerializer(record).data)

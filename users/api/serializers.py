@@ -5,14 +5,17 @@ uniqueness, password policy) live in ``users.services``. The gRPC servicers
 validate with these same classes, so the two transports cannot drift.
 """
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from users.models import Roles, SyncStatus
+from users.models import Roles, SyncStatus, normalize_email
 from users.records import UserRecord
 
 
@@ -45,8 +48,22 @@ def name_field(**kwargs: Any) -> serializers.CharField:
     return serializers.CharField(min_length=1, max_length=255, **kwargs)
 
 
+class NormalizedEmailField(serializers.EmailField):
+    """An address checked in the form it is stored in.
+
+    Lower-casing can lengthen an address ("İ" becomes two code points) and turn
+    a valid one invalid, so the format and length validators, which run after
+    this, must see the normalised value: otherwise an address that passed them
+    overflows the column (a 500 on MySQL) or is stored in a form that is no
+    longer an email address.
+    """
+
+    def to_internal_value(self, data: Any) -> str:
+        return normalize_email(super().to_internal_value(data))
+
+
 def email_field(**kwargs: Any) -> serializers.EmailField:
-    return serializers.EmailField(max_length=254, **kwargs)
+    return NormalizedEmailField(max_length=254, **kwargs)
 
 
 class UserOutputSerializer(serializers.Serializer[UserRecord]):
@@ -58,6 +75,28 @@ class UserOutputSerializer(serializers.Serializer[UserRecord]):
     is_active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+def _iso(moment: datetime) -> str:
+    # Exactly what DRF's DateTimeField renders: UTC, with "Z".
+    text = timezone.localtime(moment).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def user_json(user: UserRecord) -> dict[str, Any]:
+    """A user record as the API renders it: the shape ``UserOutputSerializer``
+    documents, built directly because it is on every hot path (a serializer
+    instance deep-copies its fields on each use). A test holds the two equal."""
+    return {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "roles": list(user.roles),
+        "sync_status": user.sync_status,
+        "is_active": user.is_active,
+        "created_at": _iso(user.created_at),
+        "updated_at": _iso(user.updated_at),
+    }
 
 
 class UserCreateInputSerializer(serializers.Serializer[dict[str, Any]]):
@@ -83,12 +122,26 @@ class UserUpdateInputSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 class UserListQuerySerializer(serializers.Serializer[dict[str, Any]]):
-    page = serializers.IntegerField(min_value=0, max_value=10_000_000, default=0)
-    size = serializers.IntegerField(min_value=1, max_value=100, default=10)
-    sync_status = serializers.ChoiceField(choices=SyncStatus.choices, required=False)
-    search = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    page = serializers.IntegerField(
+        min_value=0, max_value=10_000_000, default=0, help_text="0-based page number."
+    )
+    size = serializers.IntegerField(
+        min_value=1, max_value=100, default=10, help_text="Users per page."
+    )
+    sync_status = serializers.ChoiceField(
+        choices=SyncStatus.choices, required=False, help_text="Only users in this sync status."
+    )
+    search = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="Case-insensitive substring of the name or email.",
+    )
 
 
+# many=False: the view's action is "list", but its body is one page object, which
+# drf-spectacular would otherwise document as an array of pages.
+@extend_schema_serializer(many=False)
 class UserPageOutputSerializer(serializers.Serializer[Any]):
     # The contract names this key "data"; DRF's metaclass moves declared fields
     # off the class, so it does not shadow Serializer.data at run time.

@@ -15,6 +15,7 @@ from users.api.serializers import (
     UserOutputSerializer,
     UserPageOutputSerializer,
     UserUpdateInputSerializer,
+    user_json,
 )
 
 ID_PARAMETER = OpenApiParameter("id", str, OpenApiParameter.PATH, description="User id (UUID).")
@@ -25,23 +26,38 @@ class UserViewSet(viewsets.ViewSet):
 
     lookup_field = "id"
     lookup_value_regex = "[^/]+"  # malformed ids reach the service and 404 there
+    # Errors from the service rules, for the OpenAPI schema (arcana/openapi.py).
+    error_statuses = {
+        "list": (403,),
+        "create": (403, 409),
+        "update": (403, 409),
+        "partial_update": (403, 409),
+        "destroy": (403,),
+    }
 
     @extend_schema(parameters=[UserListQuerySerializer], responses={200: UserPageOutputSerializer})
     def list(self, request: Request) -> Response:
         query = validated(UserListQuerySerializer, request.query_params)
         page = services.user_list(actor=actor_of(request), **query)
-        return Response(UserPageOutputSerializer(page).data)
+        return Response(
+            {
+                "data": [user_json(user) for user in page.users],
+                "page": page.page,
+                "size": page.size,
+                "total": page.total,
+            }
+        )
 
     @extend_schema(request=UserCreateInputSerializer, responses={201: UserOutputSerializer})
     def create(self, request: Request) -> Response:
         data = validated(UserCreateInputSerializer, request.data)
         user = services.user_create_by(actor=actor_of(request), **data)
-        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+        return Response(user_json(user), status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[ID_PARAMETER], responses={200: UserOutputSerializer})
     def retrieve(self, request: Request, id: str) -> Response:
         user = services.user_get(actor=actor_of(request), user_id=id)
-        return Response(UserOutputSerializer(user).data)
+        return Response(user_json(user))
 
     @extend_schema(
         parameters=[ID_PARAMETER],
@@ -51,7 +67,7 @@ class UserViewSet(viewsets.ViewSet):
     def update(self, request: Request, id: str, **kwargs: Any) -> Response:
         data = validated(UserUpdateInputSerializer, request.data)
         user = services.user_update(actor=actor_of(request), user_id=id, **data)
-        return Response(UserOutputSerializer(user).data)
+        return Response(user_json(user))
 
     @extend_schema(
         parameters=[ID_PARAMETER],
