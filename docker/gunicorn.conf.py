@@ -1,10 +1,18 @@
 """gunicorn settings for the REST process; every value can be set by env."""
 
 import os
+import select
+import signal
+import socket
+from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Threaded workers keep client connections alive (the sync worker closes each
+# one after a single response) and overlap a request's database and cache
+# waits with other requests; Django is thread-safe, one DB connection per thread.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # In-flight requests get this long to finish after SIGTERM.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
@@ -14,3 +22,38 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# --- graceful shutdown: refuse new connections at once, answer the queued ones ---
+# Workers share the listening socket. On SIGTERM the master closes its copy, but
+# each worker keeps its own open while it drains in-flight requests (up to
+# graceful_timeout), and the kernel keeps completing handshakes into the queue
+# meanwhile; when the last worker exits, every connection still queued is reset
+# after its client has sent a request (ECONNRESET: not refused, not answered).
+# So on SIGTERM a worker takes what is queued (gthread can: its thread pool
+# answers them) and then shuts the shared socket down, for every process at
+# once: from then on new connections are refused (ECONNREFUSED), cleanly.
+
+
+def _stop_listening(worker: Any) -> None:
+    for listener in worker.sockets:
+        try:
+            if hasattr(worker, "enqueue_req"):  # gthread: hand the queue to its pool
+                for _ in range(1024):
+                    if not select.select([listener], [], [], 0)[0]:
+                        break
+                    worker.accept(listener)
+            listener.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already shut down by a sibling worker
+            pass
+
+
+def post_worker_init(worker: Any) -> None:
+    graceful_exit = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if callable(graceful_exit):
+            graceful_exit(signum, frame)  # first stop the worker's own accept loop
+        _stop_listening(worker)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
