@@ -59,7 +59,9 @@ class UserQuerySet(models.QuerySet["User"]):
     def search(self, term: str | None) -> "UserQuerySet":
         if not term:
             return self
-        return self.filter(models.Q(name__icontains=term) | models.Q(email__icontains=term))
+        # Emails are stored lower-case and, on MySQL, compared byte for byte
+        # (see migration 0003), so match the lower-cased term exactly.
+        return self.filter(models.Q(name__icontains=term) | models.Q(email__contains=term.lower()))
 
 
 class UserManager(BaseUserManager["User"]):

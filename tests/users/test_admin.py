@@ -45,10 +45,11 @@ def test_changelist_shows_columns_and_never_the_hash(operator: Client, user: Use
 
 
 def test_search_and_filters(operator: Client) -> None:
-    UserFactory.create(name="Findable Fiona", sync_status="pending")
+    UserFactory.create(name="Findable Fiona", email="fiona@findable.io", sync_status="pending")
     UserFactory.create(name="Hidden Henry", is_active=False, admin=True)
     assert "Findable Fiona" in operator.get(CHANGELIST, {"q": "fiona"}).content.decode()
     assert "Hidden Henry" not in operator.get(CHANGELIST, {"q": "fiona"}).content.decode()
+    assert "Findable Fiona" in operator.get(CHANGELIST, {"q": "FINDABLE.IO"}).content.decode()
     pending = operator.get(CHANGELIST, {"sync_status__exact": "pending"}).content.decode()
     assert "Findable Fiona" in pending
     assert "Hidden Henry" not in pending

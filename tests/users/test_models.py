@@ -64,3 +64,15 @@ def test_createsuperuser_noinput_from_environment(monkeypatch: pytest.MonkeyPatc
     assert admin.is_superuser
     assert admin.role_names == ["admin", "user"]
     assert admin.check_password("a long and unusual passphrase 42")
+
+
+def test_addresses_differing_only_by_accent_are_distinct() -> None:
+    # MySQL's default collation would fold these together; the column compares bytes.
+    plain = UserFactory.create(email="jose@example.com")
+    accented = UserFactory.create(email="josé@example.com")
+    assert plain.pk != accented.pk
+    assert User.objects.get(email="jose@example.com").pk == plain.pk
+    assert User.objects.get(email="josé@example.com").pk == accented.pk
+    assert User.objects.filter(email="strasse@example.com").count() == 0
+    UserFactory.create(email="straße@example.com")
+    assert User.objects.filter(email="strasse@example.com").count() == 0
