@@ -10,15 +10,12 @@ measurement loads one of them from the same pool of client processes.
 from __future__ import annotations
 
 import argparse
-import http.client
 import importlib
 import json
 import os
-import re
 import secrets
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,16 +35,25 @@ from bench.servers import (
     Server,
     cpu_seconds,
     free_port,
-    grpc_serving,
     http_ok,
     log_count,
     machine_busy,
     pids_named,
 )
+from bench.stack import (
+    BENCH_GUNICORN_CONF,
+    PASSWORD,
+    create_admin,
+    grpc_server,
+    manage,
+    mysql_database_ensure,
+    rest_json,
+    rest_server,
+    wait_grpc_ready,
+    wait_rest_ready,
+)
+from bench.stack import server_env as stack_server_env
 
-# Passes every password validator; protects throwaway users in a throwaway database.
-PASSWORD = "violet otter harbour lantern 7319"  # noqa: S105
-GENEROUS_RATE = "1000000/min"
 DEFAULT_OUT = ROOT / "bench" / "out"
 
 
@@ -138,32 +144,6 @@ class Backend:
     server_processes: tuple[str, ...] = ()  # command names, for CPU accounting
 
 
-def _mysql_database(url: str) -> str:
-    """Create the database the URL names when it is missing; returns the server version."""
-    parsed = urllib.parse.urlsplit(url)
-    name = urllib.parse.unquote(parsed.path.lstrip("/"))
-    if not re.fullmatch(r"[A-Za-z0-9_$]+", name):
-        raise SystemExit(f"DATABASE_URL must name a plain database, got {name!r}")
-    mysqldb: Any = importlib.import_module("MySQLdb")  # mysqlclient ships no type stubs
-    conn = mysqldb.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 3306,
-        user=urllib.parse.unquote(parsed.username or "root"),
-        passwd=urllib.parse.unquote(parsed.password or ""),
-        connect_timeout=5,
-    )
-    try:
-        cursor = conn.cursor()
-        cursor.execute(
-            f"CREATE DATABASE IF NOT EXISTS `{name}` "
-            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-        )
-        cursor.execute("SELECT VERSION()")
-        return str(cursor.fetchone()[0])
-    finally:
-        conn.close()
-
-
 def _redis_version(url: str) -> str:
     redis: Any = importlib.import_module("redis")
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
@@ -180,7 +160,7 @@ def backend() -> Iterator[Backend]:
     if database_url:
         scheme = urllib.parse.urlsplit(database_url).scheme
         if scheme.startswith(("mysql", "mariadb")):
-            engine = f"MySQL/MariaDB {_mysql_database(database_url)}"
+            engine = f"MySQL/MariaDB {mysql_database_ensure(database_url)}"
         else:
             engine = scheme
         cache = f"Redis {_redis_version(redis_url)}" if redis_url else "local-memory cache"
@@ -239,41 +219,7 @@ class Counters:
 
 
 def server_env(options: Options, db: Backend) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="arcana.settings.production",
-        # Fresh per run and shared by every server, so one token works on both protocols.
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(48),
-        JWT_SIGNING_KEY=secrets.token_urlsafe(48),
-        DJANGO_SECURE_SSL_REDIRECT="false",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        THROTTLE_LOGIN=GENEROUS_RATE,
-        THROTTLE_REGISTER=GENEROUS_RATE,
-        THROTTLE_REFRESH=GENEROUS_RATE,
-        # The admin's one token must outlive a long run.
-        JWT_ACCESS_MINUTES="240",
-        DATABASE_URL=db.database_url,
-        # Empty rather than absent: a .env file cannot then switch the cache to Redis.
-        REDIS_URL=db.redis_url,
-        GUNICORN_WORKERS=str(options.workers),
-        GUNICORN_GRACEFUL_TIMEOUT="3",
-        GRPC_SHUTDOWN_GRACE="3",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    result = subprocess.run(  # noqa: S603  (our own argv, no shell)
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return stack_server_env(db.database_url, db.redis_url, workers=options.workers)
 
 
 @dataclass
@@ -300,26 +246,17 @@ def start_servers(stack: ExitStack, options: Options, env: dict[str, str], logs:
     rest_port, rest_floor_port, grpc_port, grpc_floor_port = (free_port() for _ in range(4))
     grpc_address = f"127.0.0.1:{grpc_port}"
     grpc_floor_address = f"127.0.0.1:{grpc_floor_port}"
-    gunicorn = [PYTHON, "-m", "gunicorn", "-c", str(ROOT / "bench" / "gunicorn_conf.py")]
     floor_env = {**env, "DJANGO_SETTINGS_MODULE": "bench.floor_settings"}
     servers = Servers(
-        rest=Server(
-            "REST (gunicorn arcana.wsgi)",
-            [*gunicorn, "arcana.wsgi:application"],
-            {**env, "GUNICORN_BIND": f"127.0.0.1:{rest_port}"},
-            logs / "rest.log",
-        ),
-        grpc=Server(
-            "gRPC (grpcrunserver)",
-            [PYTHON, "manage.py", "grpcrunserver", grpc_address, "--workers", str(options.workers)],
-            env,
-            logs / "grpc.log",
-        ),
-        rest_floor=Server(
-            "REST floor (gunicorn bench.floor_wsgi)",
-            [*gunicorn, "bench.floor_wsgi:application"],
-            {**floor_env, "GUNICORN_BIND": f"127.0.0.1:{rest_floor_port}"},
+        rest=rest_server(env, rest_port, logs / "rest.log", config=BENCH_GUNICORN_CONF),
+        grpc=grpc_server(env, grpc_address, logs / "grpc.log", workers=options.workers),
+        rest_floor=rest_server(
+            floor_env,
+            rest_floor_port,
             logs / "rest-floor.log",
+            app="bench.floor_wsgi:application",
+            config=BENCH_GUNICORN_CONF,
+            name="REST floor (gunicorn bench.floor_wsgi)",
         ),
         grpc_floor=Server(
             "gRPC floor (bare grpcio)",
@@ -346,12 +283,10 @@ def start_servers(stack: ExitStack, options: Options, env: dict[str, str], logs:
         stack.callback(server.stop)
         server.start()
     n = options.workers
-    servers.rest.wait_until(log_count(servers.rest, "Booting worker with pid", n))
-    servers.rest.wait_until(http_ok(rest_port, "/healthz"))
+    wait_rest_ready(servers.rest, rest_port, n)
     servers.rest_floor.wait_until(log_count(servers.rest_floor, "Booting worker with pid", n))
     servers.rest_floor.wait_until(http_ok(rest_floor_port, "/floor/ping"))
-    servers.grpc.wait_until(log_count(servers.grpc, "serving gRPC on", n))
-    servers.grpc.wait_until(grpc_serving(grpc_address))
+    wait_grpc_ready(servers.grpc, grpc_address, n)
     servers.grpc_floor.wait_until(log_count(servers.grpc_floor, "floor ready pid", n))
     return servers
 
@@ -359,38 +294,11 @@ def start_servers(stack: ExitStack, options: Options, env: dict[str, str], logs:
 # --- seeding ---------------------------------------------------------------------------------
 
 
-def rest_json(
-    port: int, method: str, path: str, body: dict[str, Any] | None = None, token: str = ""
-) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        conn.request(
-            method, path, body=json.dumps(body) if body is not None else None, headers=headers
-        )
-        response = conn.getresponse()
-        payload = response.read()
-    finally:
-        conn.close()
-    return response.status, json.loads(payload) if payload else None
-
-
 def seed(options: Options, servers: Servers, env: dict[str, str], run_id: str) -> load.Target:
     """One admin (``createsuperuser``, as an operator would), then users through the
     REST API as that admin. Every password is hashed with the production Argon2."""
     admin_email = f"admin-{run_id}@bench.example.com"
-    manage(
-        {
-            **env,
-            "DJANGO_SUPERUSER_EMAIL": admin_email,
-            "DJANGO_SUPERUSER_NAME": "Bench Admin",
-            "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
-        },
-        "createsuperuser",
-        "--noinput",
-    )
+    create_admin(env, email=admin_email, name="Bench Admin", password=PASSWORD)
     status, body = rest_json(
         servers.rest_port,
         "POST",

@@ -206,3 +206,20 @@ def machine_busy() -> tuple[float, float, float]:
     steal = fields[7]
     total = sum(fields[:8])  # guest time is already inside user
     return float(total - idle - steal), float(steal), float(total)
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory (VmRSS) summed over these processes (the ones still alive).
+    Forked workers share pages, so this over-counts in absolute terms; it is
+    meant for comparing one tree with itself over time."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+                break
+    return total

@@ -1,5 +1,6 @@
 """gunicorn settings for the REST process; every value can be set by env."""
 
+import errno
 import os
 import select
 import signal
@@ -50,6 +51,18 @@ def _stop_listening(worker: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     graceful_exit = signal.getsignal(signal.SIGTERM)
+    accept = worker.accept
+
+    def accept_unless_shut_down(*args: Any) -> None:
+        # A socket shut down by any worker stays readable and accept() fails
+        # with EINVAL: nothing to take, not a reason for the worker to crash.
+        try:
+            accept(*args)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+
+    worker.accept = accept_unless_shut_down  # before run() registers it with its poller
 
     def on_sigterm(signum: int, frame: Any) -> None:
         if callable(graceful_exit):

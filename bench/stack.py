@@ -1,0 +1,433 @@
+"""The deployed servers as real processes: shared by ``make bench``, ``make soak``
+and the live tests (``tests/live``).
+
+The pieces, usable one by one (``bench/main.py`` does):
+
+- :func:`server_env` -- the environment of a production-like server
+  (``arcana.settings.production``, fresh keys shared by every process so one
+  token works on both protocols, generous throttles);
+- :func:`mysql_database_ensure` / :func:`mysql_database_create` /
+  :func:`mysql_database_drop` / :func:`mysql_connect` -- MariaDB databases;
+- :func:`manage` -- ``manage.py`` with that environment (migrate, createsuperuser);
+- :func:`rest_server` / :func:`grpc_server` -- a ``Server`` (``bench.servers``)
+  for gunicorn ``arcana.wsgi`` and ``manage.py grpcrunserver --workers N``, and
+  :func:`wait_rest_ready` / :func:`wait_grpc_ready` to wait until every worker
+  serves.
+
+And the whole thing in one call::
+
+    with live_stack("mysql://root@127.0.0.1:3306/x", "redis://127.0.0.1:6379/13",
+                    rest_workers=2, grpc_workers=2,
+                    env_overrides={"GUNICORN_GRACEFUL_TIMEOUT": "5"}) as stack:
+        stack.rest_port, stack.grpc_address      # 127.0.0.1 only
+        stack.admin_token, stack.admin_id, stack.admin_email, stack.password
+        stack.env                                # what the servers run with
+        stack.rest, stack.grpc                   # bench.servers.Server (pids(), stop(), log_text())
+        stack.rest_json("GET", "/api/v1/auth/me", token=stack.admin_token)
+        stack.query("SELECT COUNT(*) FROM users_user")   # the stack's own database
+        extra = stack.spawn_rest(workers=1, env_overrides={...})  # more servers, same database
+
+:func:`live_stack` creates its own database (``<prefix>_<random>``) on the
+server ``database_url`` points to (the database named in the URL is not
+touched), migrates it, creates an admin with ``createsuperuser --noinput``,
+starts both servers, and on exit stops every process it started and drops the
+database. Its cache entries live under a key prefix of their own in the Redis
+database ``redis_url`` names, and are deleted at exit (the database is never
+flushed: others may share it). ``env_overrides`` apply to the servers only;
+``manage.py`` always talks to the database directly, so a proxy placed in
+``DATABASE_URL``/``REDIS_URL`` by an override does not slow down setup.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import tempfile
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.servers import PYTHON, ROOT, Server, free_port, grpc_serving, http_ok, log_count
+
+# Passes every password validator; protects throwaway users in throwaway databases.
+PASSWORD = "violet otter harbour lantern 7319"  # noqa: S105
+GENEROUS_RATE = "1000000/min"
+DEPLOYED_GUNICORN_CONF = ROOT / "docker" / "gunicorn.conf.py"
+BENCH_GUNICORN_CONF = ROOT / "bench" / "gunicorn_conf.py"  # the deployed one, access log off
+REST_READY_MARKER = "Booting worker with pid"
+GRPC_READY_MARKER = "serving gRPC on"
+
+
+# --- environment ------------------------------------------------------------------------
+
+
+def server_env(
+    database_url: str,
+    redis_url: str,
+    *,
+    workers: int = 2,
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """What a server runs with: production settings, fresh keys, generous throttles."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="arcana.settings.production",
+        # Fresh per run and shared by every server, so one token works on both protocols.
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(48),
+        JWT_SIGNING_KEY=secrets.token_urlsafe(48),
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        THROTTLE_LOGIN=GENEROUS_RATE,
+        THROTTLE_REGISTER=GENEROUS_RATE,
+        THROTTLE_REFRESH=GENEROUS_RATE,
+        # The admin's one token must outlive a long run.
+        JWT_ACCESS_MINUTES="240",
+        DATABASE_URL=database_url,
+        # Empty rather than absent: a .env file cannot then switch the cache to Redis.
+        REDIS_URL=redis_url,
+        GUNICORN_WORKERS=str(workers),
+        GUNICORN_GRACEFUL_TIMEOUT="3",
+        GRPC_SHUTDOWN_GRACE="3",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides or {})
+    return env
+
+
+def manage(env: Mapping[str, str], *args: str) -> None:
+    """``manage.py ARGS`` with ``env``; raises RuntimeError with its output on failure."""
+    result = subprocess.run(  # noqa: S603  (our own argv, no shell)
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
+
+def create_admin(env: Mapping[str, str], *, email: str, name: str, password: str) -> None:
+    """An admin made as an operator makes one (``createsuperuser --noinput``)."""
+    manage(
+        {
+            **env,
+            "DJANGO_SUPERUSER_EMAIL": email,
+            "DJANGO_SUPERUSER_NAME": name,
+            "DJANGO_SUPERUSER_PASSWORD": password,
+        },
+        "createsuperuser",
+        "--noinput",
+    )
+
+
+# --- MySQL / MariaDB ----------------------------------------------------------------------
+
+
+def is_mysql_url(url: str) -> bool:
+    return urllib.parse.urlsplit(url).scheme.startswith(("mysql", "mariadb"))
+
+
+def database_name(url: str) -> str:
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))
+    # Names are interpolated into DDL (no placeholders there): plain ones only.
+    if not re.fullmatch(r"[A-Za-z0-9_$]+", name):
+        raise RuntimeError(f"DATABASE_URL must name a plain database, got {name!r}")
+    return name
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def mysql_connect(url: str, *, database: bool = True) -> Any:
+    """A MySQLdb connection (autocommit) to the server of ``url`` (and its database)."""
+    parsed = urllib.parse.urlsplit(url)
+    mysqldb: Any = importlib.import_module("MySQLdb")  # mysqlclient ships no type stubs
+    options: dict[str, Any] = {
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or 3306,
+        "user": urllib.parse.unquote(parsed.username or "root"),
+        "passwd": urllib.parse.unquote(parsed.password or ""),
+        "connect_timeout": 5,
+        "charset": "utf8mb4",
+    }
+    if database:
+        options["db"] = database_name(url)
+    conn = mysqldb.connect(**options)
+    conn.autocommit(True)
+    return conn
+
+
+def _execute(url: str, *statements: str) -> Any:
+    conn = mysql_connect(url, database=False)
+    try:
+        cursor = conn.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+        return cursor.fetchone()
+    finally:
+        conn.close()
+
+
+def mysql_database_ensure(url: str) -> str:
+    """Create the database the URL names when it is missing; returns the server version."""
+    name = database_name(url)
+    row = _execute(
+        url,
+        f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+        "SELECT VERSION()",
+    )
+    return str(row[0])
+
+
+def mysql_database_create(url: str, prefix: str = "arcana_live") -> str:
+    """A new, empty database ``<prefix>_<random>`` beside the one ``url`` names;
+    returns its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    created = with_database(url, name)
+    _execute(created, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    return created
+
+
+def mysql_database_drop(url: str) -> None:
+    _execute(url, f"DROP DATABASE IF EXISTS `{database_name(url)}`")
+
+
+def redis_delete_prefix(redis_url: str, prefix: str) -> int:
+    """Delete the keys under ``prefix`` (never FLUSHDB: the database may be shared)."""
+    redis: Any = importlib.import_module("redis")
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+        return len(keys)
+    finally:
+        client.close()
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+def rest_server(
+    env: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    *,
+    workers: int | None = None,
+    app: str = "arcana.wsgi:application",
+    config: Path = DEPLOYED_GUNICORN_CONF,
+    name: str = "REST (gunicorn arcana.wsgi)",
+) -> Server:
+    """gunicorn as deployed (``docker/gunicorn.conf.py``), on 127.0.0.1:``port``."""
+    server_env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    if workers is not None:
+        server_env["GUNICORN_WORKERS"] = str(workers)
+    return Server(name, [PYTHON, "-m", "gunicorn", "-c", str(config), app], server_env, log_path)
+
+
+def grpc_server(
+    env: Mapping[str, str],
+    address: str,
+    log_path: Path,
+    *,
+    workers: int,
+    name: str = "gRPC (grpcrunserver)",
+) -> Server:
+    """``manage.py grpcrunserver ADDRESS --workers N``."""
+    argv = [PYTHON, "manage.py", "grpcrunserver", address, "--workers", str(workers)]
+    return Server(name, argv, dict(env), log_path)
+
+
+def wait_rest_ready(server: Server, port: int, workers: int, timeout: float = 60) -> None:
+    server.wait_until(log_count(server, REST_READY_MARKER, workers), timeout)
+    server.wait_until(http_ok(port, "/healthz"), timeout)
+
+
+def wait_grpc_ready(server: Server, address: str, workers: int, timeout: float = 60) -> None:
+    server.wait_until(log_count(server, GRPC_READY_MARKER, workers), timeout)
+    server.wait_until(grpc_serving(address), timeout)
+
+
+def rest_json(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str = "",
+    timeout: float = 120,
+) -> tuple[int, Any]:
+    """One request on a fresh connection to 127.0.0.1:``port``: (status, decoded body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request(
+            method, path, body=json.dumps(body) if body is not None else None, headers=headers
+        )
+        response = conn.getresponse()
+        payload = response.read()
+    finally:
+        conn.close()
+    return response.status, json.loads(payload) if payload else None
+
+
+# --- the whole stack ----------------------------------------------------------------------
+
+
+@dataclass
+class LiveStack:
+    """Servers on their own database, and an admin to act as. See the module docstring."""
+
+    database_url: str  # the stack's own database, reached directly
+    redis_url: str
+    env: dict[str, str]  # what the servers run with (overrides included)
+    setup_env: dict[str, str]  # what manage.py runs with (no overrides)
+    rest: Server
+    grpc: Server
+    rest_port: int
+    grpc_address: str
+    admin_email: str
+    admin_id: str
+    admin_token: str
+    password: str
+    log_dir: Path
+    _stack: ExitStack = field(repr=False)
+
+    def rest_json(
+        self, method: str, path: str, body: Any = None, token: str = "", timeout: float = 120
+    ) -> tuple[int, Any]:
+        return rest_json(self.rest_port, method, path, body, token, timeout)
+
+    @contextmanager
+    def db(self) -> Iterator[Any]:
+        """A MySQLdb connection (autocommit) to the stack's database."""
+        conn = mysql_connect(self.database_url)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.db() as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql, tuple(params))
+            return list(cursor.fetchall())
+
+    def spawn_rest(
+        self, *, workers: int = 2, env_overrides: Mapping[str, str] | None = None
+    ) -> tuple[Server, int]:
+        """Another gunicorn on the same database and keys (stopped with the stack)."""
+        port = free_port()
+        server = rest_server(
+            {**self.env, **(env_overrides or {})},
+            port,
+            self.log_dir / f"rest-{port}.log",
+            workers=workers,
+        )
+        self._stack.callback(server.stop)
+        server.start()
+        wait_rest_ready(server, port, workers)
+        return server, port
+
+    def spawn_grpc(
+        self, *, workers: int = 2, env_overrides: Mapping[str, str] | None = None
+    ) -> tuple[Server, str]:
+        """Another grpcrunserver on the same database and keys (stopped with the stack)."""
+        address = f"127.0.0.1:{free_port()}"
+        server = grpc_server(
+            {**self.env, **(env_overrides or {})},
+            address,
+            self.log_dir / f"grpc-{address.rpartition(':')[2]}.log",
+            workers=workers,
+        )
+        self._stack.callback(server.stop)
+        server.start()
+        wait_grpc_ready(server, address, workers)
+        return server, address
+
+
+@contextmanager
+def live_stack(
+    database_url: str,
+    redis_url: str,
+    *,
+    rest_workers: int = 2,
+    grpc_workers: int = 2,
+    env_overrides: Mapping[str, str] | None = None,
+    password: str = PASSWORD,
+    log_dir: Path | None = None,
+    database_prefix: str = "arcana_live",
+) -> Iterator[LiveStack]:
+    """gunicorn + grpcrunserver on a database of their own; see the module docstring.
+
+    ``password`` is the admin's (tests pass one their secret scanner knows).
+    Logs go to ``log_dir`` (a temporary directory, removed afterwards, if None).
+    """
+    if not is_mysql_url(database_url):
+        raise RuntimeError("live_stack needs a mysql:// DATABASE_URL")
+    with ExitStack() as stack:
+        if log_dir is None:
+            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="arcana-live-")))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        own_url = mysql_database_create(database_url, database_prefix)
+        stack.callback(mysql_database_drop, own_url)
+        cache_prefix = f"live-{database_name(own_url)}"
+        if redis_url:
+            stack.callback(redis_delete_prefix, redis_url, cache_prefix)
+        setup_env = server_env(
+            own_url, redis_url, overrides={"CACHE_KEY_PREFIX": cache_prefix, "LOG_LEVEL": "WARNING"}
+        )
+        env = {**setup_env, "LOG_LEVEL": "INFO", **(env_overrides or {})}
+        manage(setup_env, "migrate", "--noinput")
+        admin_email = f"admin-{secrets.token_hex(3)}@live.example.com"
+        create_admin(setup_env, email=admin_email, name="Live Admin", password=password)
+
+        rest_port = free_port()
+        grpc_address = f"127.0.0.1:{free_port()}"
+        rest = rest_server(env, rest_port, log_dir / "rest.log", workers=rest_workers)
+        grpc = grpc_server(env, grpc_address, log_dir / "grpc.log", workers=grpc_workers)
+        for server in (rest, grpc):
+            stack.callback(server.stop)
+            server.start()
+        wait_rest_ready(rest, rest_port, rest_workers)
+        wait_grpc_ready(grpc, grpc_address, grpc_workers)
+
+        status, body = rest_json(
+            rest_port, "POST", "/api/v1/auth/login", {"email": admin_email, "password": password}
+        )
+        if status != 200:
+            raise RuntimeError(f"admin login failed: HTTP {status} {body}")
+        yield LiveStack(
+            database_url=own_url,
+            redis_url=redis_url,
+            env=env,
+            setup_env=setup_env,
+            rest=rest,
+            grpc=grpc,
+            rest_port=rest_port,
+            grpc_address=grpc_address,
+            admin_email=admin_email,
+            admin_id=str(body["user"]["id"]),
+            admin_token=str(body["access"]),
+            password=password,
+            log_dir=log_dir,
+            _stack=stack,
+        )
+
+
+def log_tail(server: Server, lines: int = 40) -> str:
+    return "\n".join(server.log_text().splitlines()[-lines:])
