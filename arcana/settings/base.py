@@ -106,11 +106,14 @@ def _tune_database(db: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("init_command", "SET sql_mode='STRICT_TRANS_TABLES'")
         options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
         # Without these a database that stops answering (a partition, not a refused
-        # connection) blocks a worker forever: gunicorn kills it after its timeout
-        # and the client gets no response at all. With them the query fails and
-        # the client gets a 503 within read/write + connect timeout.
-        options.setdefault("read_timeout", env.int("DATABASE_READ_TIMEOUT", default=10))
-        options.setdefault("write_timeout", env.int("DATABASE_WRITE_TIMEOUT", default=10))
+        # connection) blocks a request forever: a sync worker is killed at gunicorn's
+        # timeout with no response to the client, a gthread worker's thread is never
+        # freed, and the gRPC health watcher stalls with health still SERVING. With
+        # them the request gets a 503 after at most ~2 reads + 1 connect (a stale
+        # connection's ping or query, then the reconnect): 15 s by default, well
+        # inside gunicorn's 30 s. This service's queries take milliseconds.
+        options.setdefault("read_timeout", env.int("DATABASE_READ_TIMEOUT", default=5))
+        options.setdefault("write_timeout", env.int("DATABASE_WRITE_TIMEOUT", default=5))
         db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     return db
 

@@ -1,0 +1,261 @@
+"""The deployed service, live, with a fault-injection proxy in front of MariaDB
+and one in front of Redis.
+
+gunicorn (``docker/gunicorn.conf.py``, ``arcana.wsgi``, 2 workers) and
+``grpcrunserver --workers 2`` start as deployed, from bench/stack.py's pieces
+(``live_stack`` itself cannot be used: its servers and its setup share one
+database URL, and here only the servers may go through the proxy). They use a
+database of their own (created, migrated and dropped here) and Redis db 12
+under a key prefix of their own; the shared servers are never reconfigured.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import json
+import re
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grpc import Channel, RpcError, StatusCode, insecure_channel
+
+from bench.servers import Server, free_port
+from bench.stack import (
+    GENEROUS_RATE,
+    create_admin,
+    grpc_server,
+    manage,
+    mysql_database_create,
+    mysql_database_drop,
+    redis_delete_prefix,
+    rest_server,
+    server_env,
+    wait_grpc_ready,
+    wait_rest_ready,
+)
+from tests.faults.proxy import TcpProxy
+
+REDIS_DB = 12  # never 15: the in-process suite flushes that one
+WORKERS = 2
+PASSWORD = "quiet heron lantern meadow 4821"
+# Low enough that a burst from one address is throttled even counted per process.
+THROTTLE_LOGIN_RATE = 3
+HEALTH_INTERVAL = 0.5
+DB_TIMEOUT = 2
+
+
+def redis_client(host: str, port: int) -> Any:
+    redis: Any = importlib.import_module("redis")
+    return redis.Redis(host=host, port=port, db=REDIS_DB, socket_timeout=5)
+
+
+@dataclass
+class Stack:
+    rest: Server
+    grpc: Server
+    rest_port: int
+    grpc_address: str
+    db_proxy: TcpProxy
+    redis_proxy: TcpProxy
+    redis: Any  # a direct client of the real Redis, db 12
+    key_prefix: str
+    admin_email: str
+    admin_id: str
+    admin_token: str
+
+    # --- REST ---------------------------------------------------------------------
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        client_address: str | None = None,
+        timeout: float = 30,
+    ) -> Reply:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if client_address:
+            # NUM_PROXIES=1: the throttle keys on the address the proxy reports.
+            headers["X-Forwarded-For"] = client_address
+        conn = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=timeout)
+        started = time.monotonic()
+        try:
+            conn.request(
+                method, path, body=json.dumps(body) if body is not None else None, headers=headers
+            )
+            response = conn.getresponse()
+            raw = response.read()
+        finally:
+            conn.close()
+        return Reply(
+            status=response.status,
+            content_type=response.getheader("Content-Type", ""),
+            raw=raw,
+            seconds=time.monotonic() - started,
+        )
+
+    def login(self, *, client_address: str, timeout: float = 30) -> Reply:
+        return self.http(
+            "POST",
+            "/api/v1/auth/login",
+            {"email": self.admin_email, "password": PASSWORD},
+            client_address=client_address,
+            timeout=timeout,
+        )
+
+    # --- gRPC ---------------------------------------------------------------------
+
+    def rpc(self, call: Callable[[Channel], Any]) -> tuple[StatusCode, float]:
+        """One call on a fresh channel (so calls spread over the server processes),
+        with its status code and how long it took."""
+        started = time.monotonic()
+        with insecure_channel(self.grpc_address) as channel:
+            try:
+                call(channel)
+                code = StatusCode.OK
+            except RpcError as error:
+                code = error.code()
+        return code, time.monotonic() - started
+
+    # --- logs -----------------------------------------------------------------------
+
+    def log_mark(self) -> dict[str, int]:
+        """Where each log ends now, so a test can read only what came after."""
+        return {server.name: len(server.log_text()) for server in (self.rest, self.grpc)}
+
+    def log_lines(self, marker: str, since: dict[str, int] | None = None) -> dict[str, list[str]]:
+        """Lines containing ``marker``, by server ("rest", "grpc")."""
+        found = {}
+        for key, server in (("rest", self.rest), ("grpc", self.grpc)):
+            text = server.log_text()[(since or {}).get(server.name, 0) :]
+            found[key] = [line for line in text.splitlines() if marker in line]
+        return found
+
+    def redis_keys(self) -> list[bytes]:
+        return list(self.redis.scan_iter(match=f"{self.key_prefix}:*", count=1000))
+
+    def all_pids(self) -> set[int]:
+        return set(self.rest.pids()) | set(self.grpc.pids())
+
+
+@dataclass
+class Reply:
+    status: int
+    content_type: str
+    raw: bytes
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+def pid_of(line: str) -> int:
+    """The process id in a line of the project's log format
+    (``%(asctime)s %(levelname)s %(name)s %(process)d %(message)s``)."""
+    match = re.match(r"\S+ \S+ \S+ \S+ (\d+) ", line)
+    if match is None:
+        raise AssertionError(f"not a project log line: {line!r}")
+    return int(match.group(1))
+
+
+def through(url: str, port: int) -> str:
+    """``url`` with its host and port replaced by the proxy's (credentials kept)."""
+    parts = urllib.parse.urlsplit(url)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def fault_env(key_prefix: str) -> dict[str, str]:
+    """What the servers run with beyond bench.stack's production-like defaults."""
+    return {
+        "CACHE_KEY_PREFIX": key_prefix,
+        "NUM_PROXIES": "1",
+        "THROTTLE_LOGIN": f"{THROTTLE_LOGIN_RATE}/min",
+        "GRPC_HEALTH_INTERVAL": str(HEALTH_INTERVAL),
+        # Shorter than deployed (5 s each) so a blackholed database costs the
+        # suite seconds, not minutes; the mechanism under test is the same.
+        "DATABASE_CONNECT_TIMEOUT": str(DB_TIMEOUT),
+        "DATABASE_READ_TIMEOUT": str(DB_TIMEOUT),
+        "DATABASE_WRITE_TIMEOUT": str(DB_TIMEOUT),
+        # A stuck request should show as a failure here, not linger 30 s.
+        "GUNICORN_TIMEOUT": "20",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@contextmanager
+def fault_stack(database_url: str, redis_url: str, logs: Path) -> Iterator[Stack]:
+    """Like bench.stack.live_stack, except that the servers reach MariaDB and
+    Redis through proxies while setup (migrate, createsuperuser) goes direct."""
+    mysql = urllib.parse.urlsplit(database_url)
+    redis_parsed = urllib.parse.urlsplit(redis_url)
+    redis_host, redis_port = redis_parsed.hostname or "127.0.0.1", redis_parsed.port or 6379
+    key_prefix = f"faults-{secrets.token_hex(4)}"
+    own_redis_url = f"redis://{redis_host}:{redis_port}/{REDIS_DB}"
+
+    with ExitStack() as stack:
+        direct_url = mysql_database_create(database_url, "arcana_faults")
+        stack.callback(mysql_database_drop, direct_url)
+        stack.callback(redis_delete_prefix, own_redis_url, f"{key_prefix}:")
+        db_proxy = stack.enter_context(
+            TcpProxy((mysql.hostname or "127.0.0.1", mysql.port or 3306))
+        )
+        redis_proxy = stack.enter_context(TcpProxy((redis_host, redis_port)))
+        redis = redis_client(redis_host, redis_port)
+        stack.callback(redis.close)
+
+        env = server_env(
+            through(direct_url, db_proxy.port),
+            f"redis://127.0.0.1:{redis_proxy.port}/{REDIS_DB}",
+            workers=WORKERS,
+            overrides=fault_env(key_prefix),
+        )
+        direct_env = {**env, "DATABASE_URL": direct_url, "REDIS_URL": own_redis_url}
+        manage(direct_env, "migrate", "--noinput")
+        admin_email = f"admin-{key_prefix}@faults.example.com"
+        create_admin(direct_env, email=admin_email, name="Fault Admin", password=PASSWORD)
+
+        rest_port = free_port()
+        grpc_address = f"127.0.0.1:{free_port()}"
+        rest = rest_server(env, rest_port, logs / "rest.log", workers=WORKERS)
+        # Every gRPC call comes from 127.0.0.1 (one throttle bucket); the throttle
+        # under fault is exercised over REST, where the address varies.
+        grpc_env = {**env, "THROTTLE_LOGIN": GENEROUS_RATE}
+        grpc = grpc_server(grpc_env, grpc_address, logs / "grpc.log", workers=WORKERS)
+        for server in (rest, grpc):
+            stack.callback(server.stop, 5)
+            server.start()
+        wait_rest_ready(rest, rest_port, WORKERS)
+        wait_grpc_ready(grpc, grpc_address, WORKERS)
+
+        live = Stack(
+            rest=rest,
+            grpc=grpc,
+            rest_port=rest_port,
+            grpc_address=grpc_address,
+            db_proxy=db_proxy,
+            redis_proxy=redis_proxy,
+            redis=redis,
+            key_prefix=key_prefix,
+            admin_email=admin_email,
+            admin_id="",
+            admin_token="",
+        )
+        reply = live.login(client_address="198.51.100.1")
+        if reply.status != 200:
+            raise RuntimeError(f"admin login failed: {reply.status} {reply.raw[:200]!r}")
+        live.admin_token = reply.json()["access"]
+        live.admin_id = reply.json()["user"]["id"]
+        yield live
