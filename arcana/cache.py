@@ -125,7 +125,7 @@ class FailOpenRedisCache(RedisCache):
 
 def throttle_cache() -> BaseCache:
     """Where rate-limit counters live: the shared cache, or this process's
-    memory while the shared cache is down."""
-    if breaker.is_down and not breaker.allows_attempt():
-        return caches["local"]
-    return cache
+    memory while the shared cache is down. Counters stay local until another
+    cache call finds Redis back: the breaker's periodic retry must not let a
+    request through uncounted."""
+    return caches["local"] if breaker.is_down else cache

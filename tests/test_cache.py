@@ -77,6 +77,11 @@ def test_throttle_counts_locally_while_redis_is_down(fresh_breaker: CircuitBreak
     assert arcana_cache.throttle_cache() is not caches["local"]
     fresh_breaker.failed(ConnectionError())
     assert arcana_cache.throttle_cache() is caches["local"]
+    time.sleep(0.25)  # past the retry window: still local until Redis answers again
+    assert fresh_breaker.allows_attempt()
+    assert arcana_cache.throttle_cache() is caches["local"]
+    fresh_breaker.succeeded()
+    assert arcana_cache.throttle_cache() is not caches["local"]
 
 
 @pytest.mark.django_db
