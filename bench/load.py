@@ -9,13 +9,10 @@ caps the server.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import multiprocessing
 import random
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -23,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from bench.pool import ProcessPool, serve
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 
 # Protocol "kinds" a measurement can target.
@@ -202,7 +200,8 @@ class _Client:
             return lambda: bool(self.auth.Login(self.login_request, timeout=CALL_TIMEOUT).access)
         raise ValueError(f"no {operation} for {kind}")
 
-    def measure(self, command: Measure) -> Sample:
+    def handle(self, command: Measure) -> Sample:
+        """One measurement: ``command``'s operation in a closed loop over its window."""
         call = self.operation(command.kind, command.operation)
         # Fresh REST connections per measurement: a connection left idle between
         # measurements may have been closed by the server's keep-alive timeout.
@@ -245,53 +244,14 @@ def _describe(exc: Exception) -> str:
 
 
 def _worker(index: int, target: Target, conn: Connection) -> None:
-    client: _Client | None = None
-    try:
-        client = _Client(index, target)
-        conn.send(("ready", None))
-        while True:
-            command = conn.recv()
-            if command is None:
-                break
-            conn.send(("sample", client.measure(command)))
-    except KeyboardInterrupt:
-        pass  # Ctrl-C reaches the whole terminal group; the parent cleans up
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        if client is not None:
-            client.close()
+    serve(conn, "sample", lambda: _Client(index, target))
 
 
-class ClientPool:
+class ClientPool(ProcessPool):
     """``size`` client processes, reused for every measurement."""
 
     def __init__(self, size: int, target: Target) -> None:
-        # spawn, not fork: the parent may already hold grpc or database state,
-        # and a forked copy of either is undefined behaviour.
-        context = multiprocessing.get_context("spawn")
-        self.processes: list[Any] = []
-        self.pipes: list[Connection] = []
-        for index in range(size):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(
-                target=_worker, args=(index, target, child_end), name=f"bench-client-{index}"
-            )
-            process.start()
-            child_end.close()
-            self.processes.append(process)
-            self.pipes.append(parent_end)
-        for pipe in self.pipes:
-            self._expect(pipe, "ready", timeout=120)
-
-    @staticmethod
-    def _expect(pipe: Connection, tag: str, timeout: float) -> Any:
-        if not pipe.poll(timeout):
-            raise RuntimeError(f"a client process did not answer within {timeout:.0f}s")
-        got, payload = pipe.recv()
-        if got != tag:
-            raise RuntimeError(f"a client process failed:\n{payload}")
-        return payload
+        super().__init__(_worker, (target,), size, name="bench-client", join_timeout=5)
 
     def pids(self, concurrency: int) -> list[int]:
         return [p.pid for p in self.processes[:concurrency] if p.pid is not None]
@@ -305,18 +265,6 @@ class ClientPool:
         """Wait for what those clients measured."""
         slack = command.start_at - time.monotonic() + command.warmup + command.duration
         return [
-            self._expect(pipe, "sample", timeout=max(slack, 0) + CALL_TIMEOUT + 30)
+            self.expect(pipe, "sample", timeout=max(slack, 0) + CALL_TIMEOUT + 30)
             for pipe in self.pipes[:concurrency]
         ]
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):  # that client already exited
-                pipe.send(None)
-        for process in self.processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-        for pipe in self.pipes:
-            pipe.close()

@@ -19,14 +19,11 @@ Memory is read while no request is in flight: Argon2 (login, create) maps
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import multiprocessing
 import random
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +33,7 @@ from typing import Any
 
 import grpc
 
+from bench.pool import ProcessPool, serve
 from bench.servers import rss_bytes
 from bench.stack import LiveStack
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
@@ -257,91 +255,61 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _client_main(index: int, threads: int, plan: Plan, conn: Connection) -> None:
-    lock = threading.Lock()
-    workers = [_Thread(plan, index * 1000 + n, Tally(), lock) for n in range(threads)]
-    try:
-        conn.send(("ready", None))
-        while True:
-            phase = conn.recv()
-            if phase is None:
-                break
-            tally = Tally()  # one per phase, shared by this process's threads
-            for worker in workers:
-                worker.tally = tally
-            started = time.monotonic()
-            deadline = started + phase.seconds
-            running = [
-                threading.Thread(target=worker.run, args=(phase, deadline), daemon=True)
-                for worker in workers
-            ]
-            for thread in running:
-                thread.start()
-            for thread in running:
-                # Bounded: each request times out after CALL_TIMEOUT.
-                thread.join(timeout=phase.seconds + CALL_TIMEOUT + 10)
-            tally.elapsed = time.monotonic() - started
-            conn.send(("tally", tally))
-    except KeyboardInterrupt:
-        pass  # Ctrl-C reaches the whole terminal group; the parent cleans up
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        for worker in workers:
+class _ClientProcess:
+    """One client process's threads; one phase per command, run by all of them at once."""
+
+    def __init__(self, index: int, threads: int, plan: Plan) -> None:
+        lock = threading.Lock()
+        self.workers = [_Thread(plan, index * 1000 + n, Tally(), lock) for n in range(threads)]
+
+    def handle(self, phase: Phase) -> Tally:
+        tally = Tally()  # one per phase, shared by this process's threads
+        for worker in self.workers:
+            worker.tally = tally
+        started = time.monotonic()
+        deadline = started + phase.seconds
+        running = [
+            threading.Thread(target=worker.run, args=(phase, deadline), daemon=True)
+            for worker in self.workers
+        ]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            # Bounded: each request times out after CALL_TIMEOUT.
+            thread.join(timeout=phase.seconds + CALL_TIMEOUT + 10)
+        tally.elapsed = time.monotonic() - started
+        return tally
+
+    def close(self) -> None:
+        for worker in self.workers:
             worker.close()
 
 
-class MixedPool:
+def _client_main(index: int, threads: int, plan: Plan, conn: Connection) -> None:
+    client = _ClientProcess(index, threads, plan)
+    serve(conn, "tally", lambda: client)
+
+
+class MixedPool(ProcessPool):
     """``processes`` client processes with ``threads`` threads each, reused across phases."""
 
     def __init__(self, plan: Plan, *, processes: int, threads: int) -> None:
-        # spawn, not fork: the parent holds grpc state, which must not be forked.
-        context = multiprocessing.get_context("spawn")
-        self.processes: list[Any] = []
-        self.pipes: list[Connection] = []
-        for index in range(processes):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(
-                target=_client_main,
-                args=(index, threads, plan, child_end),
-                name=f"mixed-client-{index}",
-                daemon=True,
-            )
-            process.start()
-            child_end.close()
-            self.processes.append(process)
-            self.pipes.append(parent_end)
-        for pipe in self.pipes:
-            self._expect(pipe, "ready", 120)
-
-    @staticmethod
-    def _expect(pipe: Connection, tag: str, timeout: float) -> Any:
-        if not pipe.poll(timeout):
-            raise RuntimeError(f"a client process did not answer within {timeout:.0f}s")
-        got, payload = pipe.recv()
-        if got != tag:
-            raise RuntimeError(f"a client process failed:\n{payload}")
-        return payload
+        super().__init__(
+            _client_main,
+            (threads, plan),
+            processes,
+            name="mixed-client",
+            join_timeout=10,
+            daemon=True,
+        )
 
     def run(self, phase: Phase) -> Tally:
         for pipe in self.pipes:
             pipe.send(phase)
         total = Tally()
         for pipe in self.pipes:
-            total.add(self._expect(pipe, "tally", phase.seconds + CALL_TIMEOUT + 60))
+            total.add(self.expect(pipe, "tally", phase.seconds + CALL_TIMEOUT + 60))
         return total
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):
-                pipe.send(None)
-        for process in self.processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-        for pipe in self.pipes:
-            pipe.close()
 
 
 # --- the whole soak ---------------------------------------------------------------------------

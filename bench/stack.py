@@ -33,9 +33,13 @@ touched), migrates it, creates an admin with ``createsuperuser --noinput``,
 starts both servers, and on exit stops every process it started and drops the
 database. Its cache entries live under a key prefix of their own in the Redis
 database ``redis_url`` names, and are deleted at exit (the database is never
-flushed: others may share it). ``env_overrides`` apply to the servers only;
-``manage.py`` always talks to the database directly, so a proxy placed in
-``DATABASE_URL``/``REDIS_URL`` by an override does not slow down setup.
+flushed: others may share it). ``manage.py`` and that cleanup always talk to
+``database_url`` and ``redis_url`` directly; the servers may be pointed
+elsewhere, e.g. at fault-injection proxies (``tests/faults``), with
+``server_database_url`` (the same MariaDB server seen another way; the stack's
+own database is substituted for the one it names) and ``server_redis_url``.
+``env_overrides`` apply to the servers only, ``grpc_env_overrides`` to the gRPC
+one alone.
 """
 
 from __future__ import annotations
@@ -365,17 +369,24 @@ def live_stack(
     database_url: str,
     redis_url: str,
     *,
+    server_database_url: str | None = None,
+    server_redis_url: str | None = None,
     rest_workers: int = 2,
     grpc_workers: int = 2,
     env_overrides: Mapping[str, str] | None = None,
+    grpc_env_overrides: Mapping[str, str] | None = None,
     password: str = PASSWORD,
     log_dir: Path | None = None,
     database_prefix: str = "arcana_live",
+    stop_grace: float = 10,
 ) -> Iterator[LiveStack]:
     """gunicorn + grpcrunserver on a database of their own; see the module docstring.
 
-    ``password`` is the admin's (tests pass one their secret scanner knows).
-    Logs go to ``log_dir`` (a temporary directory, removed afterwards, if None).
+    ``server_database_url`` / ``server_redis_url`` default to ``database_url`` /
+    ``redis_url``. ``password`` is the admin's (tests pass one their secret
+    scanner knows). Logs go to ``log_dir`` (a temporary directory, removed
+    afterwards, if None). ``stop_grace`` is how long each server has to exit
+    on SIGTERM at the end before it is killed.
     """
     if not is_mysql_url(database_url):
         raise RuntimeError("live_stack needs a mysql:// DATABASE_URL")
@@ -391,7 +402,16 @@ def live_stack(
         setup_env = server_env(
             own_url, redis_url, overrides={"CACHE_KEY_PREFIX": cache_prefix, "LOG_LEVEL": "WARNING"}
         )
-        env = {**setup_env, "LOG_LEVEL": "INFO", **(env_overrides or {})}
+        env = {
+            **setup_env,
+            "DATABASE_URL": with_database(
+                database_url if server_database_url is None else server_database_url,
+                database_name(own_url),
+            ),
+            "REDIS_URL": redis_url if server_redis_url is None else server_redis_url,
+            "LOG_LEVEL": "INFO",
+            **(env_overrides or {}),
+        }
         manage(setup_env, "migrate", "--noinput")
         admin_email = f"admin-{secrets.token_hex(3)}@live.example.com"
         create_admin(setup_env, email=admin_email, name="Live Admin", password=password)
@@ -399,9 +419,14 @@ def live_stack(
         rest_port = free_port()
         grpc_address = f"127.0.0.1:{free_port()}"
         rest = rest_server(env, rest_port, log_dir / "rest.log", workers=rest_workers)
-        grpc = grpc_server(env, grpc_address, log_dir / "grpc.log", workers=grpc_workers)
+        grpc = grpc_server(
+            {**env, **(grpc_env_overrides or {})},
+            grpc_address,
+            log_dir / "grpc.log",
+            workers=grpc_workers,
+        )
         for server in (rest, grpc):
-            stack.callback(server.stop)
+            stack.callback(server.stop, stop_grace)
             server.start()
         wait_rest_ready(rest, rest_port, rest_workers)
         wait_grpc_ready(grpc, grpc_address, grpc_workers)

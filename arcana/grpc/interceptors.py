@@ -53,6 +53,7 @@ _authenticated: ContextVar[Authenticated | None] = ContextVar("grpc_authenticate
 if TYPE_CHECKING:  # grpc's classes are generic only in the stubs
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
     Scope: TypeAlias = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
+    Behaviour: TypeAlias = Callable[[Any, grpc.ServicerContext], Any]
 
 
 def authenticated() -> Authenticated:
@@ -67,38 +68,61 @@ def _service_of(method: str) -> str:
     return method.lstrip("/").partition("/")[0]
 
 
+def _rebuilt(
+    handler: Handler,
+    adapt: Callable[[Behaviour, bool, bool], Behaviour],
+    request_deserializer: Callable[[bytes], Any] | None,
+) -> Handler:
+    """``handler`` again, of the same kind, with ``adapt(behaviour, request_streaming,
+    response_streaming)`` as its behaviour and ``request_deserializer`` as its own.
+
+    grpc keeps a handler's kind in which of its four behaviours is set, and
+    offers no way to replace one: every change is a new handler of that kind.
+    """
+    codecs: dict[str, Any] = {
+        "request_deserializer": request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            adapt(handler.unary_unary, False, False), **codecs
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            adapt(handler.unary_stream, False, True), **codecs
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            adapt(handler.stream_unary, True, False), **codecs
+        )
+    assert handler.stream_stream is not None  # one of the four is always set
+    return grpc.stream_stream_rpc_method_handler(adapt(handler.stream_stream, True, True), **codecs)
+
+
 def _wrap(handler: Handler, scope: Scope) -> Handler:
     """The same handler with ``scope`` around its behaviour, whatever its kind.
 
     Streaming responses keep the scope open until the stream ends.
     """
 
-    def unary_response(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+    def unary_response(behaviour: Behaviour) -> Behaviour:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             with scope(context):
                 return behaviour(request, context)
 
         return run
 
-    def stream_response(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+    def stream_response(behaviour: Behaviour) -> Behaviour:
         def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with scope(context):
                 yield from behaviour(request, context)
 
         return run
 
-    codecs: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **codecs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **codecs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **codecs)
-    assert handler.stream_stream is not None  # one of the four is always set
-    return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **codecs)
+    def adapt(behaviour: Behaviour, request_streaming: bool, response_streaming: bool) -> Behaviour:
+        return stream_response(behaviour) if response_streaming else unary_response(behaviour)
+
+    return _rebuilt(handler, adapt, handler.request_deserializer)
 
 
 class _GuardingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -237,31 +261,23 @@ def _checked(request: Any) -> Any:
 
 
 def _refusing_undecodable(handler: Handler) -> Handler:
-    def single(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+    def single(behaviour: Behaviour) -> Behaviour:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             return behaviour(_checked(request), context)
 
         return run
 
-    def streamed(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+    def streamed(behaviour: Behaviour) -> Behaviour:
         def run(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             return behaviour((_checked(request) for request in requests), context)
 
         return run
 
+    def adapt(behaviour: Behaviour, request_streaming: bool, response_streaming: bool) -> Behaviour:
+        return streamed(behaviour) if request_streaming else single(behaviour)
+
     assert handler.request_deserializer is not None
-    codecs: dict[str, Any] = {
-        "request_deserializer": _tolerant(handler.request_deserializer),
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(single(handler.unary_unary), **codecs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(single(handler.unary_stream), **codecs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(streamed(handler.stream_unary), **codecs)
-    assert handler.stream_stream is not None  # one of the four is always set
-    return grpc.stream_stream_rpc_method_handler(streamed(handler.stream_stream), **codecs)
+    return _rebuilt(handler, adapt, _tolerant(handler.request_deserializer))
 
 
 # --- throttling -----------------------------------------------------------------------

@@ -2,11 +2,12 @@
 and one in front of Redis.
 
 gunicorn (``docker/gunicorn.conf.py``, ``arcana.wsgi``, 2 workers) and
-``grpcrunserver --workers 2`` start as deployed, from bench/stack.py's pieces
-(``live_stack`` itself cannot be used: its servers and its setup share one
-database URL, and here only the servers may go through the proxy). They use a
-database of their own (created, migrated and dropped here) and Redis db 12
-under a key prefix of their own; the shared servers are never reconfigured.
+``grpcrunserver --workers 2`` start as deployed, from bench/stack.py's
+``live_stack``: the servers reach MariaDB and Redis through the proxies, while
+its setup (migrate, createsuperuser) and cleanup go direct, so a fault never
+slows those down. They use a database of their own (created, migrated and
+dropped there) and Redis db 12 under a key prefix of their own; the shared
+servers are never reconfigured.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import http.client
 import importlib
 import json
 import re
-import secrets
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -26,20 +26,8 @@ from typing import Any
 
 from grpc import Channel, RpcError, StatusCode, insecure_channel
 
-from bench.servers import Server, free_port
-from bench.stack import (
-    GENEROUS_RATE,
-    create_admin,
-    grpc_server,
-    manage,
-    mysql_database_create,
-    mysql_database_drop,
-    redis_delete_prefix,
-    rest_server,
-    server_env,
-    wait_grpc_ready,
-    wait_rest_ready,
-)
+from bench.servers import Server
+from bench.stack import GENEROUS_RATE, live_stack
 from tests.faults.proxy import TcpProxy
 
 REDIS_DB = 12  # never 15: the in-process suite flushes that one
@@ -177,85 +165,63 @@ def through(url: str, port: int) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def fault_env(key_prefix: str) -> dict[str, str]:
-    """What the servers run with beyond bench.stack's production-like defaults."""
-    return {
-        "CACHE_KEY_PREFIX": key_prefix,
-        "NUM_PROXIES": "1",
-        "THROTTLE_LOGIN": f"{THROTTLE_LOGIN_RATE}/min",
-        "GRPC_HEALTH_INTERVAL": str(HEALTH_INTERVAL),
-        # Shorter than deployed (5 s each) so a blackholed database costs the
-        # suite seconds, not minutes; the mechanism under test is the same.
-        "DATABASE_CONNECT_TIMEOUT": str(DB_TIMEOUT),
-        "DATABASE_READ_TIMEOUT": str(DB_TIMEOUT),
-        "DATABASE_WRITE_TIMEOUT": str(DB_TIMEOUT),
-        # A stuck request should show as a failure here, not linger 30 s.
-        "GUNICORN_TIMEOUT": "20",
-        "LOG_LEVEL": "INFO",
-    }
+# What the servers run with beyond live_stack's production-like defaults.
+FAULT_ENV = {
+    "NUM_PROXIES": "1",
+    "THROTTLE_LOGIN": f"{THROTTLE_LOGIN_RATE}/min",
+    "GRPC_HEALTH_INTERVAL": str(HEALTH_INTERVAL),
+    # Shorter than deployed (5 s each) so a blackholed database costs the
+    # suite seconds, not minutes; the mechanism under test is the same.
+    "DATABASE_CONNECT_TIMEOUT": str(DB_TIMEOUT),
+    "DATABASE_READ_TIMEOUT": str(DB_TIMEOUT),
+    "DATABASE_WRITE_TIMEOUT": str(DB_TIMEOUT),
+    # A stuck request should show as a failure here, not linger 30 s.
+    "GUNICORN_TIMEOUT": "20",
+}
 
 
 @contextmanager
 def fault_stack(database_url: str, redis_url: str, logs: Path) -> Iterator[Stack]:
-    """Like bench.stack.live_stack, except that the servers reach MariaDB and
-    Redis through proxies while setup (migrate, createsuperuser) goes direct."""
+    """bench.stack.live_stack with the servers behind the proxies (see the module docstring)."""
     mysql = urllib.parse.urlsplit(database_url)
     redis_parsed = urllib.parse.urlsplit(redis_url)
     redis_host, redis_port = redis_parsed.hostname or "127.0.0.1", redis_parsed.port or 6379
-    key_prefix = f"faults-{secrets.token_hex(4)}"
-    own_redis_url = f"redis://{redis_host}:{redis_port}/{REDIS_DB}"
 
     with ExitStack() as stack:
-        direct_url = mysql_database_create(database_url, "arcana_faults")
-        stack.callback(mysql_database_drop, direct_url)
-        stack.callback(redis_delete_prefix, own_redis_url, f"{key_prefix}:")
         db_proxy = stack.enter_context(
             TcpProxy((mysql.hostname or "127.0.0.1", mysql.port or 3306))
         )
         redis_proxy = stack.enter_context(TcpProxy((redis_host, redis_port)))
         redis = redis_client(redis_host, redis_port)
         stack.callback(redis.close)
-
-        env = server_env(
-            through(direct_url, db_proxy.port),
-            f"redis://127.0.0.1:{redis_proxy.port}/{REDIS_DB}",
-            workers=WORKERS,
-            overrides=fault_env(key_prefix),
+        live = stack.enter_context(
+            live_stack(
+                database_url,
+                f"redis://{redis_host}:{redis_port}/{REDIS_DB}",
+                server_database_url=through(database_url, db_proxy.port),
+                server_redis_url=f"redis://127.0.0.1:{redis_proxy.port}/{REDIS_DB}",
+                rest_workers=WORKERS,
+                grpc_workers=WORKERS,
+                env_overrides=FAULT_ENV,
+                # Every gRPC call comes from 127.0.0.1 (one throttle bucket); the
+                # throttle under fault is exercised over REST, where the address varies.
+                grpc_env_overrides={"THROTTLE_LOGIN": GENEROUS_RATE},
+                password=PASSWORD,
+                log_dir=logs,
+                database_prefix="arcana_faults",
+                stop_grace=5,
+            )
         )
-        direct_env = {**env, "DATABASE_URL": direct_url, "REDIS_URL": own_redis_url}
-        manage(direct_env, "migrate", "--noinput")
-        admin_email = f"admin-{key_prefix}@faults.example.com"
-        create_admin(direct_env, email=admin_email, name="Fault Admin", password=PASSWORD)
-
-        rest_port = free_port()
-        grpc_address = f"127.0.0.1:{free_port()}"
-        rest = rest_server(env, rest_port, logs / "rest.log", workers=WORKERS)
-        # Every gRPC call comes from 127.0.0.1 (one throttle bucket); the throttle
-        # under fault is exercised over REST, where the address varies.
-        grpc_env = {**env, "THROTTLE_LOGIN": GENEROUS_RATE}
-        grpc = grpc_server(grpc_env, grpc_address, logs / "grpc.log", workers=WORKERS)
-        for server in (rest, grpc):
-            stack.callback(server.stop, 5)
-            server.start()
-        wait_rest_ready(rest, rest_port, WORKERS)
-        wait_grpc_ready(grpc, grpc_address, WORKERS)
-
-        live = Stack(
-            rest=rest,
-            grpc=grpc,
-            rest_port=rest_port,
-            grpc_address=grpc_address,
+        yield Stack(
+            rest=live.rest,
+            grpc=live.grpc,
+            rest_port=live.rest_port,
+            grpc_address=live.grpc_address,
             db_proxy=db_proxy,
             redis_proxy=redis_proxy,
             redis=redis,
-            key_prefix=key_prefix,
-            admin_email=admin_email,
-            admin_id="",
-            admin_token="",
+            key_prefix=live.env["CACHE_KEY_PREFIX"],
+            admin_email=live.admin_email,
+            admin_id=live.admin_id,
+            admin_token=live.admin_token,
         )
-        reply = live.login(client_address="198.51.100.1")
-        if reply.status != 200:
-            raise RuntimeError(f"admin login failed: {reply.status} {reply.raw[:200]!r}")
-        live.admin_token = reply.json()["access"]
-        live.admin_id = reply.json()["user"]["id"]
-        yield live

@@ -21,13 +21,14 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protos.arcana.v1 import auth_pb2, users_pb2
 from tests.conftest import expired_token, forged_token, tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.grpc.conftest import live_db
+from tests.hardening.conftest import FUZZ_SETTINGS
 
 pytestmark = live_db
 
@@ -56,17 +57,6 @@ METHODS: dict[str, MethodDescriptor] = {
 
 MESSAGE_EXAMPLES = 40  # per method
 RAW_EXAMPLES = 15  # per method
-
-FUZZ_SETTINGS = dict(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    # The live database fixture is function scoped on purpose: rows written by
-    # one example (registrations, deletions) are there for the next.
-    suppress_health_check=list(HealthCheck),
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    print_blob=False,
-)
 
 # Text a protobuf string can carry: anything but lone surrogates (which the
 # client cannot even encode), NUL and the rest of the control characters included.
@@ -282,7 +272,7 @@ def test_fuzz_grpc_messages(grpc_channel: grpc.Channel, fixtures: Fixtures, meth
     request_class = GetMessageClass(descriptor.input_type)
     seen: dict[grpc.StatusCode, int] = {}
 
-    @settings(max_examples=MESSAGE_EXAMPLES, **FUZZ_SETTINGS)  # type: ignore[arg-type]
+    @settings(FUZZ_SETTINGS, max_examples=MESSAGE_EXAMPLES)
     @given(
         request=message_strategy(request_class, fixtures),
         metadata=fixtures.metadata_strategy(),
@@ -304,7 +294,7 @@ def test_fuzz_grpc_raw_bytes(grpc_channel: grpc.Channel, fixtures: Fixtures, met
     request_class = GetMessageClass(descriptor.input_type)
     seen: dict[grpc.StatusCode, int] = {}
 
-    @settings(max_examples=RAW_EXAMPLES, **FUZZ_SETTINGS)  # type: ignore[arg-type]
+    @settings(FUZZ_SETTINGS, max_examples=RAW_EXAMPLES)
     @given(
         payload=raw_payloads(message_strategy(request_class, fixtures)),
         metadata=fixtures.metadata_strategy(),

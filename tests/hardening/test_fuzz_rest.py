@@ -24,7 +24,7 @@ import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -36,6 +36,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import tokens_for
 from tests.factories import UserFactory
+from tests.hardening.conftest import FUZZ_SETTINGS
 from users.models import User
 
 pytestmark = pytest.mark.django_db
@@ -51,18 +52,6 @@ CHECKS = [
 # exhaust their space sooner, which is why each run also asserts a floor.
 EXAMPLES_PER_OPERATION = 14
 MIN_REQUESTS_PER_RUN = 170  # x 3 runs >= 500
-
-FUZZ_SETTINGS = settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    # The db fixture is function scoped on purpose: rows made by one example
-    # (registrations, updates) are there for the next, as in real traffic.
-    suppress_health_check=list(HealthCheck),
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    print_blob=False,
-)
 
 WSGI_APP = WSGIHandler()
 
@@ -120,7 +109,7 @@ def _fuzz(api_schema: Any, run: FuzzRun) -> None:
     for result in api_schema.get_all_operations():
         operation = result.ok()
 
-        @FUZZ_SETTINGS
+        @settings(FUZZ_SETTINGS, max_examples=EXAMPLES_PER_OPERATION)
         @given(case=_strategy(operation, run.path_ids))
         def fuzz_operation(case: Any) -> None:
             run.send(case)
