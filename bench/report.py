@@ -72,8 +72,11 @@ def machine(backend: str, workers: int) -> dict[str, str]:
         "Python": sys.version.split()[0],
         "OS": f"{platform.system()} {platform.release()}",
         "database": backend,
-        "server processes": f"{workers} per server (gunicorn sync workers; grpcrunserver "
-        "--workers, SO_REUSEPORT)",
+        "server processes": f"{workers} per server (gunicorn "
+        f"{os.environ.get('GUNICORN_WORKER_CLASS', 'gthread')} workers x "
+        f"{os.environ.get('GUNICORN_THREADS', '4')} threads, as docker/gunicorn.conf.py; "
+        f"grpcrunserver --workers, SO_REUSEPORT, "
+        f"{os.environ.get('GRPC_MAX_WORKERS', '10')} threads each)",
         "versions": ", ".join(
             f"{name} {version(name)}"
             for name in ("Django", "djangorestframework", "djangogrpcframework", "grpcio")
