@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from arcana.exceptions import InvalidInput
 from authn import lockout, repository
 from authn.errors import InvalidCredentials, TokenInvalid
-from authn.tokens import SESSION_CLAIM, ArcanaRefreshToken
+from authn.tokens import ArcanaRefreshToken, access_claims
 from users import repository as users_repository
 from users import services as users_services
 from users.errors import UserNotFound
@@ -73,10 +72,10 @@ def access_token_authenticate(*, token: str) -> Authenticated:
     invalidates), so deactivation, deletion and role changes act at once.
     """
     try:
-        access = AccessToken(token)  # type: ignore[arg-type]
+        claims = access_claims(token)
     except TokenError as exc:
         raise TokenInvalid(str(exc)) from None
-    return Authenticated(user=_active_user(access.get("sub")), session_id=access.get(SESSION_CLAIM))
+    return Authenticated(user=_active_user(claims.user_id), session_id=claims.session_id)
 
 
 @transaction.atomic

@@ -122,7 +122,7 @@ def user_list(*, page: int, size: int, sync_status: str | None, search: str | No
         .order_by("created_at", "id")[page * size : (page + 1) * size]
     )
     # Past the last page there is no row to carry the total: count separately.
-    total = rows[0].total_rows if rows else queryset.count()
+    total: int = rows[0].total_rows if rows else queryset.count()  # type: ignore[attr-defined]
     users = [UserRecord.from_model(user) for user in rows]
     return UserPage(users=users, page=page, size=size, total=total)
 
