@@ -286,3 +286,21 @@ def test_decodable_raw_request_still_works(grpc_channel: grpc.Channel, user: Use
     request = users_pb2.GetUserRequest(id=str(user.pk)).SerializeToString()
     reply = users_pb2.UserResponse.FromString(call(request, metadata=auth_for(user), timeout=10))
     assert reply.email == user.email
+
+
+def test_cache_objects_outlive_a_call_on_the_same_thread() -> None:
+    import contextvars
+
+    from django.core.cache import caches
+
+    from arcana.grpc.server import keep_caches_per_thread
+
+    keep_caches_per_thread()  # what build_server does (the session server already did)
+
+    def current() -> object:
+        return caches["default"]
+
+    # grpc runs every call in a fresh, empty context.
+    first = contextvars.Context().run(current)
+    second = contextvars.Context().run(current)
+    assert first is second
