@@ -2,8 +2,8 @@
 
 Found by tests/live/test_load.py: under concurrent creates on MariaDB, ListUsers
 answered 19 users with ``total`` 18, because the count and the page were two
-statements. Both now come from one (a window count), so no write can fall
-between them; the live load test checks it under real concurrency.
+autocommit statements. Both now run in one snapshot transaction; the live
+load test checks it under real concurrency on MariaDB.
 """
 
 import pytest
@@ -13,23 +13,32 @@ from django.test.utils import CaptureQueriesContext
 from tests.factories import UserFactory
 from users import repository
 
-pytestmark = pytest.mark.django_db
 
-
-def test_page_and_total_come_from_one_statement() -> None:
+# serialized_rollback, as tests/grpc does: keeps transactional tests order-independent.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_count_and_page_share_one_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(5):
         UserFactory.create()
+    in_transaction: list[bool] = []
+    execute = connection.ops.__class__.last_executed_query
+
+    def spy(self: object, cursor: object, sql: str, params: object) -> str:
+        if "COUNT(" in sql.upper() or "LIMIT" in sql.upper():
+            in_transaction.append(connection.in_atomic_block)
+        return execute(self, cursor, sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connection.ops.__class__, "last_executed_query", spy)
     with CaptureQueriesContext(connection) as queries:
         page = repository.user_list(page=1, size=2, sync_status=None, search=None)
-    assert page.total == 5
-    assert len(page.users) == 2
-    users_queries = [
-        q["sql"] for q in queries if "users_user" in q["sql"] and "COUNT" in q["sql"].upper()
-    ]
-    assert len(users_queries) == 1  # the page itself carries the count
-    assert len(queries) == 2  # the page (with its total) and the roles prefetch
+    assert (page.total, len(page.users)) == (5, 2)
+    assert in_transaction == [True, True]  # the count, then the page
+    statements = [query["sql"].upper() for query in queries]
+    if connection.vendor == "mysql":
+        count_at = next(i for i, sql in enumerate(statements) if "COUNT(" in sql)
+        assert any("REPEATABLE READ" in sql for sql in statements[:count_at])
 
 
+@pytest.mark.django_db
 def test_total_past_the_last_page() -> None:
     for _ in range(3):
         UserFactory.create()
@@ -38,6 +47,7 @@ def test_total_past_the_last_page() -> None:
     assert page.total == 3
 
 
+@pytest.mark.django_db
 def test_total_follows_filters() -> None:
     UserFactory.create(name="Match Me", sync_status="pending")
     UserFactory.create(name="Other", sync_status="pending")
