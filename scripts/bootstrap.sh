@@ -13,6 +13,8 @@ want_dev=0
 [ "${1:-}" = "--dev" ] && want_dev=1
 
 need_apt=()
+# Debian splits venv/ensurepip out of the interpreter package.
+"$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists mariadb 2>/dev/null; then
   need_apt+=(default-libmysqlclient-dev)
