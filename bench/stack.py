@@ -53,7 +53,7 @@ import secrets
 import subprocess
 import tempfile
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,9 +342,7 @@ class LiveStack:
             self.log_dir / f"rest-{port}.log",
             workers=workers,
         )
-        self._stack.callback(server.stop)
-        server.start()
-        wait_rest_ready(server, port, workers)
+        self._launch(server, lambda: wait_rest_ready(server, port, workers))
         return server, port
 
     def spawn_grpc(
@@ -358,10 +356,13 @@ class LiveStack:
             self.log_dir / f"grpc-{address.rpartition(':')[2]}.log",
             workers=workers,
         )
-        self._stack.callback(server.stop)
-        server.start()
-        wait_grpc_ready(server, address, workers)
+        self._launch(server, lambda: wait_grpc_ready(server, address, workers))
         return server, address
+
+    def _launch(self, server: Server, wait_ready: Callable[[], None]) -> None:
+        self._stack.callback(server.stop)  # registered first: stopped even if never ready
+        server.start()
+        wait_ready()
 
 
 @contextmanager
