@@ -3,9 +3,11 @@
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import HttpRequest
 from rest_framework import serializers
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
 
 from authn.authentication import Principal
 from users.records import Actor
@@ -28,3 +30,11 @@ def principal_of(request: Request) -> Principal:
 
 def actor_of(request: Request) -> Actor:
     return principal_of(request).actor
+
+
+def client_of(request: Request | HttpRequest) -> str:
+    """The client's address as the throttles see it: ``REMOTE_ADDR``, or the
+    ``X-Forwarded-For`` entry ``NUM_PROXIES`` trusted proxies put in front."""
+    # get_ident reads only ``request.META``, which Django's requests have too.
+    ident: str | None = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
+    return ident or "unknown"

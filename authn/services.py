@@ -5,6 +5,7 @@ must exist and be active at every step, roles always come from the database,
 and a refresh token works exactly once.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.contrib.auth.hashers import make_password
@@ -12,13 +13,16 @@ from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from arcana import lockout
 from arcana.exceptions import InvalidInput
-from authn import lockout, repository
+from arcana.ratelimit import rate_limit
+from authn import repository
 from authn.errors import InvalidCredentials, TokenInvalid
 from authn.tokens import ArcanaRefreshToken, access_claims
 from users import repository as users_repository
 from users import services as users_services
 from users.errors import UserNotFound
+from users.models import normalize_email
 from users.records import Actor, UserRecord
 
 
@@ -84,21 +88,35 @@ def auth_register(*, name: str, email: str, password: str) -> TokenPair:
     return token_pair_issue(user=user)
 
 
-def auth_login(*, email: str, password: str) -> TokenPair:
-    """Unknown email, wrong password and inactive account look the same to the
+def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
+    """The one credential check behind API login (REST and gRPC) and the
+    Django admin login, so the throttle and lockout cannot be dodged by
+    switching doors.
+
+    Unknown email, wrong password and inactive account look the same to the
     caller: same error, and a password hash is computed in every case so the
-    timing does not tell them apart either."""
-    lockout.login_lock_check(email=email)
-    user = users_repository.user_find_by_email(email=email)
+    timing does not tell them apart either. Failures count towards the lockout
+    of (account, client address) and the account-wide ceiling
+    (``arcana.lockout``); a lock refuses even the right password.
+    """
+    account = normalize_email(email)
+    lockout.lock_check(account=account, client=client)
+    user = users_repository.user_find_by_email(email=account)
     if user is None:
         make_password(password)
-        lockout.login_failure_record(email=email)
+        lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
     if not user.check_password(password) or not user.is_active:
-        lockout.login_failure_record(email=email)
+        lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
-    lockout.login_failures_clear(email=email)
-    return token_pair_issue(user=users_repository.user_get(user_id=str(user.pk)))
+    lockout.failures_clear(account=account, client=client)
+    return users_repository.user_get(user_id=str(user.pk))
+
+
+def auth_login(*, email: str, password: str, client: str) -> TokenPair:
+    user = credentials_verify(email=email, password=password, client=client)
+    users_repository.user_login_record(user_id=user.id)
+    return token_pair_issue(user=user)
 
 
 def _parse_refresh(refresh: str) -> ArcanaRefreshToken:
@@ -125,6 +143,15 @@ def auth_logout(*, actor: Actor, refresh: str) -> None:
     repository.refresh_token_revoke(jti=token["jti"])
 
 
+def logins_unlock(*, emails: Iterable[str]) -> int:
+    """Operators: lift the login lockout of these accounts, from every address."""
+    count = 0
+    for email in emails:
+        lockout.unlock(account=normalize_email(email))
+        count += 1
+    return count
+
+
 def auth_logout_all(*, actor: Actor) -> int:
     return user_sessions_end(user_id=actor.id)
 
@@ -136,13 +163,27 @@ def user_sessions_end(*, user_id: str) -> int:
 
 @transaction.atomic
 def password_change(
-    *, actor: Actor, current_password: str, new_password: str, session_id: str | None = None
+    *,
+    actor: Actor,
+    client: str,
+    current_password: str,
+    new_password: str,
+    session_id: str | None = None,
 ) -> None:
     """Needs the current password; ends every refresh token of the user except
-    the one behind the caller's own session."""
+    the one behind the caller's own session.
+
+    Limited per user and per client address (``THROTTLE_RATES["password"]``),
+    and a wrong current password counts like a failed login: a stolen access
+    token cannot be used to guess the password.
+    """
+    rate_limit(scope="password", idents=[f"user:{actor.id}", f"client:{client}"])
     user = users_repository.user_get_model(user_id=actor.id, for_update=True)
+    lockout.lock_check(account=user.email, client=client)
     if not user.check_password(current_password):
+        lockout.failure_record(account=user.email, client=client)
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
+    lockout.failures_clear(account=user.email, client=client)
     if current_password == new_password:
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
     try:

@@ -65,7 +65,7 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     ordering = ("-created_at",)
     readonly_fields = ("id", "created_at", "updated_at", "last_login")
     filter_horizontal = ("groups", "user_permissions")
-    actions = ["mark_pending_sync", "deactivate"]
+    actions = ["mark_pending_sync", "deactivate", "unlock_login"]
     fieldsets = (
         (None, {"fields": ("id", "email", "name", "password")}),
         ("API", {"fields": ("roles", "sync_status", "is_active")}),
@@ -105,6 +105,12 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         count = services.users_deactivate(user_ids=_ids(queryset))
         self.message_user(request, f"{count} user(s) deactivated.", messages.SUCCESS)
+
+    @admin.action(description="Unlock login for selected users (lift failed-login lockouts)")
+    def unlock_login(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        emails = list(queryset.values_list("email", flat=True))
+        count = authn_services.logins_unlock(emails=emails)
+        self.message_user(request, f"{count} user(s) unlocked.", messages.SUCCESS)
 
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""

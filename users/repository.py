@@ -180,6 +180,12 @@ def user_reload(*, user_id: str) -> UserRecord:
         raise UserNotFound() from None
 
 
+def user_login_record(*, user_id: str) -> None:
+    """Stamp ``last_login`` (as Django's admin login does). One UPDATE, no
+    signal: the cached record holds no ``last_login``, so nothing to invalidate."""
+    _users().filter(pk=parse_user_id(user_id)).update(last_login=timezone.now())
+
+
 def user_delete(*, user_id: str) -> None:
     deleted, _ = _users().filter(pk=parse_user_id(user_id)).delete()
     if not deleted:

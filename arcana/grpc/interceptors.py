@@ -311,6 +311,11 @@ def peer_address(peer: str) -> str:
     return peer  # unix sockets and the like: one bucket per path
 
 
+def client_address(context: grpc.ServicerContext) -> str:
+    """The calling client's address, as the throttles see it."""
+    return peer_address(context.peer())
+
+
 def _throttle(context: grpc.ServicerContext, scope: str) -> None:
     throttle = ScopedThrottle()
     if not throttle.allow_request(_ThrottleRequest(context), _ThrottleView(scope)):

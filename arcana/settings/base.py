@@ -152,6 +152,9 @@ USER_CACHE_TIMEOUT = env.int("USER_CACHE_TIMEOUT", default=300)
 # --- users and passwords ----------------------------------------------------
 
 AUTH_USER_MODEL = "users.User"
+# The admin login goes through the API's credential check: same email
+# normalisation, throttle and lockout (authn/backends.py).
+AUTHENTICATION_BACKENDS = ["authn.backends.CredentialsBackend"]
 
 # Argon2id first; the others only verify (and upgrade) hashes made by them.
 PASSWORD_HASHERS = [
@@ -202,6 +205,10 @@ THROTTLE_RATES = {
     "login": env.str("THROTTLE_LOGIN", default="10/min"),
     "register": env.str("THROTTLE_REGISTER", default="5/min"),
     "refresh": env.str("THROTTLE_REFRESH", default="30/min"),
+    # Per user and per client address, applied by the services on every transport
+    # (arcana/ratelimit.py): changing the password, changing one's own email.
+    "password": env.str("THROTTLE_PASSWORD", default="5/min"),
+    "email_change": env.str("THROTTLE_EMAIL_CHANGE", default="10/hour"),
 }
 
 # --- gRPC -----------------------------------------------------------------------
@@ -226,9 +233,13 @@ GRPC_FRAMEWORK = {
     ],
 }
 
-# One account refuses logins for LOGIN_LOCKOUT_SECONDS after this many failures
-# within that window, from any address (authn/lockout.py).
+# Failed credential checks (API and admin login, current-password checks) lock a
+# client out of one account for LOGIN_LOCKOUT_SECONDS after LOGIN_LOCKOUT_FAILURES
+# failures from that client's address within that window; after
+# LOGIN_LOCKOUT_ACCOUNT_FAILURES failures from all addresses together, everyone
+# is locked out of it (arcana/lockout.py). Operators unlock in the admin.
 LOGIN_LOCKOUT_FAILURES = env.int("LOGIN_LOCKOUT_FAILURES", default=5)
+LOGIN_LOCKOUT_ACCOUNT_FAILURES = env.int("LOGIN_LOCKOUT_ACCOUNT_FAILURES", default=100)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
 
 # --- JWT ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arcana.rest import actor_of, principal_of, validated
+from arcana.rest import actor_of, client_of, principal_of, validated
 from authn import services
 from authn.api.serializers import (
     LoginInputSerializer,
@@ -23,6 +23,9 @@ from authn.api.serializers import (
 from authn.throttling import ScopedThrottle
 from users import services as users_services
 from users.api.serializers import UserOutputSerializer, user_json
+
+# Token responses must never be stored by a browser or an intermediary (RFC 6749 §5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def token_pair_json(pair: services.TokenPair) -> dict[str, Any]:
@@ -45,7 +48,7 @@ class RegisterView(PublicView):
     @extend_schema(request=RegisterInputSerializer, responses={201: TokenPairOutputSerializer})
     def post(self, request: Request) -> Response:
         pair = services.auth_register(**validated(RegisterInputSerializer, request.data))
-        return Response(token_pair_json(pair), status=status.HTTP_201_CREATED)
+        return Response(token_pair_json(pair), status=status.HTTP_201_CREATED, headers=NO_STORE)
 
 
 class LoginView(PublicView):
@@ -54,8 +57,9 @@ class LoginView(PublicView):
 
     @extend_schema(request=LoginInputSerializer, responses={200: TokenPairOutputSerializer})
     def post(self, request: Request) -> Response:
-        pair = services.auth_login(**validated(LoginInputSerializer, request.data))
-        return Response(token_pair_json(pair))
+        data = validated(LoginInputSerializer, request.data)
+        pair = services.auth_login(client=client_of(request), **data)
+        return Response(token_pair_json(pair), headers=NO_STORE)
 
 
 class RefreshView(PublicView):
@@ -65,7 +69,7 @@ class RefreshView(PublicView):
     @extend_schema(request=RefreshInputSerializer, responses={200: TokenRefreshOutputSerializer})
     def post(self, request: Request) -> Response:
         pair = services.auth_refresh(**validated(RefreshInputSerializer, request.data))
-        return Response({"access": pair.access, "refresh": pair.refresh})
+        return Response({"access": pair.access, "refresh": pair.refresh}, headers=NO_STORE)
 
 
 class LogoutView(APIView):
@@ -102,5 +106,10 @@ class PasswordChangeView(APIView):
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
         data = validated(PasswordChangeInputSerializer, request.data)
-        services.password_change(actor=principal.actor, session_id=principal.session_id, **data)
+        services.password_change(
+            actor=principal.actor,
+            client=client_of(request),
+            session_id=principal.session_id,
+            **data,
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -8,7 +8,7 @@ import grpc
 from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 
-from arcana.grpc.interceptors import authenticated
+from arcana.grpc.interceptors import authenticated, client_address
 from arcana.rest import validated
 from authn import services
 from authn.api.serializers import (
@@ -39,7 +39,7 @@ class AuthService(Service):
         self, request: auth_pb2.LoginRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenPair:
         data = validated(LoginInputSerializer, request_data(request))
-        return token_pair_message(services.auth_login(**data))
+        return token_pair_message(services.auth_login(client=client_address(context), **data))
 
     def Refresh(
         self, request: auth_pb2.RefreshRequest, context: grpc.ServicerContext

@@ -1,0 +1,49 @@
+"""The Django admin's login, through the API's credential check.
+
+``django.contrib.auth.authenticate()`` (the admin login form, ``Client.login``)
+ends here, in :func:`authn.services.credentials_verify`: the email is
+normalised (trimmed, case-insensitive) as the API does, and failures count
+towards the same lockout, so twenty guesses at the admin page lock that
+client out of the account on the API too, and the other way round.
+"""
+
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+from arcana.exceptions import Throttled
+from arcana.rest import client_of
+from authn import services
+from authn.errors import InvalidCredentials
+from users import repository as users_repository
+from users.models import User
+
+# Set on the request when a lock refused the login, so the form can say why.
+REFUSAL_ATTRIBUTE = "arcana_login_refusal"
+UNKNOWN_CLIENT = "unknown"
+
+
+class CredentialsBackend(ModelBackend):
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> User | None:
+        email = username if username is not None else kwargs.get(User.USERNAME_FIELD)
+        if not isinstance(email, str) or not isinstance(password, str):
+            return None
+        client = client_of(request) if request is not None else UNKNOWN_CLIENT
+        try:
+            record = services.credentials_verify(email=email, password=password, client=client)
+        except Throttled as exc:
+            if request is not None:
+                setattr(request, REFUSAL_ATTRIBUTE, exc)
+            # Stops authenticate() from trying any other backend.
+            raise PermissionDenied(exc.message) from None
+        except InvalidCredentials:
+            return None
+        return users_repository.user_get_model(user_id=record.id)
