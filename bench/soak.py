@@ -32,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     database_url = os.environ.get("DATABASE_URL") or "mysql://root@127.0.0.1:3306/arcana"
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/13"
-    overrides = {"LOGIN_LOCKOUT_FAILURES": "1000000", "THROTTLE_LOGIN": GENEROUS_RATE}
+    overrides = {
+        "LOGIN_LOCKOUT_FAILURES": "1000000",
+        "LOGIN_LOCKOUT_ACCOUNT_FAILURES": "1000000",
+        "THROTTLE_LOGIN": GENEROUS_RATE,
+    }
     with live_stack(
         database_url,
         redis_url,

@@ -31,6 +31,7 @@ class TimingArgon2PasswordHasher(Argon2PasswordHasher):
 @override_settings(
     PASSWORD_HASHERS=["tests.hardening.test_login_timing.TimingArgon2PasswordHasher"],
     LOGIN_LOCKOUT_FAILURES=10_000,
+    LOGIN_LOCKOUT_ACCOUNT_FAILURES=10_000,
 )
 def test_unknown_email_and_wrong_password_are_indistinguishable() -> None:
     UserFactory.create(email="known@example.com", password="the real passphrase 99")
