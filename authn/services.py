@@ -42,7 +42,7 @@ class Authenticated:
 
     @property
     def actor(self) -> Actor:
-        return Actor(id=self.user.id, roles=self.user.roles)
+        return Actor(id=self.user.id, roles=self.user.roles, is_superuser=self.user.is_superuser)
 
 
 def token_pair_issue(*, user: UserRecord) -> TokenPair:

@@ -1,6 +1,6 @@
 """Errors of the users domain."""
 
-from arcana.exceptions import Conflict, NotFound
+from arcana.exceptions import ApplicationError, Conflict, NotFound
 
 
 class UserNotFound(NotFound):
@@ -11,3 +11,11 @@ class UserNotFound(NotFound):
 class EmailTaken(Conflict):
     code = "email_taken"
     default_message = "A user with this email already exists."
+
+
+class LastAdmin(ApplicationError):
+    """A change that would leave no active admin (400 / INVALID_ARGUMENT)."""
+
+    kind = "invalid"
+    code = "last_admin"
+    default_message = "This would leave no active admin."

@@ -20,6 +20,8 @@ class UserRecord:
     is_active: bool
     created_at: datetime
     updated_at: datetime
+    # Not part of the API's user: it decides who may change whom (users.services).
+    is_superuser: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -37,6 +39,7 @@ class UserRecord:
             is_active=user.is_active,
             created_at=user.created_at,
             updated_at=user.updated_at,
+            is_superuser=user.is_superuser,
         )
 
 
@@ -46,6 +49,7 @@ class Actor:
 
     id: str
     roles: tuple[str, ...]
+    is_superuser: bool = False
 
     @property
     def is_admin(self) -> bool:

@@ -22,10 +22,11 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from users.errors import EmailTaken, UserNotFound
-from users.models import Role, User, UserQuerySet, normalize_email
+from users.models import Role, Roles, User, UserQuerySet, normalize_email
 from users.records import UserPage, UserRecord
 
-CACHE_KEY = "users:v1:{}"
+# v2: records carry is_superuser (a v1 record would not unpickle into them).
+CACHE_KEY = "users:v2:{}"
 TOMBSTONE = "__invalidated__"
 TOMBSTONE_SECONDS = 5
 
@@ -107,6 +108,20 @@ def user_get_model(*, user_id: str, for_update: bool = False) -> User:
 def user_find_by_email(*, email: str) -> User | None:
     """The model with its password hash, for authentication."""
     return _users().by_email(email).first()
+
+
+def admins_active_other_than(*, user_id: str) -> int:
+    """How many other active users hold the admin role. Their rows are locked
+    (in the caller's transaction), so two admins demoting themselves at once
+    cannot both see the other one and leave nobody."""
+    others = (
+        _users()
+        .active()
+        .filter(roles__name=Roles.ADMIN)
+        .exclude(pk=parse_user_id(user_id))
+        .select_for_update()
+    )
+    return len(others.values_list("pk", flat=True))
 
 
 def user_list(*, page: int, size: int, sync_status: str | None, search: str | None) -> UserPage:

@@ -10,9 +10,11 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 
+from arcana import lockout
 from arcana.exceptions import Forbidden, InvalidInput
+from arcana.ratelimit import rate_limit
 from users import repository
-from users.errors import UserNotFound
+from users.errors import LastAdmin, UserNotFound
 from users.models import Roles, SyncStatus, User, normalize_email
 from users.records import Actor, UserPage, UserRecord
 
@@ -119,31 +121,84 @@ def user_list(
     )
 
 
+def _require_superuser_to_touch(actor: Actor, target: User, action: str) -> None:
+    """A superuser is changed (demoted, deactivated, re-emailed) or deleted
+    only by another superuser: an API admin cannot take over or lock out the
+    operators above them."""
+    if target.is_superuser and not actor.is_superuser and actor.id != str(target.pk):
+        raise Forbidden(f"Only a superuser may {action} a superuser.")
+
+
+def _refuse_last_admin(actor: Actor, target_id: str, action: str) -> None:
+    """The last active admin cannot demote, deactivate or delete themself:
+    nobody would be left to manage users through the API."""
+    is_self = actor.id == target_id and actor.is_admin
+    if is_self and not repository.admins_active_other_than(user_id=target_id):
+        raise LastAdmin(
+            f"You are the last active admin and cannot {action} yourself; "
+            "make another user an admin first."
+        )
+
+
+def _verify_own_password(*, user: User, current_password: str | None, client: str) -> None:
+    """Changing one's own email needs the current password: a stolen access
+    token alone cannot take the account over (or probe which emails exist).
+    Limited per user and per client; wrong passwords count like failed logins."""
+    rate_limit(scope="email_change", idents=[f"user:{user.pk}", f"client:{client}"])
+    lockout.lock_check(account=user.email, client=client)
+    if not current_password:
+        raise InvalidInput(
+            {"current_password": ["Your current password is required to change your email."]}
+        )
+    if not user.check_password(current_password):
+        lockout.failure_record(account=user.email, client=client)
+        raise InvalidInput({"current_password": ["Current password is incorrect."]})
+    lockout.failures_clear(account=user.email, client=client)
+
+
 @transaction.atomic
 def user_update(
     *,
     actor: Actor,
     user_id: str,
+    client: str,
     name: str | None = None,
     email: str | None = None,
+    current_password: str | None = None,
     roles: Sequence[str] | None = None,
     is_active: bool | None = None,
     sync_status: str | None = None,
 ) -> UserRecord:
     """Change a user. ``None`` means "leave as is". Only admins may change
-    roles, activation and sync status."""
+    roles, activation and sync status; changing one's own email needs
+    ``current_password``; ``client`` is the caller's address (for limits)."""
     user_id = _require_access(actor, user_id)
     admin_fields = {"roles": roles, "is_active": is_active, "sync_status": sync_status}
     if not actor.is_admin and any(value is not None for value in admin_fields.values()):
         raise Forbidden("Only admins may change roles, is_active or sync_status.")
 
     user = repository.user_get_model(user_id=user_id, for_update=True)
+    checked_roles = _check_roles(roles) if roles is not None else None
+    new_email = normalize_email(email) if email is not None else None
+    demoted = checked_roles is not None and Roles.ADMIN not in checked_roles
+    deactivated = is_active is False and user.is_active
+    if demoted and Roles.ADMIN in user.role_names:
+        _require_superuser_to_touch(actor, user, "demote")
+        _refuse_last_admin(actor, user_id, "demote")
+    if deactivated:
+        _require_superuser_to_touch(actor, user, "deactivate")
+        _refuse_last_admin(actor, user_id, "deactivate")
+    if new_email is not None and new_email != user.email:
+        _require_superuser_to_touch(actor, user, "change the email of")
+        if actor.id == user_id:
+            _verify_own_password(user=user, current_password=current_password, client=client)
+
     fields: list[str] = []
     if name is not None and name != user.name:
         user.name = name
         fields.append("name")
-    if email is not None and normalize_email(email) != user.email:
-        user.email = normalize_email(email)
+    if new_email is not None and new_email != user.email:
+        user.email = new_email
         fields.append("email")
     if is_active is not None and is_active != user.is_active:
         user.is_active = is_active
@@ -151,14 +206,16 @@ def user_update(
     if sync_status is not None and sync_status != user.sync_status:
         user.sync_status = _check_sync_status(sync_status)
         fields.append("sync_status")
-    checked_roles = _check_roles(roles) if roles is not None else None
     return repository.user_save(user=user, fields=fields, roles=checked_roles)
 
 
 @transaction.atomic
 def user_delete(*, actor: Actor, user_id: str) -> None:
     _require_admin(actor)
-    repository.user_delete(user_id=user_id)
+    target = repository.user_get_model(user_id=user_id, for_update=True)
+    _require_superuser_to_touch(actor, target, "delete")
+    _refuse_last_admin(actor, str(target.pk), "delete")
+    repository.user_delete(user_id=str(target.pk))
 
 
 @transaction.atomic

@@ -97,7 +97,9 @@ class MeView(APIView):
     def patch(self, request: Request) -> Response:
         actor = actor_of(request)
         data = validated(MeUpdateInputSerializer, request.data)
-        user = users_services.user_update(actor=actor, user_id=actor.id, **data)
+        user = users_services.user_update(
+            actor=actor, user_id=actor.id, client=client_of(request), **data
+        )
         return Response(user_json(user))
 
 

@@ -13,14 +13,16 @@ from typing import Any, Protocol
 
 import grpc
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from arcana.errors import GRPC_STATUS_BY_KIND, HTTP_STATUS_BY_KIND
-from arcana.grpc.errors import field_errors
+from arcana.grpc.errors import ERROR_CODE_KEY, field_errors
 from protos.arcana.v1 import auth_pb2, users_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
 from protos.arcana.v1.users_pb2_grpc import UserServiceStub
 from tests.conftest import expired_token, forged_token, tokens_for
+from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.grpc.conftest import bearer
 from users.grpc.services import epoch_millis
 from users.models import User
@@ -40,6 +42,8 @@ class Outcome:
     kind: str
     data: dict[str, Any] = field(default_factory=dict, compare=False)
     fields: frozenset[str] = frozenset()  # invalid fields, when kind == "invalid"
+    code: str = field(default="", compare=False)  # the machine code of an error
+    message: str = field(default="", compare=False)
 
     @property
     def user(self) -> dict[str, Any]:
@@ -91,8 +95,14 @@ class RestApi:
             if "data" in data:
                 data = {**data, "users": [_rest_user(user) for user in data["data"]]}
             return Outcome("ok", data)
-        fields = frozenset(response.json().get("errors", {})) if status == 400 else frozenset()
-        return Outcome(_KIND_BY_HTTP[status], fields=fields)
+        body = response.json()
+        fields = frozenset(body.get("errors", {})) if status == 400 else frozenset()
+        return Outcome(
+            _KIND_BY_HTTP[status],
+            fields=fields,
+            code=body.get("code", ""),
+            message=body.get("error", ""),
+        )
 
     def register(self, **body: Any) -> Outcome:
         return self._call("post", "/auth/register", None, body)
@@ -156,7 +166,17 @@ class GrpcApi:
             reply = method(request, timeout=10, metadata=bearer(token) if token else None)
         except grpc.RpcError as error:
             fields = frozenset(field_errors(error.trailing_metadata()))
-            return Outcome(_KIND_BY_GRPC[error.code()], fields=fields)
+            code = next(
+                (
+                    str(item.value)
+                    for item in error.trailing_metadata() or ()
+                    if item.key == ERROR_CODE_KEY
+                ),
+                "",
+            )
+            return Outcome(
+                _KIND_BY_GRPC[error.code()], fields=fields, code=code, message=error.details() or ""
+            )
         if isinstance(reply, users_pb2.UserResponse):
             return Outcome("ok", _grpc_user(reply))
         if isinstance(reply, auth_pb2.TokenPair):
@@ -307,7 +327,12 @@ def test_not_found(api: Api, admin_user: User) -> None:
 
 def test_duplicate_email(api: Api, user: User, other_user: User) -> None:
     taken = api.register(name="Dup", email=user.email.upper(), password=STRONG)
-    moved = api.update_user(tokens_for(other_user).access, str(other_user.pk), email=user.email)
+    moved = api.update_user(
+        tokens_for(other_user).access,
+        str(other_user.pk),
+        email=user.email,
+        current_password=DEFAULT_PASSWORD,
+    )
     assert kinds(taken, moved) == ["conflict", "conflict"]
 
 
@@ -355,3 +380,82 @@ def test_written_over_one_protocol_read_over_the_other(
     assert writer.get_user(admin, user_id).user == updated.user
     assert updated.user["is_active"] is False
     assert writer.login("both@example.com", STRONG).kind == "unauthenticated"  # deactivated
+
+
+# --- guarded changes (security round two) ----------------------------------------------------
+
+
+def test_own_email_change_needs_the_current_password(api: Api, user: User) -> None:
+    token, user_id = tokens_for(user).access, str(user.pk)
+    missing = api.update_user(token, user_id, email="new.me@example.com")
+    wrong = api.update_user(token, user_id, email="new.me@example.com", current_password="nope!")
+    assert kinds(missing, wrong) == ["invalid", "invalid"]
+    assert "current_password" in missing.fields
+    assert "current_password" in wrong.fields
+    user.refresh_from_db()
+    assert user.email == "ursula@example.com"
+    moved = api.update_user(
+        token, user_id, email="new.me@example.com", current_password=DEFAULT_PASSWORD
+    )
+    assert moved.kind == "ok"
+    assert moved.user["email"] == "new.me@example.com"
+    # The name alone needs no password.
+    assert api.update_user(token, user_id, name="Only The Name").kind == "ok"
+
+
+def test_email_change_is_throttled(api: Api, user: User, other_user: User) -> None:
+    token = tokens_for(user).access
+    with override_settings(THROTTLE_RATES={"email_change": "2/min"}):
+        probes = [
+            api.update_user(
+                token, str(user.pk), email=other_user.email, current_password=DEFAULT_PASSWORD
+            )
+            for _ in range(3)
+        ]
+    assert kinds(*probes) == ["conflict", "conflict", "throttled"]
+
+
+def test_admin_changes_someone_elses_email_without_a_password(
+    api: Api, admin_user: User, user: User
+) -> None:
+    moved = api.update_user(tokens_for(admin_user).access, str(user.pk), email="moved@example.com")
+    assert moved.kind == "ok"
+
+
+def test_api_admins_cannot_touch_superusers(api: Api, admin_user: User) -> None:
+    root = UserFactory.create(admin=True, is_staff=True, is_superuser=True)
+    admin, root_id = tokens_for(admin_user).access, str(root.pk)
+    outcomes = [
+        api.update_user(admin, root_id, roles=["user"]),
+        api.update_user(admin, root_id, is_active=False),
+        api.update_user(admin, root_id, email="taken.over@example.com"),
+        api.delete_user(admin, root_id),
+    ]
+    assert kinds(*outcomes) == ["forbidden"] * 4
+    root.refresh_from_db()
+    assert root.is_active
+    assert root.email != "taken.over@example.com"
+    assert "admin" in root.role_names
+    # Harmless changes are still allowed, and superusers may do it all.
+    assert api.update_user(admin, root_id, name="Renamed Root").kind == "ok"
+    other_root = UserFactory.create(admin=True, is_staff=True, is_superuser=True)
+    assert api.update_user(tokens_for(other_root).access, root_id, is_active=False).kind == "ok"
+
+
+def test_the_last_active_admin_cannot_remove_themself(api: Api, admin_user: User) -> None:
+    token, admin_id = tokens_for(admin_user).access, str(admin_user.pk)
+    UserFactory.create(admin=True, is_active=False)  # inactive admins do not count
+    outcomes = [
+        api.update_user(token, admin_id, roles=["user"]),
+        api.update_user(token, admin_id, is_active=False),
+        api.delete_user(token, admin_id),
+    ]
+    assert kinds(*outcomes) == ["invalid"] * 3
+    assert all(outcome.code == "last_admin" for outcome in outcomes)
+    assert "last active admin" in outcomes[0].message
+    admin_user.refresh_from_db()
+    assert admin_user.is_active
+    assert "admin" in admin_user.role_names
+    # With a second active admin it is allowed.
+    UserFactory.create(admin=True)
+    assert api.update_user(token, admin_id, roles=["user"]).kind == "ok"

@@ -8,7 +8,7 @@ import pytest
 from arcana.grpc.errors import ERROR_CODE_KEY, field_errors
 from protos.arcana.v1 import users_pb2
 from protos.arcana.v1.users_pb2_grpc import UserServiceStub
-from tests.factories import UserFactory
+from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.grpc.conftest import auth_for, rpc_error, trailer
 from users.models import SyncStatus, User
 
@@ -225,7 +225,9 @@ def test_update_invalid_and_duplicate(
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(field_errors(error.trailing_metadata())) == {"email", "name"}
 
-    taken = users_pb2.UpdateUserRequest(id=str(user.pk), email=other_user.email.title())
+    taken = users_pb2.UpdateUserRequest(
+        id=str(user.pk), email=other_user.email.title(), current_password=DEFAULT_PASSWORD
+    )
     error = rpc_error(users_stub.UpdateUser, taken, metadata=auth_for(user))
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
 

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.conftest import client_for
-from tests.factories import UserFactory
+from tests.factories import DEFAULT_PASSWORD, UserFactory
 from users.models import SyncStatus, User
 
 pytestmark = pytest.mark.django_db
@@ -181,7 +181,9 @@ def test_retrieve_needs_authentication(anon_client: APIClient, user: User) -> No
 @pytest.mark.parametrize("method", ["put", "patch"])
 def test_user_updates_own_name_and_email(user_client: APIClient, user: User, method: str) -> None:
     response = getattr(user_client, method)(
-        url(user), {"name": "New Name", "email": "New.Mail@Example.com"}, format="json"
+        url(user),
+        {"name": "New Name", "email": "New.Mail@Example.com", "current_password": DEFAULT_PASSWORD},
+        format="json",
     )
     assert response.status_code == 200
     assert response.json()["name"] == "New Name"
@@ -240,7 +242,11 @@ def test_admin_updates_admin_fields(admin_client: APIClient, user: User) -> None
 
 
 def test_update_to_taken_email_is_409(user_client: APIClient, user: User, other_user: User) -> None:
-    response = user_client.patch(url(user), {"email": "OSCAR@example.com"}, format="json")
+    response = user_client.patch(
+        url(user),
+        {"email": "OSCAR@example.com", "current_password": DEFAULT_PASSWORD},
+        format="json",
+    )
     assert response.status_code == 409
     user.refresh_from_db()
     assert user.email == "ursula@example.com"

@@ -70,9 +70,15 @@ def test_user_list_needs_admin_and_valid_paging(user: User, admin_user: User) ->
 
 def test_user_update_admin_only_fields(user: User, admin_user: User) -> None:
     with pytest.raises(Forbidden):
-        services.user_update(actor=actor(user), user_id=str(user.pk), roles=["admin"])
+        services.user_update(
+            actor=actor(user), user_id=str(user.pk), client="test", roles=["admin"]
+        )
     record = services.user_update(
-        actor=actor(admin_user), user_id=str(user.pk), roles=["admin"], sync_status="failed"
+        actor=actor(admin_user),
+        user_id=str(user.pk),
+        client="test",
+        roles=["admin"],
+        sync_status="failed",
     )
     assert record.roles == ("admin",)
     assert record.sync_status == "failed"
@@ -80,7 +86,9 @@ def test_user_update_admin_only_fields(user: User, admin_user: User) -> None:
 
 def test_user_update_with_nothing_to_change_is_a_read(user: User) -> None:
     before = services.user_get(actor=actor(user), user_id=str(user.pk))
-    after = services.user_update(actor=actor(user), user_id=str(user.pk), name=user.name)
+    after = services.user_update(
+        actor=actor(user), user_id=str(user.pk), client="test", name=user.name
+    )
     assert after == before
 
 

@@ -114,6 +114,9 @@ class UserUpdateInputSerializer(serializers.Serializer[dict[str, Any]]):
 
     name = name_field(required=False)
     email = email_field(required=False)
+    current_password = PasswordField(
+        required=False, help_text="Required to change one's own email."
+    )
     roles = serializers.ListField(
         child=serializers.ChoiceField(choices=Roles.choices), required=False, max_length=10
     )

@@ -7,7 +7,7 @@ from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from arcana.rest import actor_of, validated
+from arcana.rest import actor_of, client_of, validated
 from users import services
 from users.api.serializers import (
     UserCreateInputSerializer,
@@ -66,7 +66,9 @@ class UserViewSet(viewsets.ViewSet):
     )
     def update(self, request: Request, id: str, **kwargs: Any) -> Response:
         data = validated(UserUpdateInputSerializer, request.data)
-        user = services.user_update(actor=actor_of(request), user_id=id, **data)
+        user = services.user_update(
+            actor=actor_of(request), user_id=id, client=client_of(request), **data
+        )
         return Response(user_json(user))
 
     @extend_schema(

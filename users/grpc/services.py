@@ -13,7 +13,7 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from arcana.grpc.compat import message_to_dict
-from arcana.grpc.interceptors import authenticated
+from arcana.grpc.interceptors import authenticated, client_address
 from arcana.rest import validated
 from protos.arcana.v1 import users_pb2
 from users import services
@@ -88,7 +88,9 @@ class UserService(Service):
         self, request: users_pb2.UpdateUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         data = validated(UserUpdateInputSerializer, request_data(request, exclude=("id",)))
-        user = services.user_update(actor=authenticated().actor, user_id=request.id, **data)
+        user = services.user_update(
+            actor=authenticated().actor, user_id=request.id, client=client_address(context), **data
+        )
         return user_message(user)
 
     def DeleteUser(

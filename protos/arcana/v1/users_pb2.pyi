@@ -77,20 +77,22 @@ class CreateUserRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., email: _Optional[str] = ..., password: _Optional[str] = ..., roles: _Optional[_Union[RoleList, _Mapping]] = ...) -> None: ...
 
 class UpdateUserRequest(_message.Message):
-    __slots__ = ("id", "name", "email", "roles", "is_active", "sync_status")
+    __slots__ = ("id", "name", "email", "roles", "is_active", "sync_status", "current_password")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     SYNC_STATUS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     email: str
     roles: RoleList
     is_active: bool
     sync_status: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., roles: _Optional[_Union[RoleList, _Mapping]] = ..., is_active: _Optional[bool] = ..., sync_status: _Optional[str] = ...) -> None: ...
+    current_password: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., roles: _Optional[_Union[RoleList, _Mapping]] = ..., is_active: _Optional[bool] = ..., sync_status: _Optional[str] = ..., current_password: _Optional[str] = ...) -> None: ...
 
 class DeleteUserRequest(_message.Message):
     __slots__ = ("id",)
