@@ -17,7 +17,15 @@ def run_production(extra_env: dict[str, str], *args: str) -> subprocess.Complete
         for key, value in os.environ.items()
         if key not in {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "REDIS_URL"}
     }
-    env.update({"DJANGO_SETTINGS_MODULE": "arcana.settings.production", **extra_env})
+    # A Redis URL is required; check and check --deploy never connect to it.
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "arcana.settings.production",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            **extra_env,
+        }
+    )
+    env = {key: value for key, value in env.items() if value != ""}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -102,13 +110,18 @@ def _import_production(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
 
     for name in ("DJANGO_SECRET_KEY", "JWT_SIGNING_KEY"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    _sys.modules.pop("arcana.settings.production", None)
+    # base reads the environment at import: import both afresh.
+    modules = ("arcana.settings.production", "arcana.settings.base")
+    saved = {name: _sys.modules.pop(name, None) for name in modules}
     try:
         return importlib.import_module("arcana.settings.production")
     finally:
-        _sys.modules.pop("arcana.settings.production", None)
+        for name, module in saved.items():
+            if module is not None:
+                _sys.modules[name] = module
 
 
 def test_production_module_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,3 +137,27 @@ def test_production_module_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
         _import_production(monkeypatch, DJANGO_SECRET_KEY=secret)
     with pytest.raises(ImproperlyConfigured, match="must differ"):
         _import_production(monkeypatch, DJANGO_SECRET_KEY=secret, JWT_SIGNING_KEY=secret)
+
+
+def test_production_refuses_to_start_without_a_shared_cache() -> None:
+    result = run_production(
+        {"DJANGO_SECRET_KEY": strong(), "JWT_SIGNING_KEY": strong(), "REDIS_URL": ""}, "check"
+    )
+    assert result.returncode != 0
+    assert "REDIS_URL must be set in production" in result.stderr
+
+
+def test_the_default_shares_counters_through_files_and_caches_no_users(tmp_path: Path) -> None:
+    code = (
+        "import arcana.settings.local as s; "
+        "print(s.CACHES['default']['BACKEND'], s.CACHES['default']['LOCATION'], s.USER_CACHE)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "USER_CACHE"}}
+    env["CACHE_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    backend, location, user_cache = result.stdout.split()
+    assert backend == "django.core.cache.backends.filebased.FileBasedCache"
+    assert location == str(tmp_path)
+    assert user_cache == "False"

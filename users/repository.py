@@ -52,7 +52,7 @@ def parse_user_id(user_id: str) -> uuid.UUID:
 
 def invalidate(user_ids: Iterable[str]) -> None:
     keys = {_key(str(user_id)): TOMBSTONE for user_id in user_ids}
-    if not keys:
+    if not keys or not settings.USER_CACHE:
         return
     cache.set_many(keys, timeout=TOMBSTONE_SECONDS)
     transaction.on_commit(lambda: cache.set_many(keys, timeout=TOMBSTONE_SECONDS))
@@ -82,6 +82,8 @@ def _roles_changed(
 def user_get(*, user_id: str) -> UserRecord:
     """One user by id, from the cache when possible."""
     pk = parse_user_id(user_id)
+    if not settings.USER_CACHE:
+        return user_reload(user_id=str(pk))
     key = _key(str(pk))
     cached = cache.get(key)
     if isinstance(cached, UserRecord):

@@ -121,13 +121,21 @@ def _tune_database(db: dict[str, Any]) -> dict[str, Any]:
 DATABASES["default"] = _tune_database(DATABASES["default"])
 
 # --- cache ------------------------------------------------------------------
-# Local memory by default; REDIS_URL=redis://host:6379/0 for Redis.
-
+# REDIS_URL=redis://host:6379/0 for Redis, which every process and host shares.
+#
 # Redis fails open (arcana/cache.py): an outage slows nothing down and stops
 # nothing; it is logged once. "local" is this process's memory, where rate
 # limits count while Redis is away.
+#
+# Without Redis (the no-configuration default, development only: production
+# refuses to start without it) the counters behind throttles and lockouts live
+# in files under CACHE_DIR, which every process of the checkout shares, so
+# `make run`'s REST and gRPC processes count together; and user records are not
+# cached at all, since a per-process copy would outlive a deactivation or a role
+# change made through the other process.
 
 REDIS_URL: str | None = env.str("REDIS_URL", default=None)
+CACHE_DIR = Path(env.str("CACHE_DIR", default=str(BASE_DIR / ".cache")))
 _LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "arcana"}
 if REDIS_URL:
     CACHES = {
@@ -144,8 +152,19 @@ if REDIS_URL:
         "local": {**_LOCAL_CACHE, "LOCATION": "arcana-local"},
     }
 else:
-    CACHES = {"default": _LOCAL_CACHE, "local": {**_LOCAL_CACHE, "LOCATION": "arcana-local"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(CACHE_DIR),
+            # Culling drops a third of the entries once full: keep it rare.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        },
+        "local": {**_LOCAL_CACHE, "LOCATION": "arcana-local"},
+    }
 
+# Cache user records (cache-aside, invalidated on every write) only where the
+# cache is shared by every process that serves them.
+USER_CACHE: bool = env.bool("USER_CACHE", default=bool(REDIS_URL))
 # Seconds a cached user record lives; writes invalidate it at once.
 USER_CACHE_TIMEOUT = env.int("USER_CACHE_TIMEOUT", default=300)
 

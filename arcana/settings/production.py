@@ -5,7 +5,7 @@ weak, so a misconfigured deployment never serves traffic."""
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import SIMPLE_JWT, env
+from .base import REDIS_URL, SIMPLE_JWT, env
 
 MIN_KEY_BYTES = 32
 _WEAK_MARKERS = ("change-me", "changeme", "insecure", "development", "example", "secret-key")
@@ -29,6 +29,14 @@ JWT_SIGNING_KEY = require_strong_key("JWT_SIGNING_KEY", env.str("JWT_SIGNING_KEY
 if JWT_SIGNING_KEY == SECRET_KEY:
     raise ImproperlyConfigured("JWT_SIGNING_KEY must differ from DJANGO_SECRET_KEY.")
 SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+
+# Throttles, lockouts and the user cache must be shared by every process and
+# host; files or process memory would let each process count on its own.
+if not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set in production (throttles, lockouts and the user cache "
+        "are shared through Redis)."
+    )
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

@@ -4,7 +4,7 @@ say otherwise (CI runs the suite a second time on MariaDB + Redis)."""
 import secrets
 
 from .base import *  # noqa: F403
-from .base import MIDDLEWARE, SIMPLE_JWT, THROTTLE_RATES, env
+from .base import MIDDLEWARE, REDIS_URL, SIMPLE_JWT, THROTTLE_RATES, env
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
@@ -16,6 +16,16 @@ SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
 
 # The algorithm stays Argon2; only its cost drops so the suite runs fast.
 PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
+
+# One process: local memory is as shared as it gets, and keeps tests apart.
+# (tests/test_default_stack.py runs the no-configuration default: two processes,
+# file-based counters.) The user cache is on, as with Redis.
+if not REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "l"},
+    }
+USER_CACHE = True
 
 # Throttling is exercised by tests that lower these on purpose.
 THROTTLE_RATES = {scope: "10000/min" for scope in THROTTLE_RATES}

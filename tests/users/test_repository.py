@@ -107,3 +107,16 @@ def test_find_by_email_is_case_insensitive(user: User) -> None:
 
 def test_factory_admin_trait() -> None:
     assert UserFactory.create(admin=True).role_names == ["admin", "user"]
+
+
+def test_without_a_shared_cache_every_read_goes_to_the_database(
+    django_assert_num_queries, user: User, settings
+) -> None:
+    settings.USER_CACHE = False
+    cache.clear()
+    for _ in range(2):
+        with django_assert_num_queries(2):
+            assert repository.user_get(user_id=str(user.pk)).id == str(user.pk)
+    user.name = "Renamed"
+    user.save()  # writes leave no tombstone either: nothing is cached
+    assert cached(user) is None
