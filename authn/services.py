@@ -146,24 +146,27 @@ def auth_logout_all(*, actor: Actor) -> int:
     return user_sessions_end(user_id=actor.id)
 
 
-def user_sessions_end(*, user_id: str) -> int:
-    """End every session (refresh token) of a user; returns how many died."""
-    return repository.refresh_tokens_revoke_all(user_id=user_id)
+def user_sessions_end(*, user_id: str, keep_session: str | None = None) -> int:
+    """End every session (refresh token) of a user but the one ``keep_session``
+    (a refresh-token jti) belongs to; returns how many tokens died."""
+    return repository.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
 
 
 @transaction.atomic
 def password_change(
     *, actor: Actor, current_password: str, new_password: str, session_id: str | None = None
 ) -> None:
-    """Needs the current password; ends every refresh token of the user except
-    the one behind the caller's own session."""
+    """Needs the current password. Every other session of the user ends when
+    the change commits (users.signals.password_changed, authn.receivers); the
+    caller's own, ``session_id``, survives."""
     user = users_repository.user_get_model(user_id=actor.id, for_update=True)
     if not user.check_password(current_password):
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     if current_password == new_password:
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
     try:
-        users_services.user_set_password(user_id=actor.id, password=new_password)
+        users_services.user_set_password(
+            user_id=actor.id, password=new_password, keep_session=session_id
+        )
     except InvalidInput as exc:
         raise InvalidInput({"new_password": exc.errors.get("password", [])}) from None
-    repository.refresh_tokens_revoke_all(user_id=actor.id, keep_jti=session_id)
