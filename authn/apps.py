@@ -6,5 +6,6 @@ class AuthnConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the OpenAPI description of the bearer scheme.
-        from authn import schema  # noqa: F401
+        # Registers the OpenAPI description of the bearer scheme, and the
+        # receivers of other apps' signals.
+        from authn import receivers, schema  # noqa: F401

@@ -2,7 +2,8 @@
 
 Tokens are simplejwt's; these functions add the rules around them: the user
 must exist and be active at every step, roles always come from the database,
-and a refresh token works exactly once.
+and a refresh token works exactly once. A refresh token presented again after
+it was rotated or logged out ends its whole family (RFC 9700 §4.14.2).
 """
 
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from arcana.exceptions import InvalidInput
 from arcana.ratelimit import rate_limit
 from authn import repository
 from authn.errors import InvalidCredentials, TokenInvalid
-from authn.tokens import ArcanaRefreshToken, access_claims
+from authn.tokens import ArcanaRefreshToken, RefreshTokenReused, access_claims
 from users import repository as users_repository
 from users import services as users_services
 from users.errors import UserNotFound
@@ -45,14 +46,16 @@ class Authenticated:
         return Actor(id=self.user.id, roles=self.user.roles, is_superuser=self.user.is_superuser)
 
 
-def token_pair_issue(*, user: UserRecord) -> TokenPair:
-    refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles)
+def token_pair_issue(*, user: UserRecord, family: str | None = None) -> TokenPair:
+    """A new pair; ``family`` is the rotated token's, none for a new session."""
+    refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles, family=family)
     repository.refresh_token_record(
         jti=refresh["jti"],
         user_id=user.id,
         token=str(refresh),
         created_at=refresh.current_time,
         expires_at=datetime_from_epoch(refresh["exp"]),
+        family=refresh.family,
     )
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh), user=user)
 
@@ -119,28 +122,42 @@ def auth_login(*, email: str, password: str, client: str) -> TokenPair:
     return token_pair_issue(user=user)
 
 
+def _reused(family: str) -> TokenInvalid:
+    """A dead refresh token came back: it leaked, or its client is broken.
+    Either way nothing descended from it may live on (RFC 9700 §4.14.2).
+    Callers raise the answer outside any transaction, so the revocation stays."""
+    repository.refresh_token_family_revoke(family=family)
+    return TokenInvalid("Token is blacklisted.")
+
+
 def _parse_refresh(refresh: str) -> ArcanaRefreshToken:
     try:
         return ArcanaRefreshToken(refresh)  # type: ignore[arg-type]
+    except RefreshTokenReused as exc:
+        raise _reused(exc.family) from None
     except TokenError as exc:
         raise TokenInvalid(str(exc)) from None
 
 
-@transaction.atomic
 def auth_refresh(*, refresh: str) -> TokenPair:
-    """Rotate: the old refresh token dies, a new pair with current roles is issued."""
+    """Rotate: the old refresh token dies, a new pair of the same family with
+    current roles is issued. Of several uses of one token the unique blacklist
+    insert lets exactly one rotate; the others are reuse, and end the family."""
     token = _parse_refresh(refresh)
-    user = _active_user(token.get("sub"))
-    if not repository.refresh_token_revoke(jti=token["jti"]):
-        raise TokenInvalid("Token is blacklisted.")
-    return token_pair_issue(user=user)
+    with transaction.atomic():
+        user = _active_user(token.get("sub"))
+        if repository.refresh_token_revoke(jti=token["jti"]):
+            return token_pair_issue(user=user, family=token.family)
+    raise _reused(token.family)
 
 
 def auth_logout(*, actor: Actor, refresh: str) -> None:
+    """Ends the session the token belongs to: its whole family. A dead token
+    presented here is reuse as at refresh: its family ends, and the answer is 401."""
     token = _parse_refresh(refresh)
     if str(token.get("sub")) != actor.id:
         raise TokenInvalid("Token does not belong to the authenticated user.")
-    repository.refresh_token_revoke(jti=token["jti"])
+    repository.refresh_token_family_revoke(family=token.family)
 
 
 def logins_unlock(*, emails: Iterable[str]) -> int:
@@ -156,9 +173,10 @@ def auth_logout_all(*, actor: Actor) -> int:
     return user_sessions_end(user_id=actor.id)
 
 
-def user_sessions_end(*, user_id: str) -> int:
-    """End every session (refresh token) of a user; returns how many died."""
-    return repository.refresh_tokens_revoke_all(user_id=user_id)
+def user_sessions_end(*, user_id: str, keep_session: str | None = None) -> int:
+    """End every session (refresh token) of a user but the one ``keep_session``
+    (a refresh-token jti) belongs to; returns how many tokens died."""
+    return repository.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
 
 
 @transaction.atomic
@@ -170,8 +188,9 @@ def password_change(
     new_password: str,
     session_id: str | None = None,
 ) -> None:
-    """Needs the current password; ends every refresh token of the user except
-    the one behind the caller's own session.
+    """Needs the current password. Every other session of the user ends when
+    the change commits (users.signals.password_changed, authn.receivers); the
+    caller's own, ``session_id``, survives.
 
     Limited per user and per client address (``THROTTLE_RATES["password"]``),
     and a wrong current password counts like a failed login: a stolen access
@@ -187,7 +206,8 @@ def password_change(
     if current_password == new_password:
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
     try:
-        users_services.user_set_password(user_id=actor.id, password=new_password)
+        users_services.user_set_password(
+            user_id=actor.id, password=new_password, keep_session=session_id
+        )
     except InvalidInput as exc:
         raise InvalidInput({"new_password": exc.errors.get("password", [])}) from None
-    repository.refresh_tokens_revoke_all(user_id=actor.id, keep_jti=session_id)

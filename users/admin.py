@@ -3,7 +3,9 @@
 Edits follow the API's rules: the email is normalised before the uniqueness
 check (so ``Ann@x.io`` collides with ``ann@x.io`` as a form error, not a
 crash), the model's signals invalidate cached reads, bulk actions go through
-the service layer, and a password set here ends the user's sessions.
+the service layer, and a password set here (the per-user form, or an
+operator's own at /admin/password_change/) ends the user's sessions through
+the model's ``users.signals.password_changed``, like every other path.
 """
 
 from django import forms
@@ -11,7 +13,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest
 
 from authn import services as authn_services
 from users import services
@@ -111,11 +113,3 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
         emails = list(queryset.values_list("email", flat=True))
         count = authn_services.logins_unlock(emails=emails)
         self.message_user(request, f"{count} user(s) unlocked.", messages.SUCCESS)
-
-    def user_change_password(
-        self, request: HttpRequest, id: str, form_url: str = ""
-    ) -> HttpResponse:
-        response = super().user_change_password(request, id, form_url)
-        if request.method == "POST" and isinstance(response, HttpResponseRedirect):
-            authn_services.user_sessions_end(user_id=id)
-        return response

@@ -7,12 +7,15 @@ of one address in different cases can never both succeed, whatever the path
 """
 
 import uuid
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Lower
+
+from users import signals
 
 
 class Roles(models.TextChoices):
@@ -115,6 +118,13 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     objects: ClassVar[UserManager] = UserManager()
 
+    # Not a field. The one caller whose own session survives its password
+    # change (the API's, through users.repository.user_password_save) names
+    # that session's refresh-token jti here before saving.
+    keep_session: str | None = None
+    _password_disabled = False
+    _password: str | None  # AbstractBaseUser's, missing from django-stubs
+
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS = ["name"]
@@ -136,7 +146,33 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = normalize_email(self.email)
+        password_changed = self._saves_a_new_password(kwargs.get("update_fields"))
         super().save(*args, **kwargs)
+        if password_changed:
+            user_id, keep_session = str(self.pk), self.keep_session
+            self.keep_session, self._password_disabled = None, False
+            # After the commit: a rolled-back change ends no session.
+            transaction.on_commit(
+                lambda: signals.password_changed.send(
+                    sender=User, user_id=user_id, keep_session=keep_session
+                ),
+                using=self._state.db,
+            )
+
+    def set_unusable_password(self) -> None:
+        # The admin's "disable password-based authentication": no raw password
+        # for ``_password`` to hold, but a password change all the same.
+        super().set_unusable_password()
+        self._password_disabled = True
+
+    def _saves_a_new_password(self, update_fields: Iterable[str] | None) -> bool:
+        """``set_password`` keeps the raw password in ``_password`` until the next
+        save (Django's own ``password_changed`` hook works the same way); a hash
+        upgrade at login clears it first, so it is no change. A new user has no
+        session to end."""
+        if (self._password is None and not self._password_disabled) or self._state.adding:
+            return False
+        return update_fields is None or "password" in update_fields
 
     @property
     def role_names(self) -> list[str]:

@@ -189,6 +189,14 @@ def user_save(*, user: User, fields: list[str], roles: Iterable[str] | None = No
     return user_reload(user_id=str(user.pk))
 
 
+def user_password_save(*, user: User, keep_session: str | None = None) -> None:
+    """Store the password ``user.set_password`` has just set. Once it commits
+    the model sends ``users.signals.password_changed``, which ends the user's
+    sessions but ``keep_session`` (a refresh-token jti): the caller's own."""
+    user.keep_session = keep_session
+    user.save(update_fields=["password", "updated_at"])
+
+
 def user_reload(*, user_id: str) -> UserRecord:
     """Fresh from the database, bypassing the cache (used right after writes)."""
     try:

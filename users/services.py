@@ -219,12 +219,13 @@ def user_delete(*, actor: Actor, user_id: str) -> None:
 
 
 @transaction.atomic
-def user_set_password(*, user_id: str, password: str) -> None:
-    """Set a new password after checking it against the policy."""
+def user_set_password(*, user_id: str, password: str, keep_session: str | None = None) -> None:
+    """Set a new password after checking it against the policy. Every session
+    of the user ends once it commits, but ``keep_session`` (users.signals)."""
     user = repository.user_get_model(user_id=user_id, for_update=True)
     password_check(password=password, name=user.name, email=user.email)
     user.set_password(password)
-    repository.user_save(user=user, fields=["password"])
+    repository.user_password_save(user=user, keep_session=keep_session)
 
 
 def users_mark_pending_sync(*, user_ids: Iterable[str]) -> int:

@@ -1,5 +1,7 @@
 """Every /api/v1/auth row of the contract, through DRF's APIClient."""
 
+from typing import Any
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -177,11 +179,12 @@ def test_refresh_rotates_and_kills_the_old_token(anon_client: APIClient, user: U
     body = response.json()
     assert set(body) == {"access", "refresh"}
     assert body["refresh"] != pair.refresh
+    newer = anon_client.post("/api/v1/auth/refresh", {"refresh": body["refresh"]}, format="json")
+    assert newer.status_code == 200
     again = anon_client.post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json")
     assert again.status_code == 401
     assert again.json()["code"] == "token_not_valid"
-    newer = anon_client.post("/api/v1/auth/refresh", {"refresh": body["refresh"]}, format="json")
-    assert newer.status_code == 200
+    # What a replay does to the rest of the chain: tests/authn/test_refresh_reuse.py.
 
 
 def test_refresh_with_access_token_is_401(anon_client: APIClient, user: User) -> None:
@@ -306,14 +309,18 @@ def test_me_patch_blank_name_is_400(user_client: APIClient) -> None:
 # --- password -----------------------------------------------------------------------
 
 
-def test_password_change_keeps_this_session_and_ends_others(user: User) -> None:
+def test_password_change_keeps_this_session_and_ends_others(
+    user: User, django_capture_on_commit_callbacks: Any
+) -> None:
     mine, other_session = tokens_for(user), tokens_for(user)
     client = client_for(token=mine.access)
-    response = client.post(
-        "/api/v1/auth/password",
-        {"current_password": DEFAULT_PASSWORD, "new_password": STRONG},
-        format="json",
-    )
+    # The sessions end when the change commits (users.signals.password_changed).
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/v1/auth/password",
+            {"current_password": DEFAULT_PASSWORD, "new_password": STRONG},
+            format="json",
+        )
     assert response.status_code == 204
     anon = APIClient()
     assert login(anon, user.email, DEFAULT_PASSWORD).status_code == 401
@@ -328,6 +335,42 @@ def test_password_change_keeps_this_session_and_ends_others(user: User) -> None:
         anon.post("/api/v1/auth/refresh", {"refresh": mine.refresh}, format="json").status_code
         == 200
     )
+
+
+def test_password_change_keeps_the_callers_session_after_its_client_rotated(
+    user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The access token still names the refresh token it came from, which the
+    client has since rotated: the session (its family) is what survives."""
+    mine, other_session = tokens_for(user), tokens_for(user)
+    anon = APIClient()
+    rotated = anon.post("/api/v1/auth/refresh", {"refresh": mine.refresh}, format="json").json()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(token=mine.access).post(
+            "/api/v1/auth/password",
+            {"current_password": DEFAULT_PASSWORD, "new_password": STRONG},
+            format="json",
+        )
+    assert response.status_code == 204
+    refresh = "/api/v1/auth/refresh"
+    assert anon.post(refresh, {"refresh": rotated["refresh"]}, format="json").status_code == 200
+    assert anon.post(refresh, {"refresh": other_session.refresh}, format="json").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_password_change_ends_the_other_sessions_on_a_real_commit(user: User) -> None:
+    """No captured callbacks: the request commits and the signal fires for real."""
+    mine, other_session = tokens_for(user), tokens_for(user)
+    response = client_for(token=mine.access).post(
+        "/api/v1/auth/password",
+        {"current_password": DEFAULT_PASSWORD, "new_password": STRONG},
+        format="json",
+    )
+    assert response.status_code == 204
+    anon = APIClient()
+    refresh = "/api/v1/auth/refresh"
+    assert anon.post(refresh, {"refresh": other_session.refresh}, format="json").status_code == 401
+    assert anon.post(refresh, {"refresh": mine.refresh}, format="json").status_code == 200
 
 
 def test_password_change_needs_the_current_password(user_client: APIClient, user: User) -> None:

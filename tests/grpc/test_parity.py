@@ -346,6 +346,9 @@ def test_auth_flow(api: Api) -> None:
     pair = api.login("flow@example.com", STRONG)
     rotated = api.refresh(pair.data["refresh"])
     assert kinds(rotated, api.refresh(pair.data["refresh"])) == ["ok", "unauthenticated"]
+    # That replay ended the family (RFC 9700 §4.14.2): the rotated token is dead too.
+    assert api.refresh(rotated.data["refresh"]).kind == "unauthenticated"
+    rotated = api.refresh(api.login("flow@example.com", STRONG).data["refresh"])
     access, refresh = rotated.data["access"], rotated.data["refresh"]
     assert kinds(api.logout(None, refresh), api.logout(access, refresh)) == [
         "unauthenticated",

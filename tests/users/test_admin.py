@@ -1,6 +1,8 @@
 """The Django admin: listing, search, filters, actions and edits that follow
 the API's rules (normalised unique email, no stale cached read)."""
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
@@ -151,23 +153,82 @@ def test_actions_mark_pending_and_deactivate(
     assert other_user.sync_status == "pending"
 
 
-def test_admin_password_form_sets_password_and_ends_sessions(operator: Client, user: User) -> None:
-    pair = tokens_for(user)
+def refresh_status(token: str) -> int:
+    response = APIClient().post("/api/v1/auth/refresh", {"refresh": token}, format="json")
+    return int(response.status_code)
+
+
+def test_admin_password_form_sets_password_and_ends_sessions(
+    operator: Client, user: User, other_user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    pair, bystander = tokens_for(user), tokens_for(other_user)
     page = operator.get(f"{CHANGELIST}{user.pk}/password/")
     assert page.status_code == 200
-    response = operator.post(
-        f"{CHANGELIST}{user.pk}/password/",
-        {
-            "password1": "an operator chosen passphrase 7",
-            "password2": "an operator chosen passphrase 7",
-            "usable_password": "true",
-        },
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator.post(
+            f"{CHANGELIST}{user.pk}/password/",
+            {
+                "password1": "an operator chosen passphrase 7",
+                "password2": "an operator chosen passphrase 7",
+                "usable_password": "true",
+            },
+        )
     assert response.status_code == 302
     user.refresh_from_db()
     assert user.check_password("an operator chosen passphrase 7")
-    refreshed = APIClient().post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json")
-    assert refreshed.status_code == 401
+    assert refresh_status(pair.refresh) == 401
+    assert refresh_status(bystander.refresh) == 200
+
+
+def test_admin_disabling_password_login_ends_sessions(
+    operator: Client, user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    pair = tokens_for(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator.post(
+            f"{CHANGELIST}{user.pk}/password/",
+            {"usable_password": "false", "unset-password": "1"},
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    user.refresh_from_db()
+    assert not user.has_usable_password()
+    assert refresh_status(pair.refresh) == 401
+
+
+def test_admin_edit_without_a_password_ends_no_session(
+    operator: Client, user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    pair = tokens_for(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator.post(
+            f"{CHANGELIST}{user.pk}/change/", change_form(user, name="Edited In Admin")
+        )
+    assert response.status_code == 302
+    assert refresh_status(pair.refresh) == 200
+
+
+def test_operator_changing_their_own_password_ends_their_api_sessions(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """/admin/password_change/: Django's own view and form, no code of ours."""
+    old = "the operators first passphrase 1"
+    new = "the operators second passphrase 2"
+    admin = User.objects.create_superuser(email="self@example.com", name="Self", password=old)
+    pair = tokens_for(admin)
+    client = Client()
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/admin/password_change/",
+            {"old_password": old, "new_password1": new, "new_password2": new},
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert response["Location"] == "/admin/password_change/done/"
+    admin.refresh_from_db()
+    assert admin.check_password(new)
+    assert refresh_status(pair.refresh) == 401
+    # Django keeps the operator's admin (cookie) session; only API tokens end.
+    assert client.get(CHANGELIST).status_code == 200
 
 
 def test_delete_in_admin_invalidates_cache(operator: Client, user: User) -> None:
