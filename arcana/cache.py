@@ -129,3 +129,17 @@ def throttle_cache() -> BaseCache:
     cache call finds Redis back: the breaker's periodic retry must not let a
     request through uncounted."""
     return caches["local"] if breaker.is_down else cache
+
+
+def count_up(cache: BaseCache, key: str, *, timeout: int) -> int:
+    """Add one to the counter ``key`` (created for ``timeout`` seconds) and
+    return its value. ``add`` then ``incr``, both atomic on Redis. A cache that
+    fails open answers nothing (``None``) for the one call that finds it down;
+    that attempt counts as the first, rather than failing the request."""
+    cache.add(key, 0, timeout=timeout)
+    try:
+        value = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
+    return int(value) if value is not None else 1

@@ -27,7 +27,7 @@ import time
 from django.conf import settings
 from django.core.cache import BaseCache
 
-from arcana.cache import throttle_cache
+from arcana.cache import count_up, throttle_cache
 from arcana.exceptions import Throttled
 
 LOCKED_MESSAGE = "Too many failed attempts for this account; try again later."
@@ -64,24 +64,18 @@ def lock_check(*, account: str, client: str) -> None:
         raise Throttled(wait=remaining, message=LOCKED_MESSAGE)
 
 
-def _count(cache: BaseCache, key: str, window: int) -> int:
-    cache.add(key, 0, timeout=window)
-    try:
-        return int(cache.incr(key))
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=window)
-        return 1
-
-
 def failure_record(*, account: str, client: str) -> None:
     keys = _keys(account, client)
     window = settings.LOGIN_LOCKOUT_SECONDS
     cache = throttle_cache()
     until = time.time() + window
-    if _count(cache, keys["pair_failures"], window) >= settings.LOGIN_LOCKOUT_FAILURES:
+    if count_up(cache, keys["pair_failures"], timeout=window) >= settings.LOGIN_LOCKOUT_FAILURES:
         cache.set(keys["pair_locked"], until, timeout=window)
         cache.delete(keys["pair_failures"])
-    if _count(cache, keys["account_failures"], window) >= settings.LOGIN_LOCKOUT_ACCOUNT_FAILURES:
+    if (
+        count_up(cache, keys["account_failures"], timeout=window)
+        >= settings.LOGIN_LOCKOUT_ACCOUNT_FAILURES
+    ):
         cache.set(keys["account_locked"], until, timeout=window)
         cache.delete(keys["account_failures"])
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from arcana.cache import throttle_cache
+from arcana.cache import count_up, throttle_cache
 from arcana.exceptions import Throttled
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -40,12 +40,6 @@ def rate_limit(*, scope: str, idents: Iterable[str]) -> None:
     for ident in idents:
         digest = hashlib.sha256(ident.encode()).hexdigest()[:32]
         key = f"ratelimit:v1:{scope}:{digest}:{window}"
-        cache.add(key, 0, timeout=period)
-        try:
-            count = int(cache.incr(key))
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=period)
-            count = 1
-        over = over or count > limit
+        over = count_up(cache, key, timeout=period) > limit or over
     if over:
         raise Throttled(wait=period - (now % period))

@@ -123,3 +123,22 @@ def test_instances_of_one_configuration_share_one_client() -> None:
     first, second = make_cache(url), make_cache(url)
     assert first.client is second.client
     assert make_cache(dead_redis_url()).client is not first.client
+
+
+def test_count_up_counts_and_survives_a_cache_that_fails_open() -> None:
+    from django.core.cache import caches
+
+    from arcana.cache import count_up
+
+    local = caches["local"]
+    local.delete("count-up-test")
+    assert [count_up(local, "count-up-test", timeout=60) for _ in range(3)] == [1, 2, 3]
+
+    class Silent:  # what django-redis answers with IGNORE_EXCEPTIONS while Redis is down
+        def add(self, *args: object, **kwargs: object) -> None:
+            return None
+
+        def incr(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    assert count_up(Silent(), "any", timeout=60) == 1  # type: ignore[arg-type]
