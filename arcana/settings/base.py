@@ -206,14 +206,34 @@ THROTTLE_RATES = {
 
 # --- gRPC -----------------------------------------------------------------------
 
-# Thread pool size per server process (`grpcrunserver --max-workers`).
+# Threads per server process for unary calls (`grpcrunserver --max-workers`); the
+# pool has GRPC_MAX_STREAMS more for streams, so held streams never take these.
 GRPC_MAX_WORKERS = env.int("GRPC_MAX_WORKERS", default=10)
+# Streams (reflection, health Watch) open at once per process; the next one gets
+# RESOURCE_EXHAUSTED at once (arcana.grpc.interceptors.CapacityInterceptor).
+GRPC_MAX_STREAMS = env.int("GRPC_MAX_STREAMS", default=10)
+# Calls admitted at once per process, running or queued for a thread; beyond
+# it grpc answers RESOURCE_EXHAUSTED instead of queueing without end.
+GRPC_MAX_CONCURRENT_RPCS = env.int("GRPC_MAX_CONCURRENT_RPCS", default=100)
+# Seconds a client has to send a unary call's request message before the call
+# is cancelled (a call waiting for it holds a worker thread).
+GRPC_REQUEST_TIMEOUT = env.float("GRPC_REQUEST_TIMEOUT", default=2.0)
+# A connection with no call for this long is closed (GOAWAY); every connection
+# is closed after GRPC_MAX_CONNECTION_AGE, its calls getting the grace to end.
+GRPC_MAX_CONNECTION_IDLE = env.float("GRPC_MAX_CONNECTION_IDLE", default=300.0)
+GRPC_MAX_CONNECTION_AGE = env.float("GRPC_MAX_CONNECTION_AGE", default=1800.0)
 # Largest message the server sends or accepts, in bytes.
 GRPC_MAX_MESSAGE_BYTES = env.int("GRPC_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
 # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
 GRPC_SHUTDOWN_GRACE = env.float("GRPC_SHUTDOWN_GRACE", default=10.0)
+GRPC_MAX_CONNECTION_AGE_GRACE = env.float(
+    "GRPC_MAX_CONNECTION_AGE_GRACE", default=GRPC_SHUTDOWN_GRACE
+)
 # Seconds between the database checks behind the gRPC health status.
 GRPC_HEALTH_INTERVAL = env.float("GRPC_HEALTH_INTERVAL", default=2.0)
+# Server reflection (what grpcurl uses to list and describe services). On by
+# default for development; production should consider switching it off.
+GRPC_REFLECTION = env.bool("GRPC_REFLECTION", default=True)
 
 GRPC_FRAMEWORK = {
     "ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers",

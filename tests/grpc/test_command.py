@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from arcana.grpc.management.commands import grpcrunserver as command_module
 from arcana.grpc.management.commands.grpcrunserver import parse_address
 from arcana.grpc.server import ArcanaServer
 from protos.arcana.v1 import auth_pb2
@@ -195,3 +196,46 @@ def test_command_refuses_a_busy_port(grpc_server: ArcanaServer, own_signals: Non
 def test_command_workers_need_a_fixed_port() -> None:
     with pytest.raises(CommandError, match="fixed port"):
         call_command("grpcrunserver", "127.0.0.1:0", "--workers", "2")
+
+
+# --- limits and reflection reach the server ------------------------------------------------
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """What the command hands to ``serve``, without serving."""
+    seen: dict[str, object] = {}
+
+    def fake_serve(address: str, **options: object) -> None:
+        seen.update(options, address=address)
+
+    monkeypatch.setattr(command_module, "serve", fake_serve)
+    return seen
+
+
+def test_command_passes_limits_and_reflection(served: dict[str, object]) -> None:
+    call_command(
+        "grpcrunserver",
+        "127.0.0.1:0",
+        "--max-streams",
+        "3",
+        "--max-concurrent-rpcs",
+        "9",
+        "--no-reflection",
+    )
+    assert served["max_streams"] == 3
+    assert served["max_concurrent_rpcs"] == 9
+    assert served["reflection"] is False
+
+
+def test_command_reflection_follows_the_setting(served: dict[str, object]) -> None:
+    call_command("grpcrunserver", "127.0.0.1:0")
+    assert served["reflection"] is settings.GRPC_REFLECTION is True
+    assert served["max_streams"] == settings.GRPC_MAX_STREAMS
+
+
+def test_command_refuses_limits_with_no_room_for_unary_calls() -> None:
+    with pytest.raises(CommandError, match="must exceed --max-streams"):
+        call_command(
+            "grpcrunserver", "127.0.0.1:0", "--max-streams", "5", "--max-concurrent-rpcs", "5"
+        )

@@ -4,6 +4,7 @@ Replaces django-grpc-framework's command of the same name, which Django 5
 refuses to load (see ``arcana.grpc.compat``).
 """
 
+import argparse
 import os
 from typing import Any
 
@@ -54,7 +55,28 @@ class Command(BaseCommand):
             "--max-workers",
             type=_positive_int,
             default=settings.GRPC_MAX_WORKERS,
-            help="Threads serving calls, per process (default: GRPC_MAX_WORKERS).",
+            help="Threads serving unary calls, per process (default: GRPC_MAX_WORKERS).",
+        )
+        parser.add_argument(
+            "--max-streams",
+            type=_positive_int,
+            default=settings.GRPC_MAX_STREAMS,
+            help="Streams (reflection, health Watch) open at once per process, on threads of "
+            "their own; more get RESOURCE_EXHAUSTED (default: GRPC_MAX_STREAMS).",
+        )
+        parser.add_argument(
+            "--max-concurrent-rpcs",
+            type=_positive_int,
+            default=settings.GRPC_MAX_CONCURRENT_RPCS,
+            help="Calls admitted at once per process, running or queued; more get "
+            "RESOURCE_EXHAUSTED (default: GRPC_MAX_CONCURRENT_RPCS).",
+        )
+        parser.add_argument(
+            "--reflection",
+            action=argparse.BooleanOptionalAction,
+            default=settings.GRPC_REFLECTION,
+            help="Offer server reflection (default: GRPC_REFLECTION, on); "
+            "consider --no-reflection in production.",
         )
         parser.add_argument(
             "--workers",
@@ -79,10 +101,15 @@ class Command(BaseCommand):
         address = parse_address(options["address"])
         if options["grace"] < 0:
             raise CommandError("--grace must not be negative.")
+        if options["max_concurrent_rpcs"] <= options["max_streams"]:
+            raise CommandError("--max-concurrent-rpcs must exceed --max-streams.")
         server_options = {
             "max_workers": options["max_workers"],
             "max_message_bytes": options["max_message_bytes"],
             "grace": options["grace"],
+            "max_streams": options["max_streams"],
+            "max_concurrent_rpcs": options["max_concurrent_rpcs"],
+            "reflection": options["reflection"],
         }
         workers = options["workers"]
         if workers == 1:
