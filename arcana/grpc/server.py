@@ -21,6 +21,9 @@ from typing import Any
 
 import grpc
 from asgiref.local import Local, _ThreadCriticalLocal
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.cache import caches
 from django.db import connection, connections
@@ -67,6 +70,7 @@ class ArcanaServer:
     health: health.HealthServicer
     port: int
     health_interval: float = 2.0
+    security: str = "plaintext"  # or "TLS", "mutual TLS"
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -110,6 +114,82 @@ class ArcanaServer:
         connection.close()
 
 
+class TlsError(ValueError):
+    """A TLS file that is missing, unreadable or not what it should be (one line)."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM contents of the server's certificate chain and key and, for mutual
+    TLS, of the CA that signs client certificates.
+
+    Plain bytes, not grpc credentials: ``supervise`` forks its workers, and
+    nothing of grpc's core may exist in the parent before that.
+    """
+
+    cert_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def read(cls, *, cert: str, key: str, client_ca: str | None = None) -> "TlsFiles":
+        """Read and check the files; raises :class:`TlsError` saying which one is wrong."""
+        files = cls(
+            cert_chain=_read("certificate", cert),
+            private_key=_read("key", key),
+            client_ca=_read("client CA", client_ca) if client_ca else None,
+        )
+        chain = _certificates("certificate", cert, files.cert_chain)
+        try:
+            private_key = serialization.load_pem_private_key(files.private_key, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise TlsError(
+                f"TLS key {key} is not an unencrypted PEM private key ({exc})."
+            ) from None
+        if _public_der(private_key.public_key()) != _public_der(chain[0].public_key()):
+            raise TlsError(f"TLS key {key} does not belong to the certificate in {cert}.")
+        if client_ca and files.client_ca is not None:
+            _certificates("client CA", client_ca, files.client_ca)
+        return files
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Server credentials; with a client CA, clients must present a certificate it signed."""
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.cert_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.mutual,
+        )
+
+
+def _read(what: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise TlsError(f"cannot read TLS {what} {path}: {exc.strerror or exc}.") from None
+
+
+def _certificates(what: str, path: str, pem: bytes) -> list[x509.Certificate]:
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise TlsError(f"TLS {what} {path} holds no PEM certificate.")
+    return certificates
+
+
+def _public_der(key: Any) -> bytes:
+    der: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
+
+
 # Server keepalive: a peer that vanished (no FIN: a cut cable, a dead host)
 # would otherwise keep its streams, and their slots, for hours. Clients may
 # ping at most every 10 s; more often earns GOAWAY after two strikes.
@@ -135,6 +215,7 @@ def build_server(
     max_connection_idle: float | None = None,
     max_connection_age: float | None = None,
     max_connection_age_grace: float | None = None,
+    tls: TlsFiles | None = None,
 ) -> ArcanaServer:
     """A server on ``address`` with the project's interceptors, servicers,
     health and (unless ``reflection`` is off) reflection.
@@ -145,9 +226,11 @@ def build_server(
     answers RESOURCE_EXHAUSTED beyond ``max_concurrent_rpcs`` admitted calls.
     Connections are closed after ``max_connection_idle`` seconds without a
     call and after ``max_connection_age`` seconds in any case (their calls get
-    ``max_connection_age_grace`` seconds). Options left ``None`` come from the
-    ``GRPC_*`` settings. Raises ``ValueError`` for limits that do not fit
-    together and ``OSError`` when the address cannot be bound.
+    ``max_connection_age_grace`` seconds). With ``tls`` the port serves TLS
+    only (mutual TLS when it names a client CA); without, plaintext. Options
+    left ``None`` come from the ``GRPC_*`` settings. Raises ``ValueError`` for
+    limits that do not fit together and ``OSError`` when the address cannot
+    be bound.
     """
     max_streams = max_streams or settings.GRPC_MAX_STREAMS
     max_concurrent_rpcs = max_concurrent_rpcs or settings.GRPC_MAX_CONCURRENT_RPCS
@@ -189,7 +272,10 @@ def build_server(
             (*APPLICATION_SERVICES, health.SERVICE_NAME, reflection_service.SERVICE_NAME), server
         )
     try:
-        port = server.add_insecure_port(address)
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.credentials())
     except RuntimeError as exc:  # grpc >= 1.50 raises instead of returning 0
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if port == 0:
@@ -199,6 +285,7 @@ def build_server(
         health=health_servicer,
         port=port,
         health_interval=health_interval or settings.GRPC_HEALTH_INTERVAL,
+        security="plaintext" if tls is None else "mutual TLS" if tls.mutual else "TLS",
     )
 
 
@@ -257,7 +344,13 @@ def serve(
         **limits,
     )
     arcana.start()
-    logger.info("pid %d: serving gRPC on %s (port %d)", os.getpid(), address, arcana.port)
+    logger.info(
+        "pid %d: serving gRPC (%s) on %s (port %d)",
+        os.getpid(),
+        arcana.security,
+        address,
+        arcana.port,
+    )
     if on_ready is not None:
         on_ready(arcana)
     while not stop_requested.wait(timeout=1.0):

@@ -234,6 +234,11 @@ GRPC_HEALTH_INTERVAL = env.float("GRPC_HEALTH_INTERVAL", default=2.0)
 # Server reflection (what grpcurl uses to list and describe services). On by
 # default for development; production should consider switching it off.
 GRPC_REFLECTION = env.bool("GRPC_REFLECTION", default=True)
+# PEM files: the server's certificate chain and key (TLS; both or neither) and,
+# for mutual TLS, the CA whose certificates clients must present. Unset: plaintext.
+GRPC_TLS_CERT: str = env.str("GRPC_TLS_CERT", default="")
+GRPC_TLS_KEY: str = env.str("GRPC_TLS_KEY", default="")
+GRPC_TLS_CLIENT_CA: str = env.str("GRPC_TLS_CLIENT_CA", default="")
 
 GRPC_FRAMEWORK = {
     "ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers",

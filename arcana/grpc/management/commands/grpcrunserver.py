@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from arcana.grpc.server import ArcanaServer, serve, supervise
+from arcana.grpc.server import ArcanaServer, TlsError, TlsFiles, serve, supervise
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -29,6 +29,21 @@ def parse_address(value: str) -> str:
     if not 0 <= int(port) <= 65535:
         raise CommandError(f"{port} is not a valid port number.")
     return f"{host}:{int(port)}"
+
+
+def tls_files(cert: str | None, key: str | None, client_ca: str | None) -> TlsFiles | None:
+    """The TLS files the options name, read and checked; ``None`` for plaintext."""
+    if not cert and not key:
+        if client_ca:
+            raise CommandError("--tls-client-ca needs --tls-cert and --tls-key.")
+        return None
+    if not cert or not key:
+        missing = "--tls-cert" if not cert else "--tls-key"
+        raise CommandError(f"--tls-cert and --tls-key go together: {missing} is missing.")
+    try:
+        return TlsFiles.read(cert=cert, key=key, client_ca=client_ca)
+    except TlsError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _positive_int(value: str) -> int:
@@ -79,6 +94,25 @@ class Command(BaseCommand):
             "consider --no-reflection in production.",
         )
         parser.add_argument(
+            "--tls-cert",
+            default=settings.GRPC_TLS_CERT or None,
+            metavar="PEM",
+            help="Serve TLS with this certificate chain (needs --tls-key; default: GRPC_TLS_CERT).",
+        )
+        parser.add_argument(
+            "--tls-key",
+            default=settings.GRPC_TLS_KEY or None,
+            metavar="PEM",
+            help="The certificate's unencrypted private key (default: GRPC_TLS_KEY).",
+        )
+        parser.add_argument(
+            "--tls-client-ca",
+            default=settings.GRPC_TLS_CLIENT_CA or None,
+            metavar="PEM",
+            help="Mutual TLS: require client certificates signed by this CA "
+            "(default: GRPC_TLS_CLIENT_CA).",
+        )
+        parser.add_argument(
             "--workers",
             type=_positive_int,
             default=1,
@@ -110,6 +144,7 @@ class Command(BaseCommand):
             "max_streams": options["max_streams"],
             "max_concurrent_rpcs": options["max_concurrent_rpcs"],
             "reflection": options["reflection"],
+            "tls": tls_files(options["tls_cert"], options["tls_key"], options["tls_client_ca"]),
         }
         workers = options["workers"]
         if workers == 1:
@@ -132,7 +167,8 @@ class Command(BaseCommand):
 
     def _ready(self, server: ArcanaServer) -> None:
         self.stdout.write(
-            f"gRPC server listening on port {server.port} (pid {os.getpid()}); "
+            f"gRPC server listening on port {server.port} ({server.security}, "
+            f"pid {os.getpid()}); "
             "quit with SIGTERM or CONTROL-C."
         )
         self.stdout.flush()  # whoever started us may be waiting for this line
