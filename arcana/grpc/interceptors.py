@@ -30,6 +30,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
+from django.conf import settings
 from django.core.signals import request_finished, request_started
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
@@ -290,21 +291,25 @@ def _refusing_undecodable(handler: Handler) -> Handler:
 
 
 class _ThrottleRequest:
-    """What DRF's throttles read of a request: the client address and the
-    ``X-Forwarded-For`` header (trusted only as far as ``NUM_PROXIES`` says)."""
+    """What :class:`_GrpcThrottle` reads of a call: the client's address."""
 
     def __init__(self, context: grpc.ServicerContext) -> None:
-        self.META: dict[str, str] = {"REMOTE_ADDR": peer_address(context.peer())}
-        self.headers: dict[str, str] = {}
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and isinstance(value, str):
-                self.headers[key] = value
-                self.META["HTTP_X_FORWARDED_FOR"] = value
+        self.ident = client_address(context)
 
 
 class _ThrottleView:
     def __init__(self, scope: str) -> None:
         self.throttle_scope = scope
+
+
+class _GrpcThrottle(ScopedThrottle):
+    """REST's throttle (same scopes, rates and counters), keyed by
+    :func:`client_address`, which trusts ``GRPC_NUM_PROXIES``, not REST's
+    ``NUM_PROXIES``."""
+
+    def get_ident(self, request: Any) -> str:
+        ident: str = request.ident
+        return ident
 
 
 def peer_address(peer: str) -> str:
@@ -317,8 +322,37 @@ def peer_address(peer: str) -> str:
     return peer  # unix sockets and the like: one bucket per path
 
 
+def client_address(context: grpc.ServicerContext) -> str:
+    """The address of the client making the call, as DRF's ``get_ident`` finds
+    it for REST, but trusting ``settings.GRPC_NUM_PROXIES`` proxies.
+
+    With ``GRPC_NUM_PROXIES = 0`` (the default: the gRPC port is exposed
+    directly) it is the peer's address and ``x-forwarded-for`` metadata is
+    ignored, since any client can send it. With N >= 1 trusted proxies in
+    front, each appending the address it saw, it is the Nth entry from the
+    right of ``x-forwarded-for`` (the leftmost when there are fewer), or the
+    peer when the metadata is absent. Several ``x-forwarded-for`` entries
+    are joined in order, as HTTP joins repeated headers. REST's
+    ``NUM_PROXIES`` plays no part: REST may sit behind a proxy while gRPC
+    does not.
+    """
+    remote = peer_address(context.peer())
+    num_proxies: int = settings.GRPC_NUM_PROXIES
+    if num_proxies <= 0:
+        return remote
+    forwarded = [
+        value
+        for key, value in context.invocation_metadata() or ()
+        if key == "x-forwarded-for" and isinstance(value, str)
+    ]
+    if not forwarded:
+        return remote
+    addresses = ",".join(forwarded).split(",")
+    return addresses[-min(num_proxies, len(addresses))].strip()
+
+
 def _throttle(context: grpc.ServicerContext, scope: str) -> None:
-    throttle = ScopedThrottle()
+    throttle = _GrpcThrottle()
     if not throttle.allow_request(_ThrottleRequest(context), _ThrottleView(scope)):
         raise Throttled(wait=throttle.wait())
 

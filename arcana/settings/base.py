@@ -196,6 +196,12 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
+# Trusted proxies in front of the gRPC port, which append the client's address to
+# x-forwarded-for metadata. Apart from NUM_PROXIES: REST usually sits behind a
+# proxy while the gRPC port is exposed directly, where the metadata is the
+# client's to forge (arcana.grpc.interceptors.client_address).
+GRPC_NUM_PROXIES = env.int("GRPC_NUM_PROXIES", default=0)
+
 # Rates per scope, e.g. "10/min". Counters live in the default cache, so they
 # are shared by every process when REDIS_URL is set.
 THROTTLE_RATES = {
