@@ -344,12 +344,13 @@ def serve(
         **limits,
     )
     arcana.start()
+    # bench/stack.py waits for "serving gRPC on" in this line.
     logger.info(
-        "pid %d: serving gRPC (%s) on %s (port %d)",
+        "pid %d: serving gRPC on %s (port %d, %s)",
         os.getpid(),
-        arcana.security,
         address,
         arcana.port,
+        arcana.security,
     )
     if on_ready is not None:
         on_ready(arcana)
