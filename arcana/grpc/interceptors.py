@@ -13,17 +13,24 @@ malformed body with 400 after 401.
 Interceptors choose handlers on grpc's polling thread, so nothing slow (no
 database, no cache) happens in ``intercept_service``: the work is wrapped
 around the handler's behaviour and runs on the worker thread with the RPC.
-Health and reflection are left entirely alone.
+Health and reflection are left alone by these three.
+
+``CapacityInterceptor`` (outermost of all, installed by ``build_server`` with
+the server's limits) bounds what calls held open can take: see its docstring.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
+from django.conf import settings
 from django.core.signals import request_finished, request_started
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
@@ -284,21 +291,25 @@ def _refusing_undecodable(handler: Handler) -> Handler:
 
 
 class _ThrottleRequest:
-    """What DRF's throttles read of a request: the client address and the
-    ``X-Forwarded-For`` header (trusted only as far as ``NUM_PROXIES`` says)."""
+    """What :class:`_GrpcThrottle` reads of a call: the client's address."""
 
     def __init__(self, context: grpc.ServicerContext) -> None:
-        self.META: dict[str, str] = {"REMOTE_ADDR": peer_address(context.peer())}
-        self.headers: dict[str, str] = {}
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and isinstance(value, str):
-                self.headers[key] = value
-                self.META["HTTP_X_FORWARDED_FOR"] = value
+        self.ident = client_address(context)
 
 
 class _ThrottleView:
     def __init__(self, scope: str) -> None:
         self.throttle_scope = scope
+
+
+class _GrpcThrottle(ScopedThrottle):
+    """REST's throttle (same scopes, rates and counters), keyed by
+    :func:`client_address`, which trusts ``GRPC_NUM_PROXIES``, not REST's
+    ``NUM_PROXIES``."""
+
+    def get_ident(self, request: Any) -> str:
+        ident: str = request.ident
+        return ident
 
 
 def peer_address(peer: str) -> str:
@@ -312,11 +323,222 @@ def peer_address(peer: str) -> str:
 
 
 def client_address(context: grpc.ServicerContext) -> str:
-    """The calling client's address, as the throttles see it."""
-    return peer_address(context.peer())
+    """The address of the client making the call, as DRF's ``get_ident`` finds
+    it for REST, but trusting ``settings.GRPC_NUM_PROXIES`` proxies.
+
+    With ``GRPC_NUM_PROXIES = 0`` (the default: the gRPC port is exposed
+    directly) it is the peer's address and ``x-forwarded-for`` metadata is
+    ignored, since any client can send it. With N >= 1 trusted proxies in
+    front, each appending the address it saw, it is the Nth entry from the
+    right of ``x-forwarded-for`` (the leftmost when there are fewer), or the
+    peer when the metadata is absent. Several ``x-forwarded-for`` entries
+    are joined in order, as HTTP joins repeated headers. REST's
+    ``NUM_PROXIES`` plays no part: REST may sit behind a proxy while gRPC
+    does not.
+    """
+    remote = peer_address(context.peer())
+    num_proxies: int = settings.GRPC_NUM_PROXIES
+    if num_proxies <= 0:
+        return remote
+    forwarded = [
+        value
+        for key, value in context.invocation_metadata() or ()
+        if key == "x-forwarded-for" and isinstance(value, str)
+    ]
+    if not forwarded:
+        return remote
+    addresses = ",".join(forwarded).split(",")
+    return addresses[-min(num_proxies, len(addresses))].strip()
 
 
 def _throttle(context: grpc.ServicerContext, scope: str) -> None:
-    throttle = ScopedThrottle()
+    throttle = _GrpcThrottle()
     if not throttle.allow_request(_ThrottleRequest(context), _ThrottleView(scope)):
         raise Throttled(wait=throttle.wait())
+
+
+# --- capacity -----------------------------------------------------------------------------
+
+
+class CapacityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """No client can starve the server by holding calls open.
+
+    grpc's synchronous server runs every call on one thread of its pool from
+    dispatch to end, *including the wait for a unary call's request message*.
+    Two kinds of call can so hold a thread for as long as a client likes:
+    streams (server reflection, health ``Watch``, any streaming method) and
+    unary calls whose client sends the headers but withholds the message.
+    Left alone, ``max_workers`` of either take every thread, and ``Login`` and
+    ``Health/Check`` queue behind them until the client lets go.
+
+    :func:`arcana.grpc.server.build_server` gives the pool ``max_workers +
+    max_streams`` threads and installs this interceptor outermost, so it sees
+    every handler (health and reflection included) as grpc will run it:
+
+    1. **At most** ``max_streams`` **threads ever run a stream.** A stream takes
+       a slot (a non-blocking semaphore) when its behaviour starts on a worker
+       thread and gives it back in a ``finally`` when that thread leaves it.
+       With every slot taken, the next stream is answered RESOURCE_EXHAUSTED at
+       once (code ``throttled``, ``retry-after: 1``), holding its thread for
+       microseconds. The slot is taken before a unary-request stream (``Watch``)
+       waits for its request, so that wait is counted too.
+    2. **No unary call waits for its request longer than** ``request_timeout``
+       **after it arrived.** Unary-request handlers are rebuilt as
+       request-streaming ones, so the wait happens here rather than inside
+       grpc, where a watchdog can see it; a call whose message is late is
+       cancelled (the client sees CANCELLED). A call that reaches a thread
+       after its time is up (it was queued) still gets ``MIN_REQUEST_WAIT``
+       for a message that is already there, so a burst of N withheld requests
+       holds the unary threads for about N x MIN_REQUEST_WAIT / max_workers
+       seconds once, not N x request_timeout.
+
+    So at every moment at least ``max_workers`` threads are busy only with
+    calls that end by themselves: unary calls that have their request (bounded
+    by the database timeouts), refused streams (instant) and request waits
+    (bounded by ``request_timeout``). Queued calls are taken in arrival order,
+    so ``Health/Check`` and ``Login`` wait for the calls ahead of them, never
+    for a held stream. grpc's own ``maximum_concurrent_rpcs`` bounds the calls
+    admitted (running and queued) and answers RESOURCE_EXHAUSTED beyond it, so
+    a flood is refused, not queued without end; what is left to an attacker is
+    a flood of calls per second, which rate limits and the proxy in front
+    answer. Holding connections costs no thread (grpc's core serves them) and
+    ends with ``grpc.max_connection_idle_ms`` / ``grpc.max_connection_age_ms``.
+    """
+
+    MIN_REQUEST_WAIT = 0.25
+
+    def __init__(self, *, max_streams: int, request_timeout: float) -> None:
+        if max_streams < 1 or request_timeout <= 0:
+            raise ValueError("max_streams must be >= 1 and request_timeout > 0")
+        self.max_streams = max_streams
+        self.request_timeout = request_timeout
+        self._slots = threading.BoundedSemaphore(max_streams)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self._bounded(handler, handler_call_details.method, time.monotonic())
+
+    @contextmanager
+    def _stream_slot(self, context: grpc.ServicerContext) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            _abort(context, Throttled(wait=1, message="Too many open streams; try again later."))
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _request(
+        self, requests: Iterator[Any], context: grpc.ServicerContext, method: str, arrived: float
+    ) -> Any:
+        """The one request message of a unary-request call, or the call ends."""
+        due = max(arrived + self.request_timeout, time.monotonic() + self.MIN_REQUEST_WAIT)
+        token = _WATCHDOG.watch(context, due)
+        try:
+            request = next(requests, _MISSING)
+        finally:
+            _WATCHDOG.forget(token)
+        if request is _MISSING:  # what grpc answers a unary call without a message
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f'"{method}" requires exactly one request message.'
+            )
+        return request
+
+    def _bounded(self, handler: Handler, method: str, arrived: float) -> Handler:
+        """``handler`` with its stream slot and request deadline (``arrived`` is
+        when grpc handed the call over, on its polling thread)."""
+        codecs: dict[str, Any] = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            unary_unary = handler.unary_unary
+
+            def unary_request_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                return unary_unary(self._request(requests, context, method, arrived), context)
+
+            return grpc.stream_unary_rpc_method_handler(unary_request_unary, **codecs)
+        if handler.unary_stream:
+            unary_stream = handler.unary_stream
+
+            def unary_request_stream(
+                requests: Iterator[Any], context: grpc.ServicerContext
+            ) -> Iterator[Any]:
+                with self._stream_slot(context):
+                    yield from unary_stream(
+                        self._request(requests, context, method, arrived), context
+                    )
+
+            return grpc.stream_stream_rpc_method_handler(unary_request_stream, **codecs)
+        if handler.stream_unary:
+            stream_unary = handler.stream_unary
+
+            def stream_request_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                with self._stream_slot(context):
+                    return stream_unary(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_request_unary, **codecs)
+        assert handler.stream_stream is not None  # one of the four is always set
+        stream_stream = handler.stream_stream
+
+        def stream_request_stream(
+            requests: Iterator[Any], context: grpc.ServicerContext
+        ) -> Iterator[Any]:
+            with self._stream_slot(context):
+                yield from stream_stream(requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(stream_request_stream, **codecs)
+
+
+_MISSING = object()
+
+
+class _RequestWatchdog:
+    """Cancels calls still waiting for their request message when their time is up.
+
+    One daemon thread per process (started on first use, and again in a forked
+    child, where the parent's thread does not exist), waking every ``tick``
+    seconds. Watching a call costs a dict insert and a dict pop.
+    """
+
+    def __init__(self, tick: float = 0.1) -> None:
+        self.tick = tick
+        self._pending: dict[int, tuple[float, grpc.ServicerContext]] = {}
+        self._tokens = itertools.count()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, context: grpc.ServicerContext, due: float) -> int:
+        """Cancel ``context`` at ``due`` (``time.monotonic()``) unless forgotten first."""
+        token = next(self._tokens)
+        self._pending[token] = (due, context)
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
+        return token
+
+    def forget(self, token: int) -> None:
+        self._pending.pop(token, None)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="grpc-request-watchdog", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            now = time.monotonic()
+            for token, (due, context) in list(self._pending.items()):
+                if due <= now and self._pending.pop(token, None) is not None:
+                    context.cancel()  # type: ignore[no-untyped-call]  # wakes the waiter: CANCELLED
+
+
+_WATCHDOG = _RequestWatchdog()

@@ -21,13 +21,17 @@ from typing import Any
 
 import grpc
 from asgiref.local import Local, _ThreadCriticalLocal
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.cache import caches
 from django.db import connection, connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection as reflection_service
 
 from arcana.grpc import compat
+from arcana.grpc.interceptors import CapacityInterceptor
 from arcana.health import database_ready
 from authn.grpc.services import AuthService
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
@@ -66,6 +70,7 @@ class ArcanaServer:
     health: health.HealthServicer
     port: int
     health_interval: float = 2.0
+    security: str = "plaintext"  # or "TLS", "mutual TLS"
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -109,6 +114,93 @@ class ArcanaServer:
         connection.close()
 
 
+class TlsError(ValueError):
+    """A TLS file that is missing, unreadable or not what it should be (one line)."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM contents of the server's certificate chain and key and, for mutual
+    TLS, of the CA that signs client certificates.
+
+    Plain bytes, not grpc credentials: ``supervise`` forks its workers, and
+    nothing of grpc's core may exist in the parent before that.
+    """
+
+    cert_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def read(cls, *, cert: str, key: str, client_ca: str | None = None) -> "TlsFiles":
+        """Read and check the files; raises :class:`TlsError` saying which one is wrong."""
+        files = cls(
+            cert_chain=_read("certificate", cert),
+            private_key=_read("key", key),
+            client_ca=_read("client CA", client_ca) if client_ca else None,
+        )
+        chain = _certificates("certificate", cert, files.cert_chain)
+        try:
+            private_key = serialization.load_pem_private_key(files.private_key, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise TlsError(
+                f"TLS key {key} is not an unencrypted PEM private key ({exc})."
+            ) from None
+        if _public_der(private_key.public_key()) != _public_der(chain[0].public_key()):
+            raise TlsError(f"TLS key {key} does not belong to the certificate in {cert}.")
+        if client_ca and files.client_ca is not None:
+            _certificates("client CA", client_ca, files.client_ca)
+        return files
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Server credentials; with a client CA, clients must present a certificate it signed."""
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.cert_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.mutual,
+        )
+
+
+def _read(what: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise TlsError(f"cannot read TLS {what} {path}: {exc.strerror or exc}.") from None
+
+
+def _certificates(what: str, path: str, pem: bytes) -> list[x509.Certificate]:
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise TlsError(f"TLS {what} {path} holds no PEM certificate.")
+    return certificates
+
+
+def _public_der(key: Any) -> bytes:
+    der: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
+
+
+# Server keepalive: a peer that vanished (no FIN: a cut cable, a dead host)
+# would otherwise keep its streams, and their slots, for hours. Clients may
+# ping at most every 10 s; more often earns GOAWAY after two strikes.
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+)
+
+
 def build_server(
     address: str,
     *,
@@ -116,30 +208,74 @@ def build_server(
     max_message_bytes: int,
     reuse_port: bool = False,
     health_interval: float | None = None,
+    max_streams: int | None = None,
+    max_concurrent_rpcs: int | None = None,
+    request_timeout: float | None = None,
+    reflection: bool | None = None,
+    max_connection_idle: float | None = None,
+    max_connection_age: float | None = None,
+    max_connection_age_grace: float | None = None,
+    tls: TlsFiles | None = None,
 ) -> ArcanaServer:
     """A server on ``address`` with the project's interceptors, servicers,
-    health and reflection. Raises ``OSError`` when the address cannot be bound."""
+    health and (unless ``reflection`` is off) reflection.
+
+    ``max_workers`` threads serve unary calls and ``max_streams`` more serve
+    streams, which :class:`~arcana.grpc.interceptors.CapacityInterceptor`
+    bounds, so streams held open never take the unary calls' threads; grpc
+    answers RESOURCE_EXHAUSTED beyond ``max_concurrent_rpcs`` admitted calls.
+    Connections are closed after ``max_connection_idle`` seconds without a
+    call and after ``max_connection_age`` seconds in any case (their calls get
+    ``max_connection_age_grace`` seconds). With ``tls`` the port serves TLS
+    only (mutual TLS when it names a client CA); without, plaintext. Options
+    left ``None`` come from the ``GRPC_*`` settings. Raises ``ValueError`` for
+    limits that do not fit together and ``OSError`` when the address cannot
+    be bound.
+    """
+    max_streams = max_streams or settings.GRPC_MAX_STREAMS
+    max_concurrent_rpcs = max_concurrent_rpcs or settings.GRPC_MAX_CONCURRENT_RPCS
+    if max_concurrent_rpcs <= max_streams:
+        raise ValueError(
+            f"max_concurrent_rpcs ({max_concurrent_rpcs}) must exceed max_streams "
+            f"({max_streams}), or open streams would leave no room for unary calls."
+        )
+    capacity = CapacityInterceptor(
+        max_streams=max_streams,
+        request_timeout=request_timeout or settings.GRPC_REQUEST_TIMEOUT,
+    )
+    reflection = settings.GRPC_REFLECTION if reflection is None else reflection
     compat.ensure_grpc_logging()
     keep_caches_per_thread()
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-worker"),
-        interceptors=compat.server_interceptors(),
+        futures.ThreadPoolExecutor(
+            max_workers=max_workers + max_streams, thread_name_prefix="grpc-worker"
+        ),
+        interceptors=[capacity, *compat.server_interceptors()],
         options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
             # grpc enables SO_REUSEPORT by default; with one process that would let
             # a second server silently share (and steal calls from) a busy port.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_connection_idle_ms", _ms(max_connection_idle, "IDLE")),
+            ("grpc.max_connection_age_ms", _ms(max_connection_age, "AGE")),
+            ("grpc.max_connection_age_grace_ms", _ms(max_connection_age_grace, "AGE_GRACE")),
+            *KEEPALIVE_OPTIONS,
         ],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     grpc_handlers(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*APPLICATION_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if reflection:
+        reflection_service.enable_server_reflection(
+            (*APPLICATION_SERVICES, health.SERVICE_NAME, reflection_service.SERVICE_NAME), server
+        )
     try:
-        port = server.add_insecure_port(address)
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.credentials())
     except RuntimeError as exc:  # grpc >= 1.50 raises instead of returning 0
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if port == 0:
@@ -149,7 +285,14 @@ def build_server(
         health=health_servicer,
         port=port,
         health_interval=health_interval or settings.GRPC_HEALTH_INTERVAL,
+        security="plaintext" if tls is None else "mutual TLS" if tls.mutual else "TLS",
     )
+
+
+def _ms(seconds: float | None, setting: str) -> int:
+    """Seconds (or the ``GRPC_MAX_CONNECTION_<setting>`` setting) as whole milliseconds."""
+    value = getattr(settings, f"GRPC_MAX_CONNECTION_{setting}") if seconds is None else seconds
+    return max(1, round(value * 1000))
 
 
 def keep_caches_per_thread() -> None:
@@ -184,10 +327,12 @@ def serve(
     grace: float,
     reuse_port: bool = False,
     on_ready: Callable[[ArcanaServer], None] | None = None,
+    **limits: Any,
 ) -> None:
     """Run one server until SIGTERM or SIGINT, then shut down gracefully.
 
-    Must run on the main thread (signal handlers).
+    ``limits`` are :func:`build_server`'s other options. Must run on the main
+    thread (signal handlers).
     """
     stop_requested = threading.Event()
     _on_shutdown_signals(lambda signum: stop_requested.set())
@@ -196,9 +341,17 @@ def serve(
         max_workers=max_workers,
         max_message_bytes=max_message_bytes,
         reuse_port=reuse_port,
+        **limits,
     )
     arcana.start()
-    logger.info("pid %d: serving gRPC on %s (port %d)", os.getpid(), address, arcana.port)
+    # bench/stack.py waits for "serving gRPC on" in this line.
+    logger.info(
+        "pid %d: serving gRPC on %s (port %d, %s)",
+        os.getpid(),
+        address,
+        arcana.port,
+        arcana.security,
+    )
     if on_ready is not None:
         on_ready(arcana)
     while not stop_requested.wait(timeout=1.0):

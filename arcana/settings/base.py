@@ -218,6 +218,12 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
+# Trusted proxies in front of the gRPC port, which append the client's address to
+# x-forwarded-for metadata. Apart from NUM_PROXIES: REST usually sits behind a
+# proxy while the gRPC port is exposed directly, where the metadata is the
+# client's to forge (arcana.grpc.interceptors.client_address).
+GRPC_NUM_PROXIES = env.int("GRPC_NUM_PROXIES", default=0)
+
 # Rates per scope, e.g. "10/min". Counters live in the default cache, so they
 # are shared by every process when REDIS_URL is set.
 THROTTLE_RATES = {
@@ -232,14 +238,39 @@ THROTTLE_RATES = {
 
 # --- gRPC -----------------------------------------------------------------------
 
-# Thread pool size per server process (`grpcrunserver --max-workers`).
+# Threads per server process for unary calls (`grpcrunserver --max-workers`); the
+# pool has GRPC_MAX_STREAMS more for streams, so held streams never take these.
 GRPC_MAX_WORKERS = env.int("GRPC_MAX_WORKERS", default=10)
+# Streams (reflection, health Watch) open at once per process; the next one gets
+# RESOURCE_EXHAUSTED at once (arcana.grpc.interceptors.CapacityInterceptor).
+GRPC_MAX_STREAMS = env.int("GRPC_MAX_STREAMS", default=10)
+# Calls admitted at once per process, running or queued for a thread; beyond
+# it grpc answers RESOURCE_EXHAUSTED instead of queueing without end.
+GRPC_MAX_CONCURRENT_RPCS = env.int("GRPC_MAX_CONCURRENT_RPCS", default=100)
+# Seconds a client has to send a unary call's request message before the call
+# is cancelled (a call waiting for it holds a worker thread).
+GRPC_REQUEST_TIMEOUT = env.float("GRPC_REQUEST_TIMEOUT", default=2.0)
+# A connection with no call for this long is closed (GOAWAY); every connection
+# is closed after GRPC_MAX_CONNECTION_AGE, its calls getting the grace to end.
+GRPC_MAX_CONNECTION_IDLE = env.float("GRPC_MAX_CONNECTION_IDLE", default=300.0)
+GRPC_MAX_CONNECTION_AGE = env.float("GRPC_MAX_CONNECTION_AGE", default=1800.0)
 # Largest message the server sends or accepts, in bytes.
 GRPC_MAX_MESSAGE_BYTES = env.int("GRPC_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
 # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
 GRPC_SHUTDOWN_GRACE = env.float("GRPC_SHUTDOWN_GRACE", default=10.0)
+GRPC_MAX_CONNECTION_AGE_GRACE = env.float(
+    "GRPC_MAX_CONNECTION_AGE_GRACE", default=GRPC_SHUTDOWN_GRACE
+)
 # Seconds between the database checks behind the gRPC health status.
 GRPC_HEALTH_INTERVAL = env.float("GRPC_HEALTH_INTERVAL", default=2.0)
+# Server reflection (what grpcurl uses to list and describe services). On by
+# default for development; production should consider switching it off.
+GRPC_REFLECTION = env.bool("GRPC_REFLECTION", default=True)
+# PEM files: the server's certificate chain and key (TLS; both or neither) and,
+# for mutual TLS, the CA whose certificates clients must present. Unset: plaintext.
+GRPC_TLS_CERT: str = env.str("GRPC_TLS_CERT", default="")
+GRPC_TLS_KEY: str = env.str("GRPC_TLS_KEY", default="")
+GRPC_TLS_CLIENT_CA: str = env.str("GRPC_TLS_CLIENT_CA", default="")
 
 GRPC_FRAMEWORK = {
     "ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers",

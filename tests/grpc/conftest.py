@@ -8,13 +8,16 @@ seeded (the roles) after each test's flush.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+import trustme
 from django.conf import settings
 
-from arcana.grpc.server import ArcanaServer, build_server
+from arcana.grpc.server import ArcanaServer, TlsFiles, build_server
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2_grpc
 from tests.conftest import tokens_for
 from tests.factories import DEFAULT_PASSWORD
@@ -95,3 +98,66 @@ def login(auth_stub: auth_pb2_grpc.AuthServiceStub, user: User) -> auth_pb2.Toke
     request = auth_pb2.LoginRequest(email=user.email, password=DEFAULT_PASSWORD)
     pair: auth_pb2.TokenPair = auth_stub.Login(request, timeout=10)
     return pair
+
+
+# --- TLS: a throwaway PKI -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A server CA and certificate, a client CA and certificate, and a stranger's CA."""
+
+    ca: trustme.CA
+    server: trustme.LeafCert
+    client_ca: trustme.CA
+    client: trustme.LeafCert
+    stranger: trustme.CA
+
+    def files(self, *, mutual: bool = False) -> TlsFiles:
+        return TlsFiles(
+            cert_chain=self.server.cert_chain_pems[0].bytes(),
+            private_key=self.server.private_key_pem.bytes(),
+            client_ca=self.client_ca.cert_pem.bytes() if mutual else None,
+        )
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    ca, client_ca = trustme.CA(), trustme.CA()
+    return Pki(
+        ca=ca,
+        server=ca.issue_cert("127.0.0.1", "localhost"),
+        client_ca=client_ca,
+        client=client_ca.issue_cert("internal-caller@example.com"),
+        stranger=trustme.CA(),
+    )
+
+
+@pytest.fixture
+def pem_files(pki: Pki, tmp_path: Path) -> dict[str, str]:
+    paths = {
+        "cert": tmp_path / "server.pem",
+        "key": tmp_path / "server.key",
+        "client_ca": tmp_path / "clients-ca.pem",
+        "other_key": tmp_path / "other.key",
+        "junk": tmp_path / "junk.pem",
+    }
+    pki.server.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    pki.server.private_key_pem.write_to_path(str(paths["key"]))
+    pki.client_ca.cert_pem.write_to_path(str(paths["client_ca"]))
+    pki.client.private_key_pem.write_to_path(str(paths["other_key"]))
+    paths["junk"].write_text("not a certificate\n")
+    return {name: str(path) for name, path in paths.items()}
+
+
+def channel_credentials(
+    trusted: trustme.CA, client: trustme.LeafCert | None = None
+) -> grpc.ChannelCredentials:
+    """Trust ``trusted``; present ``client`` (mutual TLS) when given."""
+    if client is None:
+        return grpc.ssl_channel_credentials(root_certificates=trusted.cert_pem.bytes())
+    return grpc.ssl_channel_credentials(
+        root_certificates=trusted.cert_pem.bytes(),
+        private_key=client.private_key_pem.bytes(),
+        certificate_chain=client.cert_chain_pems[0].bytes(),
+    )

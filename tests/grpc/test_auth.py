@@ -204,3 +204,39 @@ def test_refresh_is_throttled(auth_stub: AuthServiceStub, user: User, settings: 
     request = auth_pb2.RefreshRequest(refresh="garbage")
     codes = [rpc_error(auth_stub.Refresh, request).code() for _ in range(3)]
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# --- whose address the throttle counts (GRPC_NUM_PROXIES, apart from REST's NUM_PROXIES) -------
+
+
+def _login_from(auth_stub: AuthServiceStub, forwarded_for: str) -> grpc.StatusCode:
+    request = auth_pb2.LoginRequest(email="who@example.com", password="whatever-123")
+    metadata = (("x-forwarded-for", forwarded_for),)
+    code: grpc.StatusCode = rpc_error(auth_stub.Login, request, metadata=metadata).code()
+    return code
+
+
+def test_spoofed_forwarded_for_does_not_escape_the_login_throttle(
+    auth_stub: AuthServiceStub, settings: Any
+) -> None:
+    """REST behind a proxy (NUM_PROXIES=1) must not make gRPC, exposed directly,
+    trust a client's own x-forwarded-for: it would get a fresh bucket per call."""
+    settings.THROTTLE_RATES = LOW_RATES
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.GRPC_NUM_PROXIES = 0
+    codes = [_login_from(auth_stub, f"203.0.113.{n}") for n in range(3)]
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+def test_forwarded_for_is_honoured_behind_trusted_grpc_proxies(
+    auth_stub: AuthServiceStub, settings: Any
+) -> None:
+    settings.THROTTLE_RATES = LOW_RATES
+    settings.GRPC_NUM_PROXIES = 1
+    # Three clients behind the proxy: three buckets.
+    assert [_login_from(auth_stub, f"203.0.113.{n}") for n in range(3)] == [
+        grpc.StatusCode.UNAUTHENTICATED
+    ] * 3
+    # One client, whatever it puts before the proxy's entry: one bucket.
+    codes = [_login_from(auth_stub, f"10.9.9.{n}, 198.51.100.7") for n in range(3)]
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED]

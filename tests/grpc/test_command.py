@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -18,10 +19,12 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from arcana.grpc.management.commands import grpcrunserver as command_module
 from arcana.grpc.management.commands.grpcrunserver import parse_address
 from arcana.grpc.server import ArcanaServer
 from protos.arcana.v1 import auth_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
+from tests.grpc.conftest import Pki, channel_credentials
 
 GRACE = 3.0
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
@@ -195,3 +198,129 @@ def test_command_refuses_a_busy_port(grpc_server: ArcanaServer, own_signals: Non
 def test_command_workers_need_a_fixed_port() -> None:
     with pytest.raises(CommandError, match="fixed port"):
         call_command("grpcrunserver", "127.0.0.1:0", "--workers", "2")
+
+
+# --- limits and reflection reach the server ------------------------------------------------
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """What the command hands to ``serve``, without serving."""
+    seen: dict[str, object] = {}
+
+    def fake_serve(address: str, **options: object) -> None:
+        seen.update(options, address=address)
+
+    monkeypatch.setattr(command_module, "serve", fake_serve)
+    return seen
+
+
+def test_command_passes_limits_and_reflection(served: dict[str, object]) -> None:
+    call_command(
+        "grpcrunserver",
+        "127.0.0.1:0",
+        "--max-streams",
+        "3",
+        "--max-concurrent-rpcs",
+        "9",
+        "--no-reflection",
+    )
+    assert served["max_streams"] == 3
+    assert served["max_concurrent_rpcs"] == 9
+    assert served["reflection"] is False
+
+
+def test_command_reflection_follows_the_setting(served: dict[str, object]) -> None:
+    call_command("grpcrunserver", "127.0.0.1:0")
+    assert served["reflection"] is settings.GRPC_REFLECTION is True
+    assert served["max_streams"] == settings.GRPC_MAX_STREAMS
+
+
+def test_command_refuses_limits_with_no_room_for_unary_calls() -> None:
+    with pytest.raises(CommandError, match="must exceed --max-streams"):
+        call_command(
+            "grpcrunserver", "127.0.0.1:0", "--max-streams", "5", "--max-concurrent-rpcs", "5"
+        )
+
+
+# --- TLS ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tls-cert", "cert"], "--tls-key is missing"),
+        (["--tls-key", "key"], "--tls-cert is missing"),
+        (["--tls-client-ca", "client_ca"], "--tls-client-ca needs --tls-cert and --tls-key"),
+        (["--tls-cert", "missing", "--tls-key", "key"], "cannot read TLS certificate"),
+        (["--tls-cert", "cert", "--tls-key", "junk"], "not an unencrypted PEM private key"),
+        (
+            ["--tls-cert", "cert", "--tls-key", "key", "--tls-client-ca", "missing"],
+            "cannot read TLS client CA",
+        ),
+    ],
+)
+def test_command_checks_the_tls_flags(
+    served: dict[str, object], pem_files: dict[str, str], flags: list[str], message: str
+) -> None:
+    paths = {**pem_files, "missing": "/nonexistent/file.pem"}
+    args = [paths.get(flag, flag) for flag in flags]
+    with pytest.raises(CommandError, match=message) as caught:
+        call_command("grpcrunserver", "127.0.0.1:0", *args)
+    assert "\n" not in str(caught.value)
+    assert served == {}  # nothing was started
+
+
+def test_command_tls_flags_reach_the_server(
+    served: dict[str, object], pem_files: dict[str, str], pki: Pki
+) -> None:
+    call_command(
+        "grpcrunserver",
+        "127.0.0.1:0",
+        *("--tls-cert", pem_files["cert"], "--tls-key", pem_files["key"]),
+        *("--tls-client-ca", pem_files["client_ca"]),
+    )
+    assert served["tls"] == pki.files(mutual=True)
+
+
+def test_command_tls_comes_from_the_settings(
+    served: dict[str, object], pem_files: dict[str, str], pki: Pki, settings: Any
+) -> None:
+    settings.GRPC_TLS_CERT = pem_files["cert"]
+    settings.GRPC_TLS_KEY = pem_files["key"]
+    call_command("grpcrunserver", "127.0.0.1:0")
+    assert served["tls"] == pki.files()
+
+
+def test_command_without_tls_serves_plaintext(served: dict[str, object]) -> None:
+    call_command("grpcrunserver", "127.0.0.1:0")
+    assert served["tls"] is None
+
+
+def test_serves_mutual_tls_from_the_environment(
+    run_server: Any, server_env: dict[str, str], pem_files: dict[str, str], pki: Pki
+) -> None:
+    """As deployed: GRPC_TLS_* read by django-environ in a real process."""
+    server_env.update(
+        GRPC_TLS_CERT=pem_files["cert"],
+        GRPC_TLS_KEY=pem_files["key"],
+        GRPC_TLS_CLIENT_CA=pem_files["client_ca"],
+    )
+    try:
+        process, port = run_server()
+    finally:
+        for name in ("GRPC_TLS_CERT", "GRPC_TLS_KEY", "GRPC_TLS_CLIENT_CA"):
+            server_env.pop(name)
+    credentials = channel_credentials(pki.ca, pki.client)
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError):
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+    code, took, output = stop(process)
+    assert code == 0, output
+    assert took < GRACE + 2
+    assert "(mutual TLS" in output

@@ -4,13 +4,14 @@ Replaces django-grpc-framework's command of the same name, which Django 5
 refuses to load (see ``arcana.grpc.compat``).
 """
 
+import argparse
 import os
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from arcana.grpc.server import ArcanaServer, serve, supervise
+from arcana.grpc.server import ArcanaServer, TlsError, TlsFiles, serve, supervise
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -28,6 +29,21 @@ def parse_address(value: str) -> str:
     if not 0 <= int(port) <= 65535:
         raise CommandError(f"{port} is not a valid port number.")
     return f"{host}:{int(port)}"
+
+
+def tls_files(cert: str | None, key: str | None, client_ca: str | None) -> TlsFiles | None:
+    """The TLS files the options name, read and checked; ``None`` for plaintext."""
+    if not cert and not key:
+        if client_ca:
+            raise CommandError("--tls-client-ca needs --tls-cert and --tls-key.")
+        return None
+    if not cert or not key:
+        missing = "--tls-cert" if not cert else "--tls-key"
+        raise CommandError(f"--tls-cert and --tls-key go together: {missing} is missing.")
+    try:
+        return TlsFiles.read(cert=cert, key=key, client_ca=client_ca)
+    except TlsError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _positive_int(value: str) -> int:
@@ -54,7 +70,47 @@ class Command(BaseCommand):
             "--max-workers",
             type=_positive_int,
             default=settings.GRPC_MAX_WORKERS,
-            help="Threads serving calls, per process (default: GRPC_MAX_WORKERS).",
+            help="Threads serving unary calls, per process (default: GRPC_MAX_WORKERS).",
+        )
+        parser.add_argument(
+            "--max-streams",
+            type=_positive_int,
+            default=settings.GRPC_MAX_STREAMS,
+            help="Streams (reflection, health Watch) open at once per process, on threads of "
+            "their own; more get RESOURCE_EXHAUSTED (default: GRPC_MAX_STREAMS).",
+        )
+        parser.add_argument(
+            "--max-concurrent-rpcs",
+            type=_positive_int,
+            default=settings.GRPC_MAX_CONCURRENT_RPCS,
+            help="Calls admitted at once per process, running or queued; more get "
+            "RESOURCE_EXHAUSTED (default: GRPC_MAX_CONCURRENT_RPCS).",
+        )
+        parser.add_argument(
+            "--reflection",
+            action=argparse.BooleanOptionalAction,
+            default=settings.GRPC_REFLECTION,
+            help="Offer server reflection (default: GRPC_REFLECTION, on); "
+            "consider --no-reflection in production.",
+        )
+        parser.add_argument(
+            "--tls-cert",
+            default=settings.GRPC_TLS_CERT or None,
+            metavar="PEM",
+            help="Serve TLS with this certificate chain (needs --tls-key; default: GRPC_TLS_CERT).",
+        )
+        parser.add_argument(
+            "--tls-key",
+            default=settings.GRPC_TLS_KEY or None,
+            metavar="PEM",
+            help="The certificate's unencrypted private key (default: GRPC_TLS_KEY).",
+        )
+        parser.add_argument(
+            "--tls-client-ca",
+            default=settings.GRPC_TLS_CLIENT_CA or None,
+            metavar="PEM",
+            help="Mutual TLS: require client certificates signed by this CA "
+            "(default: GRPC_TLS_CLIENT_CA).",
         )
         parser.add_argument(
             "--workers",
@@ -79,10 +135,16 @@ class Command(BaseCommand):
         address = parse_address(options["address"])
         if options["grace"] < 0:
             raise CommandError("--grace must not be negative.")
+        if options["max_concurrent_rpcs"] <= options["max_streams"]:
+            raise CommandError("--max-concurrent-rpcs must exceed --max-streams.")
         server_options = {
             "max_workers": options["max_workers"],
             "max_message_bytes": options["max_message_bytes"],
             "grace": options["grace"],
+            "max_streams": options["max_streams"],
+            "max_concurrent_rpcs": options["max_concurrent_rpcs"],
+            "reflection": options["reflection"],
+            "tls": tls_files(options["tls_cert"], options["tls_key"], options["tls_client_ca"]),
         }
         workers = options["workers"]
         if workers == 1:
@@ -105,7 +167,8 @@ class Command(BaseCommand):
 
     def _ready(self, server: ArcanaServer) -> None:
         self.stdout.write(
-            f"gRPC server listening on port {server.port} (pid {os.getpid()}); "
+            f"gRPC server listening on port {server.port} ({server.security}, "
+            f"pid {os.getpid()}); "
             "quit with SIGTERM or CONTROL-C."
         )
         self.stdout.flush()  # whoever started us may be waiting for this line
