@@ -105,7 +105,9 @@ def _application_response(exc: ApplicationError) -> Response:
     )
 
 
-def _drf_detail_message(detail: Any) -> str:
+def drf_error_message(exc: drf_exceptions.APIException) -> str:
+    """The human message of a DRF error (shared with the gRPC translation)."""
+    detail: Any = exc.detail
     # simplejwt puts a dict ({"detail": ..., "code": ..., "messages": [...]}) here.
     if isinstance(detail, dict):
         detail = detail.get("detail", "")
@@ -114,10 +116,16 @@ def _drf_detail_message(detail: Any) -> str:
     return str(detail)
 
 
-def _drf_detail_code(exc: drf_exceptions.APIException) -> str:
+def drf_error_code(exc: drf_exceptions.APIException) -> str:
+    """The machine code of a DRF error (shared with the gRPC translation)."""
+    detail: Any = exc.detail
+    # In simplejwt's dict the code is a value; the dict's own codes are all the
+    # exception's default ("authentication_failed").
+    if isinstance(detail, dict) and "code" in detail:
+        return str(detail["code"])
     codes = exc.get_codes()
     if isinstance(codes, dict):
-        codes = codes.get("code", codes.get("detail", exc.default_code))
+        codes = codes.get("detail", exc.default_code)
     if isinstance(codes, list):
         codes = codes[0] if codes else exc.default_code
     return str(codes)
@@ -139,7 +147,7 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, drf_exceptions.APIException):
         return response  # unexpected: Django logs it and handler500 answers
-    response.data = error_body(_drf_detail_message(exc.detail), _drf_detail_code(exc))
+    response.data = error_body(drf_error_message(exc), drf_error_code(exc))
     return response
 
 

@@ -1,4 +1,8 @@
-"""Errors of the authentication domain."""
+"""Errors of the authentication domain.
+
+REST and gRPC raise these same errors for the same failures, so a client sees
+one machine ``code`` per failure on both transports.
+"""
 
 from arcana.exceptions import Unauthenticated
 
@@ -11,3 +15,20 @@ class InvalidCredentials(Unauthenticated):
 class TokenInvalid(Unauthenticated):
     code = "token_not_valid"
     default_message = "Token is invalid or expired."
+
+
+class CredentialsMissing(Unauthenticated):
+    """No bearer credentials at all (no header, an empty one, another scheme).
+
+    Code and message are DRF's ``NotAuthenticated``, which REST raises here.
+    """
+
+    code = "not_authenticated"
+    default_message = "Authentication credentials were not provided."
+
+
+class AuthorizationHeaderInvalid(Unauthenticated):
+    """``Bearer`` with no token, or with more than one part after it."""
+
+    code = "bad_authorization_header"
+    default_message = "Authorization header must contain two space-delimited values."

@@ -63,12 +63,14 @@ def token_pair_issue(*, user: UserRecord, family: str | None = None) -> TokenPai
 def _active_user(user_id: str | None) -> UserRecord:
     if not user_id:
         raise TokenInvalid("Token contained no recognizable user identification.")
+    # One error for a deleted and a deactivated user: a token holder learns
+    # nothing about the account behind it.
     try:
         user = users_repository.user_get(user_id=str(user_id))
     except UserNotFound:
-        raise TokenInvalid("User not found.") from None
+        raise TokenInvalid() from None
     if not user.is_active:
-        raise TokenInvalid("User is inactive.")
+        raise TokenInvalid()
     return user
 
 

@@ -27,6 +27,8 @@ from arcana.errors import (
     GRPC_STATUS_BY_KIND,
     HTTP_STATUS_BY_KIND,
     database_error_as_domain,
+    drf_error_code,
+    drf_error_message,
     flat_field_errors,
 )
 from arcana.exceptions import ApplicationError, InvalidInput, Throttled
@@ -102,8 +104,8 @@ def _drf_failure(exc: drf_exceptions.APIException) -> RpcFailure:
         )
     return _failure(
         kind=_KIND_BY_HTTP_STATUS.get(exc.status_code, "internal"),
-        message=str(exc.detail),
-        code=str(exc.default_code),
+        message=drf_error_message(exc),
+        code=drf_error_code(exc),
     )
 
 

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 from django.conf import settings
 from django.core.signals import request_finished, request_started
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from arcana.exceptions import InvalidInput, Throttled, Unauthenticated
 from arcana.grpc.errors import failure_of
+from authn.authentication import bearer_token
+from authn.errors import CredentialsMissing
 from authn.services import Authenticated, access_token_authenticate
 from authn.throttling import ScopedThrottle
 
@@ -197,15 +198,13 @@ class AuthInterceptor(_GuardingInterceptor):
 
 
 def _bearer_token(metadata: Any) -> str:
-    """The token of ``authorization: Bearer <token>``, parsed as REST parses the header."""
+    """The token of ``authorization: Bearer <token>``, parsed by REST's own parser,
+    so a bad value fails with the same error (and code) on both transports."""
     values = [value for key, value in metadata or () if key == "authorization"]
-    if not values:
-        raise Unauthenticated()
-    raw = values[0].decode("latin-1") if isinstance(values[0], bytes) else str(values[0])
-    parts = raw.split()
-    if len(parts) != 2 or parts[0] not in jwt_settings.AUTH_HEADER_TYPES:
-        raise Unauthenticated("Authorization metadata must be 'Bearer <token>'.")
-    return parts[1]
+    token = bearer_token(values[0] if values else None)
+    if token is None:
+        raise CredentialsMissing()
+    return token
 
 
 # --- request decoding --------------------------------------------------------------------
