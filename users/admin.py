@@ -17,7 +17,7 @@ from django.http import HttpRequest
 
 from authn import services as authn_services
 from users import services
-from users.models import User, UserQuerySet, normalize_email
+from users.models import User, UserQuerySet, normalize_email, validate_normalized_email
 
 
 def _ids(queryset: QuerySet[User]) -> list[str]:
@@ -27,9 +27,10 @@ def _ids(queryset: QuerySet[User]) -> list[str]:
 class EmailNormalisingMixin(forms.ModelForm):  # type: ignore[type-arg]
     def clean_email(self) -> str:
         email = normalize_email(self.cleaned_data["email"])
-        # Lower-casing can lengthen an address or make it invalid ("İ"): check
-        # the stored form too, or it overflows the column (a 500 on MySQL).
+        # Normalising can lengthen an address or make it invalid ("İ", IDNA):
+        # check the stored form too, or it overflows the column (a 500 on MySQL).
         User._meta.get_field("email").run_validators(email)
+        validate_normalized_email(email)
         return email
 
 

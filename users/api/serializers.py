@@ -15,7 +15,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from users.models import Roles, SyncStatus, normalize_email
+from users.models import Roles, SyncStatus, normalize_email, validate_normalized_email
 from users.records import UserRecord
 
 
@@ -51,12 +51,18 @@ def name_field(**kwargs: Any) -> serializers.CharField:
 class NormalizedEmailField(serializers.EmailField):
     """An address checked in the form it is stored in.
 
-    Lower-casing can lengthen an address ("İ" becomes two code points) and turn
-    a valid one invalid, so the format and length validators, which run after
-    this, must see the normalised value: otherwise an address that passed them
-    overflows the column (a 500 on MySQL) or is stored in a form that is no
-    longer an email address.
+    Normalising can lengthen an address ("İ" becomes two code points, IDNA
+    turns "bücher.de" into "xn--bcher-kva.de") and turn a valid one invalid,
+    so the format and length validators, which run after this, must see the
+    normalised value: otherwise an address that passed them overflows the
+    column (a 500 on MySQL) or is stored in a form that is no longer an email
+    address. Invisible characters and domains without an IDNA form are
+    refused (``validate_normalized_email``).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(validate_normalized_email)
 
     def to_internal_value(self, data: Any) -> str:
         return normalize_email(super().to_internal_value(data))
