@@ -185,8 +185,11 @@ class UserManager(BaseUserManager["User"]):
             raise ValueError(exc.messages[0]) from None
         user = self.model(email=email, name=name, **extra)
         user.set_password(password)
-        user.save(using=self._db)
-        user.roles.set(Role.objects.filter(name__in=roles))
+        # One unit: a failed insert (a taken address) leaves the caller's
+        # transaction usable, and no user is ever left without its roles.
+        with transaction.atomic(using=self._db):
+            user.save(using=self._db)
+            user.roles.set(Role.objects.filter(name__in=roles))
         return user
 
     def create_user(

@@ -23,6 +23,9 @@ ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1"
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # Before django.contrib.auth: its createsuperuser applies the API's email
+    # and password rules, and the first app listed wins a command's name.
+    "users",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -38,7 +41,6 @@ INSTALLED_APPS = [
     # the project's own command must win (arcana/grpc/compat.py).
     "arcana.grpc",
     "django_grpc_framework",
-    "users",
     "authn",
 ]
 
