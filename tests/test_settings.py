@@ -161,3 +161,57 @@ def test_the_default_shares_counters_through_files_and_caches_no_users(tmp_path:
     assert backend == "django.core.cache.backends.filebased.FileBasedCache"
     assert location == str(tmp_path)
     assert user_cache == "False"
+
+
+# Variables these tests set themselves: never inherited from the caller's environment.
+SETTINGS_UNDER_TEST = {"ADMIN_SESSION_SECONDS", "API_DOCS", "NUM_PROXIES"}
+
+
+def _settings_value(module: str, expression: str, **env: str) -> str:
+    """``expression`` evaluated in a fresh process that imports ``module`` with ``env``."""
+    code = f"import {module} as s; print({expression})"
+    inherited = {key: value for key, value in os.environ.items() if key not in SETTINGS_UNDER_TEST}
+    environment = {**inherited, **env}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_admin_session_lifetime_defaults_to_eight_hours() -> None:
+    from django.conf import settings
+
+    assert settings.ADMIN_SESSION_SECONDS == settings.SESSION_COOKIE_AGE == 8 * 60 * 60
+    assert _settings_value("arcana.settings.base", "s.SESSION_COOKIE_AGE") == str(8 * 60 * 60)
+
+
+def test_admin_session_lifetime_comes_from_the_environment() -> None:
+    value = _settings_value(
+        "arcana.settings.production",
+        "s.SESSION_COOKIE_AGE",
+        ADMIN_SESSION_SECONDS="1800",
+        DJANGO_SECRET_KEY=strong(),
+        JWT_SIGNING_KEY=strong(),
+        REDIS_URL="redis://127.0.0.1:6379/0",  # required; importing settings never connects
+    )
+    assert value == "1800"
+
+
+@pytest.mark.django_db
+def test_admin_login_session_expires_after_admin_session_seconds() -> None:
+    from django.conf import settings
+    from django.test import Client
+
+    from users.models import User
+
+    User.objects.create_superuser(email="op@example.com", name="Op", password="an operator pass 9")
+    client = Client()
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "op@example.com", "password": "an operator pass 9"},
+    )
+    assert response.status_code == 302
+    cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+    assert int(cookie["max-age"]) == settings.ADMIN_SESSION_SECONDS
+    assert client.session.get_expiry_age() == settings.ADMIN_SESSION_SECONDS

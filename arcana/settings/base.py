@@ -201,6 +201,14 @@ AUTH_PASSWORD_VALIDATORS = [
 # work one request can ask of the hasher.
 PASSWORD_MAX_LENGTH = 1024
 
+# --- admin sessions -------------------------------------------------------------
+
+# Only the Django admin uses sessions (the API uses tokens): an operator's
+# session expires this many seconds after it was last saved (at login, and
+# whenever the admin stores a message), not after Django's default two weeks.
+ADMIN_SESSION_SECONDS = env.int("ADMIN_SESSION_SECONDS", default=8 * 60 * 60)
+SESSION_COOKIE_AGE = ADMIN_SESSION_SECONDS
+
 # --- request limits -----------------------------------------------------------
 
 # Bodies above this many bytes get 413 before anything parses them.
