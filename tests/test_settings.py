@@ -5,6 +5,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,11 @@ def strong() -> str:
         (None, "x", "DJANGO_SECRET_KEY must be set"),
         ("short", "x", "DJANGO_SECRET_KEY must be at least 32 bytes"),
         ("change-me-" * 5, "x", "DJANGO_SECRET_KEY looks like a placeholder"),
-        ("a" * 40, "x", "DJANGO_SECRET_KEY looks like a placeholder"),
+        ("a" * 40, "x", "DJANGO_SECRET_KEY repeats itself"),
+        ("abcdefgh" * 4, "x", "DJANGO_SECRET_KEY repeats itself"),
+        ("x", "password" * 8, "JWT_SIGNING_KEY repeats itself"),
+        ("abcdefghijklmnopqrstuvwxyz012345", "x", "DJANGO_SECRET_KEY has too little entropy"),
+        ("x", "correct horse battery staple ok!", "JWT_SIGNING_KEY has too little entropy"),
         ("STRONG", None, "JWT_SIGNING_KEY must be set"),
         ("STRONG", "too-short-for-hs256", "JWT_SIGNING_KEY must be at least 32 bytes"),
         ("STRONG", "SAME", "must differ"),
@@ -59,7 +64,9 @@ def test_production_refuses_weak_or_missing_keys(
     env: dict[str, str] = {}
     key = strong()
     if secret is not None:
-        env["DJANGO_SECRET_KEY"] = key if secret == "STRONG" else secret
+        env["DJANGO_SECRET_KEY"] = (
+            key if secret == "STRONG" else (strong() if secret == "x" else secret)
+        )
     if jwt is not None:
         env["JWT_SIGNING_KEY"] = key if jwt == "SAME" else (strong() if jwt == "x" else jwt)
     result = run_production(env, "check")
@@ -215,3 +222,33 @@ def test_admin_login_session_expires_after_admin_session_seconds() -> None:
     cookie = response.cookies[settings.SESSION_COOKIE_NAME]
     assert int(cookie["max-age"]) == settings.ADMIN_SESSION_SECONDS
     assert client.session.get_expiry_age() == settings.ADMIN_SESSION_SECONDS
+
+
+def test_random_keys_pass_the_strength_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.management.utils import get_random_secret_key
+
+    module: Any = _import_production(
+        monkeypatch, DJANGO_SECRET_KEY=strong(), JWT_SIGNING_KEY=strong()
+    )
+    generators = [
+        strong,  # what README and the error message tell operators to run
+        lambda: secrets.token_urlsafe(24),  # the shortest random key allowed: 32 characters
+        lambda: secrets.token_hex(32),
+        get_random_secret_key,
+    ]
+    for generate in generators:
+        for _ in range(300):
+            value = generate()
+            assert module.require_strong_key("KEY", value) == value
+
+
+def test_key_entropy_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    module: Any = _import_production(
+        monkeypatch, DJANGO_SECRET_KEY=strong(), JWT_SIGNING_KEY=strong()
+    )
+    threshold = module.MIN_KEY_ENTROPY_BITS
+    assert module.key_entropy_bits(strong()) > 2 * threshold
+    assert module.key_entropy_bits("abcdefgh" * 4) < threshold / 4  # one step, repeated
+    assert module.key_entropy_bits("0123456789" * 4) < threshold / 4
+    assert module.key_repeats("abcdefgh" * 4)
+    assert not module.key_repeats(strong())
