@@ -252,3 +252,41 @@ def test_key_entropy_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
     assert module.key_entropy_bits("0123456789" * 4) < threshold / 4
     assert module.key_repeats("abcdefgh" * 4)
     assert not module.key_repeats(strong())
+
+
+def _production_value(expression: str, **env: str) -> str:
+    return _settings_value(
+        "arcana.settings.production",
+        expression,
+        DJANGO_SECRET_KEY=strong(),
+        JWT_SIGNING_KEY=strong(),
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        **env,
+    )
+
+
+def test_api_docs_default_to_public_in_development_and_admin_in_production() -> None:
+    from django.conf import settings
+
+    assert settings.API_DOCS == "public"  # test settings
+    assert _settings_value("arcana.settings.local", "s.API_DOCS") == "public"
+    assert _production_value("s.API_DOCS") == "admin"
+    assert _production_value("s.API_DOCS", API_DOCS="off") == "off"
+    assert _production_value("s.API_DOCS", API_DOCS=" Public ") == "public"
+
+
+def test_unknown_api_docs_mode_refuses_to_start() -> None:
+    result = run_production(
+        {"DJANGO_SECRET_KEY": strong(), "JWT_SIGNING_KEY": strong(), "API_DOCS": "private"},
+        "check",
+    )
+    assert result.returncode != 0
+    assert "API_DOCS must be one of public, admin, off." in result.stderr
+
+
+def test_forwarded_proto_is_trusted_only_behind_a_declared_proxy() -> None:
+    assert _production_value("s.__dict__.get('SECURE_PROXY_SSL_HEADER')") == "None"
+    assert _production_value("s.__dict__.get('SECURE_PROXY_SSL_HEADER')", NUM_PROXIES="0") == "None"
+    assert _production_value("s.SECURE_PROXY_SSL_HEADER", NUM_PROXIES="1") == str(
+        ("HTTP_X_FORWARDED_PROTO", "https")
+    )

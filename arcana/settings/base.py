@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -324,6 +325,21 @@ SIMPLE_JWT = {
 }
 
 # --- OpenAPI --------------------------------------------------------------------
+
+# Who may read /api/schema and /api/docs (arcana/docs.py): "public" (anyone),
+# "admin" (an API admin's bearer token or a staff admin-site session; others
+# get 401/403), "off" (404). Production defaults to "admin".
+API_DOCS_MODES = ("public", "admin", "off")
+
+
+def api_docs_mode(default: str) -> str:
+    mode: str = env.str("API_DOCS", default=default).strip().lower()
+    if mode not in API_DOCS_MODES:
+        raise ImproperlyConfigured(f"API_DOCS must be one of {', '.join(API_DOCS_MODES)}.")
+    return mode
+
+
+API_DOCS = api_docs_mode("public")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Arcana Cloud API",

@@ -10,7 +10,7 @@ from collections.abc import Hashable, Sequence
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import REDIS_URL, SIMPLE_JWT, env
+from .base import REDIS_URL, REST_FRAMEWORK, SIMPLE_JWT, api_docs_mode, env
 
 MIN_KEY_BYTES = 32
 # Estimated bits a key must carry (see key_entropy_bits). secrets.token_urlsafe(48)
@@ -98,7 +98,10 @@ if not REDIS_URL:
         "are shared through Redis)."
     )
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto is believed only behind a declared proxy (NUM_PROXIES >= 1),
+# which sets it itself; without one any client could send it and pass for HTTPS.
+if REST_FRAMEWORK["NUM_PROXIES"] >= 1:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
@@ -109,3 +112,6 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+# The schema and Swagger UI map every endpoint: only for admins unless chosen.
+API_DOCS = api_docs_mode("admin")
