@@ -362,12 +362,17 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
     },
+    "filters": {
+        # A bad Host header: one line per host per minute, no traceback.
+        "disallowed_host": {"()": "arcana.logfilters.DisallowedHostFilter"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.security.DisallowedHost": {"filters": ["disallowed_host"]},
         # grpc hides server exceptions behind a NullHandler unless configured.
         "grpc": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
