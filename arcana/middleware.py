@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
 from arcana.errors import DATABASE_DOWN_ERRORS, database_error_as_domain, error_json
 
@@ -50,3 +51,33 @@ class DatabaseUnavailableMiddleware:
             error = database_error_as_domain(exception)
             return error_json(503, error.message, error.code)
         return None
+
+
+class JsonNotFoundMiddleware:
+    """Every 404 outside the admin is the contract's JSON, with DEBUG on too.
+
+    ``handler404`` answers unknown URLs with JSON, but only with DEBUG off: with
+    it on (local settings) Django sends its technical 404 page, HTML listing
+    every URL pattern, to /api/v1/users/, /api/v1/auth/login/ or /nope. The
+    admin keeps its own behaviour (its pages and its redirects).
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self._admin_prefix: str | None = None
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and not response.get("Content-Type", "").startswith("application/json")
+            and not request.path.startswith(self.admin_prefix)
+        ):
+            return error_json(404, "Not found.", "not_found")
+        return response
+
+    @property
+    def admin_prefix(self) -> str:
+        if self._admin_prefix is None:
+            self._admin_prefix = reverse("admin:index")
+        return self._admin_prefix

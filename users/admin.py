@@ -17,7 +17,14 @@ from django.http import HttpRequest
 
 from authn import services as authn_services
 from users import services
-from users.models import User, UserQuerySet, normalize_email, validate_normalized_email
+from users.models import (
+    Role,
+    Roles,
+    User,
+    UserQuerySet,
+    normalize_email,
+    validate_normalized_email,
+)
 
 
 def _ids(queryset: QuerySet[User]) -> list[str]:
@@ -84,6 +91,12 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).prefetch_related("roles")
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.Form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            # As with POST /users and registration: a new user holds the "user" role.
+            obj.roles.set(Role.objects.filter(name=Roles.USER))
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[User], search_term: str

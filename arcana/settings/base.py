@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "arcana.middleware.JsonNotFoundMiddleware",
     # Serves the admin's and the API docs' static files from any WSGI server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "arcana.middleware.BodySizeLimitMiddleware",

@@ -25,7 +25,10 @@ class RefreshInputSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 class MeUpdateInputSerializer(serializers.Serializer[dict[str, Any]]):
-    name = name_field()
+    """``name`` only, and optional: other fields (``email``, ``roles``, ...) are
+    ignored, as README says, and an empty body changes nothing (200)."""
+
+    name = name_field(required=False)
 
 
 class PasswordChangeInputSerializer(serializers.Serializer[dict[str, Any]]):
