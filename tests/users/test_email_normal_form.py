@@ -245,3 +245,34 @@ def test_admin_add_form_refuses_an_undecodable_domain(operator: Client) -> None:
     assert response.status_code == 200
     assert "Enter a valid email address." in response.content.decode()
     assert not User.objects.filter(name="Added Person").exists()
+
+
+# --- rows stored before the normal form changed ---------------------------------------------
+
+
+@pytest.mark.django_db
+def test_migration_brings_old_rows_to_the_normal_form() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("users.migrations.0004_emails_in_the_new_normal_form")
+    # bulk_create skips save(), so these are stored as the old normaliser left them.
+    User.objects.bulk_create(
+        [
+            User(name="Ann", email="ann@bücher.de"),
+            User(name="Bob", email="bob@bücher.de"),
+            User(name="Bob Again", email="bob@xn--bcher-kva.de"),
+            User(name="Carl", email="\uff43arl@example.com"),
+            User(name="Dora", email="dora@example.com"),
+        ]
+    )
+    migration.forwards(apps, None)
+    emails = dict(User.objects.values_list("name", "email"))
+    assert emails == {
+        "Ann": "ann@xn--bcher-kva.de",
+        "Bob": "bob@bücher.de",  # its normal form is taken: left for an operator
+        "Bob Again": "bob@xn--bcher-kva.de",
+        "Carl": "carl@example.com",
+        "Dora": "dora@example.com",
+    }
