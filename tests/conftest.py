@@ -7,6 +7,7 @@ from typing import Any
 import jwt
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -72,6 +73,15 @@ def client_for(user: User | None = None, token: str | None = None) -> APIClient:
         token = tokens_for(user).access
     if token is not None:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def operator(db: object) -> Client:
+    """A superuser signed in to the Django admin."""
+    admin = User.objects.create_superuser(email="op@example.com", name="Operator", password="x")
+    client = Client()
+    client.force_login(admin)
     return client
 
 

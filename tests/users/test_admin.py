@@ -16,14 +16,6 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/users/user/"
 
 
-@pytest.fixture
-def operator(db: object) -> Client:
-    admin = User.objects.create_superuser(email="op@example.com", name="Operator", password="x")
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
 def change_form(user: User, **overrides: object) -> dict[str, object]:
     data: dict[str, object] = {
         "email": user.email,

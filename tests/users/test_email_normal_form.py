@@ -206,14 +206,6 @@ def test_admin_create_and_update_refuse_invisible_characters(
 # --- admin ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def operator(db: object) -> Client:
-    admin = User.objects.create_superuser(email="op@example.com", name="Operator", password="x")
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
 def add_form(email: str) -> dict[str, str]:
     return {
         "email": email,
