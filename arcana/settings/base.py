@@ -5,12 +5,15 @@ Everything that differs between machines comes from the environment (or a
 lists every variable.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from arcana.modes import Deployment, deployment_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -90,6 +93,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- deployment mode ----------------------------------------------------------
+# ARCANA_MODE (monolithic | layered), ARCANA_TIER and the peer addresses
+# (arcana/modes.py); anything missing or unknown stops the process here.
+
+ARCANA_DEPLOYMENT: Deployment = deployment_from_env(os.environ)
 
 # --- database ---------------------------------------------------------------
 # SQLite by default; DATABASE_URL=mysql://user:pass@host:3306/name for MySQL or

@@ -1,0 +1,188 @@
+"""Deployment mode and tier, read once from the environment at start-up.
+
+``ARCANA_MODE`` says how the layers are deployed (monolithic: one process type
+does everything; layered: controller, service and repository tiers connected
+by internal gRPC; microservices: not available yet). ``ARCANA_TIER`` says which
+tier this process is in layered mode, and the ``*_ADDR`` variables where the
+tier it calls listens. Anything missing, unknown or malformed stops the
+process with one line naming the variable (:class:`ImproperlyConfigured`
+raised while the settings load), so a half-configured tier never serves.
+
+This module reads no Django settings: the settings call :func:`deployment_from_env`
+and expose the result as ``settings.ARCANA_DEPLOYMENT``.
+"""
+
+import ipaddress
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class Mode(StrEnum):
+    MONOLITHIC = "monolithic"
+    LAYERED = "layered"
+    MICROSERVICES = "microservices"
+
+
+class Tier(StrEnum):
+    CONTROLLER = "controller"
+    SERVICE = "service"
+    REPOSITORY = "repository"
+
+
+# The peer each tier calls, by the variable that says where it listens.
+SERVICE_ADDR = "ARCANA_SERVICE_ADDR"
+REPOSITORY_ADDR = "ARCANA_REPOSITORY_ADDR"
+_PEER_OF: dict[Tier, str] = {Tier.CONTROLLER: SERVICE_ADDR, Tier.SERVICE: REPOSITORY_ADDR}
+_ADDR_FORMS = "host:port[,host:port...] or dns:///name:port"
+
+DEFAULT_INTERNAL_DEADLINE = 2.0
+E = TypeVar("E", bound=StrEnum)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """How this process is deployed.
+
+    ``service_targets`` / ``repository_targets`` are gRPC channel targets of
+    the peer tier, each ``host:port`` (a static list, balanced per call by the
+    caller) or a single ``dns:///name:port`` (resolved and balanced by gRPC);
+    empty where this process does not call that tier.
+    """
+
+    mode: Mode
+    tier: Tier | None = None
+    service_targets: tuple[str, ...] = ()
+    repository_targets: tuple[str, ...] = ()
+    internal_deadline: float = DEFAULT_INTERNAL_DEADLINE
+    internal_insecure: bool = False
+
+    @property
+    def holds_database(self) -> bool:
+        """Whether this process may open the database (it holds its credentials)."""
+        return self.mode is not Mode.LAYERED or self.tier is Tier.REPOSITORY
+
+
+def _value(environ: Mapping[str, str], name: str) -> str:
+    """The variable's value, stripped; an empty value counts as unset."""
+    return environ.get(name, "").strip()
+
+
+def _choice(environ: Mapping[str, str], name: str, kind: type[E]) -> E | None:
+    raw = _value(environ, name)
+    if not raw:
+        return None
+    try:
+        return kind(raw.lower())
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise ImproperlyConfigured(f"{name} must be one of {choices} (got {raw!r}).") from None
+
+
+def _is_host(host: str) -> bool:
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    if len(host) > 253:
+        return False
+    return all(_LABEL.fullmatch(label) for label in host.split("."))
+
+
+def _is_host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    if not sep or not _is_host(host) or not port.isascii() or not port.isdigit():
+        return False
+    return 0 < int(port) < 65536
+
+
+def parse_targets(name: str, raw: str) -> tuple[str, ...]:
+    """gRPC targets from ``host:port[,host:port...]`` or ``dns:///name:port``."""
+    if raw.lower().startswith("dns:"):
+        rest = raw[len("dns:") :]
+        if not rest.startswith("///") or not _is_host_port(rest[3:]):
+            raise ImproperlyConfigured(f"{name}: {raw!r} is not {_ADDR_FORMS}.")
+        return (raw,)
+    targets = tuple(part.strip() for part in raw.split(","))
+    for target in targets:
+        if not _is_host_port(target):
+            raise ImproperlyConfigured(f"{name}: {target!r} is not {_ADDR_FORMS}.")
+    return targets
+
+
+def _deadline(environ: Mapping[str, str]) -> float:
+    name = "ARCANA_INTERNAL_DEADLINE"
+    raw = _value(environ, name)
+    if not raw:
+        return DEFAULT_INTERNAL_DEADLINE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds above 0 (got {raw!r}).")
+    return seconds
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = _value(environ, name).lower()
+    if not raw or raw in _FALSE:
+        return False
+    if raw in _TRUE:
+        return True
+    # django-environ would read an unknown word as false: refuse it instead.
+    raise ImproperlyConfigured(f"{name} must be true or false (got {raw!r}).")
+
+
+def deployment_from_env(environ: Mapping[str, str]) -> Deployment:
+    """Parse and validate the deployment variables, or raise ``ImproperlyConfigured``
+    with one line naming the variable at fault."""
+    mode = _choice(environ, "ARCANA_MODE", Mode) or Mode.MONOLITHIC
+    if mode is Mode.MICROSERVICES:
+        raise ImproperlyConfigured(
+            "ARCANA_MODE=microservices is not available yet; use monolithic or layered."
+        )
+    tier = _choice(environ, "ARCANA_TIER", Tier)
+    # Syntax first, wherever they are set: a typo is a typo even where unused.
+    peers = {
+        name: parse_targets(name, raw)
+        for name in (SERVICE_ADDR, REPOSITORY_ADDR)
+        if (raw := _value(environ, name))
+    }
+    deadline = _deadline(environ)
+    insecure = _flag(environ, "ARCANA_INTERNAL_INSECURE")
+    if mode is Mode.MONOLITHIC:
+        if tier is not None:
+            raise ImproperlyConfigured(
+                "ARCANA_TIER is only for ARCANA_MODE=layered (the mode is monolithic)."
+            )
+        return Deployment(mode=mode, internal_deadline=deadline, internal_insecure=insecure)
+    if tier is None:
+        choices = ", ".join(member.value for member in Tier)
+        raise ImproperlyConfigured(f"ARCANA_TIER must be set in layered mode: one of {choices}.")
+    # A tier keeps only the address of the tier it calls; the other may come
+    # from an environment file shared by every tier.
+    peer = _PEER_OF.get(tier)
+    if peer is not None and peer not in peers:
+        raise ImproperlyConfigured(f"{peer} must be set for the {tier} tier: {_ADDR_FORMS}.")
+    return Deployment(
+        mode=mode,
+        tier=tier,
+        service_targets=peers[SERVICE_ADDR] if peer == SERVICE_ADDR else (),
+        repository_targets=peers[REPOSITORY_ADDR] if peer == REPOSITORY_ADDR else (),
+        internal_deadline=deadline,
+        internal_insecure=insecure,
+    )
