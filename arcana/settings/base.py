@@ -104,10 +104,6 @@ ARCANA_DEPLOYMENT: Deployment = deployment_from_env(os.environ)
 # SQLite by default; DATABASE_URL=mysql://user:pass@host:3306/name for MySQL or
 # MariaDB (through mysqlclient).
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-}
-
 
 def _tune_database(db: dict[str, Any]) -> dict[str, Any]:
     """Persistent, health-checked connections; utf8mb4 and strict mode on MySQL."""
@@ -131,7 +127,22 @@ def _tune_database(db: dict[str, Any]) -> dict[str, Any]:
     return db
 
 
-DATABASES["default"] = _tune_database(DATABASES["default"])
+if ARCANA_DEPLOYMENT.holds_database:
+    DATABASES = {
+        "default": _tune_database(
+            env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+        ),
+    }
+else:
+    # The controller and service tiers reach the data through the repository
+    # tier: any ORM use left in them raises (arcana/db/refuse), and they are
+    # given no credentials to leak.
+    if env.str("DATABASE_URL", default=""):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must not be set for the {ARCANA_DEPLOYMENT.tier} tier: "
+            "only the repository tier holds the database credentials."
+        )
+    DATABASES = {"default": {"ENGINE": "arcana.db.refuse", "NAME": ""}}
 
 # --- cache ------------------------------------------------------------------
 # REDIS_URL=redis://host:6379/0 for Redis, which every process and host shares.
