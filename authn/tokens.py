@@ -8,15 +8,29 @@ Refresh tokens also hold ``fam``: the ``jti`` of the login (or registration)
 token that started their rotation chain. A rotated token inherits it, so when
 a rotated token comes back (RFC 9700 §4.14.2) every token of its family can be
 found and revoked. Tokens issued before the claim existed are their own family.
+
+Both token classes sign and verify through :func:`token_backend`: simplejwt's
+backend built from the current ``SIMPLE_JWT`` (simplejwt builds its own once,
+at import, so ``override_settings`` would not reach it), which also puts the
+``kid`` of the published key (arcana/jwtkeys.py) in asymmetric tokens' header.
 """
 
 import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import jwt
+from django.core.exceptions import ImproperlyConfigured
+from django.dispatch import receiver
+from django.test.signals import setting_changed
+from rest_framework_simplejwt import settings as simplejwt_settings
+from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
+
+from arcana.jwtkeys import public_jwk
 
 SESSION_CLAIM = "sid"
 ROLES_CLAIM = "roles"
@@ -32,9 +46,78 @@ class RefreshTokenReused(TokenError):
         self.family = family
 
 
+class ArcanaTokenBackend(TokenBackend):
+    """simplejwt's backend; asymmetric tokens also name their key (``kid``).
+
+    ``jwk`` is the verifying key as a public JWK (``None`` with HS256, whose
+    key is a secret); a process given only the public key cannot mint.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.jwk: dict[str, str] | None = None
+        if not self.algorithm.startswith("HS") and self.verifying_key:
+            self.jwk = public_jwk(self.verifying_key, self.algorithm)
+
+    def encode(self, payload: dict[str, Any]) -> str:
+        if self.jwk is None:
+            return super().encode(payload)
+        if not self.signing_key:
+            raise ImproperlyConfigured(
+                "This process has JWT_PUBLIC_KEY but not JWT_PRIVATE_KEY: "
+                "it verifies tokens and cannot mint them."
+            )
+        # simplejwt's encode, plus the header.
+        claims = payload.copy()
+        if self.audience is not None:
+            claims["aud"] = self.audience
+        if self.issuer is not None:
+            claims["iss"] = self.issuer
+        return jwt.encode(
+            claims,
+            self.prepared_signing_key,
+            algorithm=self.algorithm,
+            headers={"kid": self.jwk["kid"]},
+            json_encoder=self.json_encoder,
+        )
+
+
+@functools.cache
+def token_backend() -> ArcanaTokenBackend:
+    """The backend for the current ``SIMPLE_JWT`` settings."""
+    jwt_settings = simplejwt_settings.api_settings  # rebound when SIMPLE_JWT changes
+    return ArcanaTokenBackend(
+        jwt_settings.ALGORITHM,
+        jwt_settings.SIGNING_KEY,
+        jwt_settings.VERIFYING_KEY,
+        jwt_settings.AUDIENCE,
+        jwt_settings.ISSUER,
+        jwt_settings.JWK_URL,
+        jwt_settings.LEEWAY,
+        jwt_settings.JSON_ENCODER,
+    )
+
+
+def published_jwks() -> dict[str, list[dict[str, str]]] | None:
+    """The JWK Set of the key tokens are verified with, or ``None`` with HS256."""
+    jwk = token_backend().jwk
+    return None if jwk is None else {"keys": [jwk]}
+
+
+class ArcanaAccessToken(AccessToken):
+    @property
+    def token_backend(self) -> TokenBackend:
+        return token_backend()
+
+
 class ArcanaRefreshToken(RefreshToken):
     # The family is the refresh token's business; access tokens keep the contract's claims.
     no_copy_claims = (*RefreshToken.no_copy_claims, FAMILY_CLAIM)  # type: ignore[assignment]
+    access_token_class = ArcanaAccessToken
+
+    @property
+    def token_backend(self) -> TokenBackend:
+        return token_backend()
 
     @classmethod
     def issue(
@@ -79,7 +162,7 @@ class AccessClaims:
 def _verified(token: str) -> AccessClaims:
     # Raises TokenError for a bad token, which lru_cache does not remember:
     # only tokens this service signed can take a slot.
-    access = AccessToken(token)  # type: ignore[arg-type]  # simplejwt accepts str
+    access = ArcanaAccessToken(token)  # type: ignore[arg-type]  # simplejwt accepts str
     return AccessClaims(
         user_id=access.get("sub"),
         session_id=access.get(SESSION_CLAIM),
@@ -98,3 +181,11 @@ def access_claims(token: str, *, now: float | None = None) -> AccessClaims:
     if claims.expires_at <= (time.time() if now is None else now):
         raise TokenError("Token is expired")
     return claims
+
+
+@receiver(setting_changed)
+def _jwt_settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """Tests that override ``SIMPLE_JWT`` get a backend, and verdicts, of the new keys."""
+    if setting == "SIMPLE_JWT":
+        token_backend.cache_clear()
+        _verified.cache_clear()

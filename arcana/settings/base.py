@@ -13,7 +13,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from arcana.modes import Deployment, deployment_from_env
+from arcana.jwtkeys import load_jwt_keys
+from arcana.modes import Deployment, Mode, deployment_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -326,8 +327,25 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
 
 # --- JWT ----------------------------------------------------------------------
 
-# Local and test settings give a development key; production demands a real one.
+# HS256 with JWT_SIGNING_KEY by default: local and test settings give a
+# development key; production demands a real one.
 JWT_SIGNING_KEY: str = env.str("JWT_SIGNING_KEY", default="")
+# Or an asymmetric pair (arcana/jwtkeys.py): JWT_PRIVATE_KEY where tokens are
+# minted (its public half is derived), JWT_PUBLIC_KEY alone where they are only
+# verified; the public key is published at /.well-known/jwks.json. Each is PEM
+# text or the path of a PEM file; the key's type picks EdDSA, ES256 or RS256.
+JWT_KEYS = load_jwt_keys(
+    private=env.str("JWT_PRIVATE_KEY", default=""), public=env.str("JWT_PUBLIC_KEY", default="")
+)
+if (
+    JWT_KEYS is not None
+    and JWT_KEYS.private_pem is None
+    and ARCANA_DEPLOYMENT.mode is Mode.MONOLITHIC
+):
+    raise ImproperlyConfigured(
+        "JWT_PRIVATE_KEY must be set in monolithic mode, whose processes mint tokens "
+        "(JWT_PUBLIC_KEY alone only verifies them)."
+    )
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
@@ -344,6 +362,12 @@ SIMPLE_JWT = {
     "JTI_CLAIM": "jti",
     "LEEWAY": 0,
 }
+if JWT_KEYS is not None:
+    SIMPLE_JWT.update(
+        ALGORITHM=JWT_KEYS.algorithm,
+        SIGNING_KEY=JWT_KEYS.private_pem,
+        VERIFYING_KEY=JWT_KEYS.public_pem,
+    )
 
 # --- OpenAPI --------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import json
 import secrets
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, MIDDLEWARE, SIMPLE_JWT, env
+from .base import BASE_DIR, JWT_KEYS, MIDDLEWARE, SIMPLE_JWT, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
@@ -33,7 +33,8 @@ def _development_keys() -> dict[str, str]:
 _keys = _development_keys()
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_keys["DJANGO_SECRET_KEY"])
 JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=_keys["JWT_SIGNING_KEY"])
-SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+if JWT_KEYS is None:  # HS256; else base set the key pair
+    SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
 
 # runserver serves static files itself; no collectstatic needed in development.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]

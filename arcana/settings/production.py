@@ -10,7 +10,7 @@ from collections.abc import Hashable, Sequence
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import REDIS_URL, REST_FRAMEWORK, SIMPLE_JWT, api_docs_mode, env
+from .base import JWT_KEYS, REDIS_URL, REST_FRAMEWORK, SIMPLE_JWT, api_docs_mode, env
 
 MIN_KEY_BYTES = 32
 # Estimated bits a key must carry (see key_entropy_bits). secrets.token_urlsafe(48)
@@ -85,10 +85,21 @@ def require_strong_key(name: str, value: str | None) -> str:
 
 DEBUG = False
 SECRET_KEY = require_strong_key("DJANGO_SECRET_KEY", env.str("DJANGO_SECRET_KEY", default=None))
-JWT_SIGNING_KEY = require_strong_key("JWT_SIGNING_KEY", env.str("JWT_SIGNING_KEY", default=None))
-if JWT_SIGNING_KEY == SECRET_KEY:
-    raise ImproperlyConfigured("JWT_SIGNING_KEY must differ from DJANGO_SECRET_KEY.")
-SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+if JWT_KEYS is None:
+    JWT_SIGNING_KEY = require_strong_key(
+        "JWT_SIGNING_KEY", env.str("JWT_SIGNING_KEY", default=None)
+    )
+    if JWT_SIGNING_KEY == SECRET_KEY:
+        raise ImproperlyConfigured("JWT_SIGNING_KEY must differ from DJANGO_SECRET_KEY.")
+    SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+elif env.str("JWT_SIGNING_KEY", default=""):
+    # Base already checked the pair (a public key that is not the private
+    # key's half, a malformed or weak key); a leftover HS256 secret would be a
+    # second way to mint tokens that nothing uses.
+    raise ImproperlyConfigured(
+        "JWT_SIGNING_KEY must not be set with JWT_PRIVATE_KEY or JWT_PUBLIC_KEY "
+        "(tokens are signed with the private key)."
+    )
 
 # Throttles, lockouts and the user cache must be shared by every process and
 # host; files or process memory would let each process count on its own.

@@ -4,7 +4,7 @@ say otherwise (CI runs the suite a second time on MariaDB + Redis)."""
 import secrets
 
 from .base import *  # noqa: F403
-from .base import MIDDLEWARE, REDIS_URL, SIMPLE_JWT, THROTTLE_RATES, env
+from .base import JWT_KEYS, MIDDLEWARE, REDIS_URL, SIMPLE_JWT, THROTTLE_RATES, env
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
@@ -12,7 +12,8 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 # (A test that starts server processes passes its keys down via the environment.)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=secrets.token_urlsafe(48))
 JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=secrets.token_urlsafe(48))
-SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+if JWT_KEYS is None:  # HS256; else base set the key pair
+    SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
 
 # The algorithm stays Argon2; only its cost drops so the suite runs fast.
 PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
