@@ -1,4 +1,5 @@
-"""gRPC controllers for ``arcana.v1.AuthService``: validate, call one service, render.
+"""The gRPC servicer of ``arcana.v1.AuthService`` (a controller): validate, call
+one service, render.
 
 Register, Login and Refresh are public and throttled like their REST twins
 (``arcana.grpc.interceptors.PUBLIC_METHODS``); Logout and Me need a token.
@@ -17,7 +18,7 @@ from authn.api.serializers import (
     RegisterInputSerializer,
 )
 from protos.arcana.v1 import auth_pb2, users_pb2
-from users.grpc.services import request_data, user_message
+from users.grpc.servicers import request_data, user_message
 
 
 def token_pair_message(pair: services.TokenPair) -> auth_pb2.TokenPair:
@@ -26,7 +27,7 @@ def token_pair_message(pair: services.TokenPair) -> auth_pb2.TokenPair:
     )
 
 
-class AuthService(Service):
+class AuthServicer(Service):
     """Registration, login, token rotation, logout and the caller's own record."""
 
     def Register(

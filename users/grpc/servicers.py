@@ -1,4 +1,5 @@
-"""gRPC controllers for ``arcana.v1.UserService``: validate, call one service, render.
+"""The gRPC servicer of ``arcana.v1.UserService`` (a controller): validate, call
+one service, render.
 
 Requests are validated by the REST serializers, so both transports accept and
 reject exactly the same input; errors become statuses in ``arcana.grpc.errors``.
@@ -57,7 +58,7 @@ def request_data(message: Message, *, exclude: tuple[str, ...] = ()) -> dict[str
     return data
 
 
-class UserService(Service):
+class UserServicer(Service):
     """Admins manage everyone; a user may read and update themself."""
 
     def GetUser(
