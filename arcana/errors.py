@@ -17,7 +17,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from arcana.exceptions import ApplicationError, InvalidInput, Throttled, Unavailable
+from arcana.core.exceptions import ApplicationError, InvalidInput, Throttled, Unavailable
 
 logger = logging.getLogger("arcana.errors")
 

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-from arcana.exceptions import ApplicationError
+from arcana.core.exceptions import ApplicationError
 from authn.errors import AuthorizationHeaderInvalid
 from authn.services import Authenticated, access_token_authenticate
 from users.records import Actor

@@ -33,12 +33,12 @@ import grpc
 from django.conf import settings
 from django.core.signals import request_finished, request_started
 
-from arcana.exceptions import InvalidInput, Throttled, Unauthenticated
+from arcana.core.exceptions import InvalidInput, Throttled, Unauthenticated
+from arcana.core.throttling import ScopedThrottle
 from arcana.grpc.errors import failure_of
 from authn.authentication import bearer_token
 from authn.errors import CredentialsMissing
 from authn.services import Authenticated, access_token_authenticate
-from authn.throttling import ScopedThrottle
 
 # Methods anyone may call, with the throttle scope REST uses for the same operation.
 PUBLIC_METHODS: Mapping[str, str | None] = {

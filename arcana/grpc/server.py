@@ -30,7 +30,7 @@ from django.db import connection, connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as reflection_service
 
-from arcana.grpc import compat
+from arcana.core import grpc_compat as compat
 from arcana.grpc.interceptors import CapacityInterceptor
 from arcana.health import database_ready
 from authn.grpc.servicers import AuthServicer

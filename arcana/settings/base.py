@@ -39,7 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # Before django_grpc_framework: its grpcrunserver is broken on Django 5 and
-    # the project's own command must win (arcana/grpc/compat.py).
+    # the project's own command must win (arcana/core/grpc_compat.py).
     "arcana.grpc",
     "django_grpc_framework",
     "authn",
@@ -127,7 +127,7 @@ DATABASES["default"] = _tune_database(DATABASES["default"])
 # --- cache ------------------------------------------------------------------
 # REDIS_URL=redis://host:6379/0 for Redis, which every process and host shares.
 #
-# Redis fails open (arcana/cache.py): an outage slows nothing down and stops
+# Redis fails open (arcana/core/cache.py): an outage slows nothing down and stops
 # nothing; it is logged once. "local" is this process's memory, where rate
 # limits count while Redis is away.
 #
@@ -144,7 +144,7 @@ _LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOC
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "arcana.cache.FailOpenRedisCache",
+            "BACKEND": "arcana.core.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="arcana"),
             "OPTIONS": {
@@ -243,7 +243,7 @@ THROTTLE_RATES = {
     "register": env.str("THROTTLE_REGISTER", default="5/min"),
     "refresh": env.str("THROTTLE_REFRESH", default="30/min"),
     # Per user and per client address, applied by the services on every transport
-    # (arcana/ratelimit.py): changing the password, changing one's own email.
+    # (arcana/core/ratelimit.py): changing the password, changing one's own email.
     "password": env.str("THROTTLE_PASSWORD", default="5/min"),
     "email_change": env.str("THROTTLE_EMAIL_CHANGE", default="10/hour"),
 }
@@ -287,7 +287,7 @@ GRPC_TLS_CLIENT_CA: str = env.str("GRPC_TLS_CLIENT_CA", default="")
 GRPC_FRAMEWORK = {
     "ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers",
     # Outermost first. Upstream imports these but never instantiates them;
-    # arcana.grpc.compat.server_interceptors() does.
+    # arcana.core.grpc_compat.server_interceptors() does.
     "SERVER_INTERCEPTORS": [
         "arcana.grpc.interceptors.ErrorInterceptor",
         "arcana.grpc.interceptors.AuthInterceptor",
@@ -299,7 +299,7 @@ GRPC_FRAMEWORK = {
 # client out of one account for LOGIN_LOCKOUT_SECONDS after LOGIN_LOCKOUT_FAILURES
 # failures from that client's address within that window; after
 # LOGIN_LOCKOUT_ACCOUNT_FAILURES failures from all addresses together, everyone
-# is locked out of it (arcana/lockout.py). Operators unlock in the admin.
+# is locked out of it (arcana/core/lockout.py). Operators unlock in the admin.
 LOGIN_LOCKOUT_FAILURES = env.int("LOGIN_LOCKOUT_FAILURES", default=5)
 LOGIN_LOCKOUT_ACCOUNT_FAILURES = env.int("LOGIN_LOCKOUT_ACCOUNT_FAILURES", default=100)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)

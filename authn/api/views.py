@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from arcana.core.throttling import ScopedThrottle
 from arcana.rest import actor_of, client_of, principal_of, validated
 from authn import services
 from authn.api.serializers import (
@@ -20,7 +21,6 @@ from authn.api.serializers import (
     TokenPairOutputSerializer,
     TokenRefreshOutputSerializer,
 )
-from authn.throttling import ScopedThrottle
 from users import services as users_services
 from users.api.serializers import UserOutputSerializer, user_json
 

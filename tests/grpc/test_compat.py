@@ -1,4 +1,4 @@
-"""One test per fix in ``arcana.grpc.compat``.
+"""One test per fix in ``arcana.core.grpc_compat``.
 
 Each ``test_upstream_*`` asserts the upstream bug is still there: when one
 starts failing after an upgrade, the bug is fixed upstream and the matching
@@ -25,7 +25,7 @@ from django_grpc_framework.protobuf import json_format as upstream_json_format
 from django_grpc_framework.settings import grpc_settings
 from google.protobuf.message import Message
 
-from arcana.grpc import compat
+from arcana.core import grpc_compat as compat
 from arcana.grpc.interceptors import AuthInterceptor, DecodeInterceptor, ErrorInterceptor
 from arcana.grpc.server import grpc_handlers
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2
@@ -172,7 +172,7 @@ def test_upstream_grpc_logger_swallows_server_errors() -> None:
 
 
 def test_fix_grpc_logging_shows_server_errors() -> None:
-    fix = "from arcana.grpc import compat; compat.ensure_grpc_logging()"
+    fix = "from arcana.core import grpc_compat as compat; compat.ensure_grpc_logging()"
     assert "exception calling application" in _stderr_of(LOG_SCRIPT.format(fix=fix))
 
 

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from rest_framework.exceptions import ValidationError
 
-from arcana.grpc import compat
+from arcana.core import grpc_compat as compat
 from arcana.grpc.errors import ERROR_CODE_KEY, field_errors
 from arcana.grpc.interceptors import peer_address
 from arcana.grpc.server import ArcanaServer

@@ -13,7 +13,7 @@ from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from arcana.grpc.compat import message_to_dict
+from arcana.core.grpc_compat import message_to_dict
 from arcana.grpc.interceptors import authenticated, client_address
 from arcana.rest import validated
 from protos.arcana.v1 import users_pb2
