@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from arcana.core.exceptions import Throttled
-from arcana.rest import client_of
+from arcana.core.rest import client_of
 from authn import services
 from authn.errors import InvalidCredentials
 from users import repository as users_repository

@@ -230,10 +230,15 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
+# Who calls a gRPC method: a function taking the `authorization` metadata value
+# (None when absent) and returning the caller, or raising a domain error
+# (arcana.core.principal.Authenticator). REST's are DEFAULT_AUTHENTICATION_CLASSES.
+ARCANA_AUTHENTICATOR = "authn.authentication.authorization_authenticate"
+
 # Trusted proxies in front of the gRPC port, which append the client's address to
 # x-forwarded-for metadata. Apart from NUM_PROXIES: REST usually sits behind a
 # proxy while the gRPC port is exposed directly, where the metadata is the
-# client's to forge (arcana.grpc.interceptors.client_address).
+# client's to forge (arcana.core.grpc.client_address).
 GRPC_NUM_PROXIES = env.int("GRPC_NUM_PROXIES", default=0)
 
 # Rates per scope, e.g. "10/min". Counters live in the default cache, so they

@@ -1,7 +1,7 @@
 """Small helpers every REST controller uses."""
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import HttpRequest
 from rest_framework import serializers
@@ -9,8 +9,9 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from authn.authentication import Principal
-from users.records import Actor
+from arcana.core.principal import Principal, as_kind
+
+T = TypeVar("T")
 
 
 def validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
@@ -28,8 +29,15 @@ def principal_of(request: Request) -> Principal:
     return user
 
 
-def actor_of(request: Request) -> Actor:
-    return principal_of(request).actor
+def caller_of(request: Request, kind: type[T]) -> T:
+    """What the authenticator returned for this request, as a ``kind``
+    (``authn.services.Authenticated``)."""
+    return as_kind(principal_of(request).auth, kind)
+
+
+def actor_of(request: Request, kind: type[T]) -> T:
+    """Who is asking, as a ``kind`` (``users.records.Actor``)."""
+    return as_kind(principal_of(request).actor, kind)
 
 
 def client_of(request: Request | HttpRequest) -> str:
