@@ -20,9 +20,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from authn.authentication import JWTAuthentication, Principal
+from arcana.core.principal import Principal
 
 
 class DocsAccess(BasePermission):
@@ -38,7 +39,12 @@ class DocsAccess(BasePermission):
 
 
 class _DocsView(APIView):
-    authentication_classes = [JWTAuthentication, SessionAuthentication]
+    # The API's own authentication (classes by now; the stubs say dotted
+    # paths), then the admin site's session.
+    authentication_classes = [
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,  # type: ignore[list-item]
+        SessionAuthentication,
+    ]
     permission_classes = [DocsAccess]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:

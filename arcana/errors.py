@@ -12,12 +12,13 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from arcana.exceptions import ApplicationError, InvalidInput, Throttled, Unavailable
+from arcana.core.exceptions import ApplicationError, InvalidInput, Throttled, Unavailable
+from arcana.core.rest import error_body, error_json
 
 logger = logging.getLogger("arcana.errors")
 
@@ -51,14 +52,6 @@ DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
 def database_error_as_domain(exc: Exception) -> Unavailable:
     logger.error("database unavailable: %s", exc.__class__.__name__)
     return Unavailable("The database is unavailable; try again shortly.")
-
-
-def error_body(message: str, code: str) -> dict[str, str]:
-    return {"error": message, "code": code}
-
-
-def error_json(status: int, message: str, code: str) -> JsonResponse:
-    return JsonResponse(error_body(message, code), status=status)
 
 
 def application_error_body(exc: ApplicationError) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve).
 
 Readiness needs the database. The cache only speeds things up and fails open
-(arcana/cache.py), so an unreachable cache shows as "degraded" but does not
+(arcana/core/cache.py), so an unreachable cache shows as "degraded" but does not
 take the instance out of rotation.
 
 The same dependency checks drive the gRPC health service (arcana/grpc/server.py).

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from arcana.errors import DATABASE_DOWN_ERRORS, database_error_as_domain, error_json
+from arcana.core.rest import error_json
+from arcana.errors import DATABASE_DOWN_ERRORS, database_error_as_domain
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
 

@@ -7,8 +7,8 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 
+from arcana.core.throttling import ScopedThrottle
 from authn.backends import REFUSAL_ATTRIBUTE
-from authn.throttling import ScopedThrottle
 
 
 class _LoginScope:

@@ -1,21 +1,21 @@
-"""DRF authentication: the bearer header and the project's user rules.
+"""Authentication on both transports: the bearer header and the project's user rules.
 
-:func:`bearer_token` is the one parser of ``Authorization: Bearer <token>``;
-the gRPC interceptor uses it for the ``authorization`` metadata, so both
-transports fail the same input with the same error code.
+:func:`bearer_token` is the one parser of ``Authorization: Bearer <token>``.
+REST uses it through :class:`JWTAuthentication` (``DEFAULT_AUTHENTICATION_CLASSES``),
+gRPC through :func:`authorization_authenticate` (``ARCANA_AUTHENTICATOR``) for
+the ``authorization`` metadata, so both transports fail the same input with
+the same error code.
 """
-
-from dataclasses import dataclass, field
 
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-from arcana.exceptions import ApplicationError
-from authn.errors import AuthorizationHeaderInvalid
+from arcana.core.exceptions import ApplicationError
+from arcana.core.principal import Principal
+from authn.errors import AuthorizationHeaderInvalid, CredentialsMissing
 from authn.services import Authenticated, access_token_authenticate
-from users.records import Actor
 
 
 def bearer_token(header: str | bytes | None) -> str | None:
@@ -37,29 +37,16 @@ def bearer_token(header: str | bytes | None) -> str | None:
     return parts[1].decode("latin-1")
 
 
-@dataclass(frozen=True)
-class Principal:
-    """``request.user`` for API calls: the caller as the database has it now."""
+def authorization_authenticate(*, authorization: str | None) -> Authenticated:
+    """The caller behind an ``authorization`` value: ``Bearer <access token>``.
 
-    auth: Authenticated
-    is_authenticated: bool = field(default=True, init=False)
-    is_anonymous: bool = field(default=False, init=False)
-
-    @property
-    def pk(self) -> str:
-        return self.auth.user.id
-
-    @property
-    def id(self) -> str:
-        return self.auth.user.id
-
-    @property
-    def actor(self) -> Actor:
-        return self.auth.actor
-
-    @property
-    def session_id(self) -> str | None:
-        return self.auth.session_id
+    ``settings.ARCANA_AUTHENTICATOR`` for gRPC. Raises ``CredentialsMissing``
+    when no bearer credentials were sent, as DRF answers ``NotAuthenticated``.
+    """
+    token = bearer_token(authorization)
+    if token is None:
+        raise CredentialsMissing()
+    return access_token_authenticate(token=token)
 
 
 class JWTAuthentication(SimpleJWTAuthentication):

@@ -13,8 +13,8 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from arcana.exceptions import Throttled
-from arcana.rest import client_of
+from arcana.core.exceptions import Throttled
+from arcana.core.rest import client_of
 from authn import services
 from authn.errors import InvalidCredentials
 from users import repository as users_repository

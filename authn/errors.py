@@ -4,7 +4,7 @@ REST and gRPC raise these same errors for the same failures, so a client sees
 one machine ``code`` per failure on both transports.
 """
 
-from arcana.exceptions import Unauthenticated
+from arcana.core.exceptions import Unauthenticated
 
 
 class InvalidCredentials(Unauthenticated):

@@ -14,9 +14,9 @@ from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from arcana import lockout
-from arcana.exceptions import InvalidInput
-from arcana.ratelimit import rate_limit
+from arcana.core import lockout
+from arcana.core.exceptions import InvalidInput
+from arcana.core.ratelimit import rate_limit
 from authn import repository
 from authn.errors import InvalidCredentials, TokenInvalid
 from authn.tokens import ArcanaRefreshToken, RefreshTokenReused, access_claims
@@ -102,7 +102,7 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
     caller: same error, and a password hash is computed in every case so the
     timing does not tell them apart either. Failures count towards the lockout
     of (account, client address) and the account-wide ceiling
-    (``arcana.lockout``); a lock refuses even the right password.
+    (``arcana.core.lockout``); a lock refuses even the right password.
     """
     account = normalize_email(email)
     lockout.lock_check(account=account, client=client)

@@ -12,7 +12,7 @@ found and revoked. Tokens issued before the claim existed are their own family.
 Both token classes sign and verify through :func:`token_backend`: simplejwt's
 backend built from the current ``SIMPLE_JWT`` (simplejwt builds its own once,
 at import, so ``override_settings`` would not reach it), which also puts the
-``kid`` of the published key (arcana/jwtkeys.py) in asymmetric tokens' header.
+``kid`` of the published key (arcana/core/jwtkeys.py) in asymmetric tokens' header.
 """
 
 import functools
@@ -30,7 +30,7 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
-from arcana.jwtkeys import public_jwk
+from arcana.core.jwtkeys import public_jwk
 
 SESSION_CLAIM = "sid"
 ROLES_CLAIM = "roles"

@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.conf import settings
 
-from arcana.jwtkeys import JwtKeys, load_jwt_keys
+from arcana.core.jwtkeys import JwtKeys, load_jwt_keys
 
 KINDS = ("ed25519", "p256", "rsa")
 

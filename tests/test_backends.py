@@ -15,7 +15,7 @@ def test_backends_match_what_ci_asked_for() -> None:
     else:
         assert connection.vendor in {"sqlite", "mysql"}
     if "redis" in expected:
-        assert cache_backend == "arcana.cache.FailOpenRedisCache"
+        assert cache_backend == "arcana.core.cache.FailOpenRedisCache"
     if not expected:
         # The plain `make test` run: SQLite unless DATABASE_URL says otherwise.
         assert connection.vendor == (

@@ -9,8 +9,8 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
-from arcana import cache as arcana_cache
-from arcana.cache import CircuitBreaker, FailOpenRedisCache
+from arcana.core import cache as arcana_cache
+from arcana.core.cache import CircuitBreaker, FailOpenRedisCache
 
 
 def dead_redis_url() -> str:
@@ -90,7 +90,7 @@ def test_service_keeps_serving_with_redis_unreachable(fresh_breaker: CircuitBrea
 
     caches_setting = {
         "default": {
-            "BACKEND": "arcana.cache.FailOpenRedisCache",
+            "BACKEND": "arcana.core.cache.FailOpenRedisCache",
             "LOCATION": dead_redis_url(),
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
         },
@@ -128,7 +128,7 @@ def test_instances_of_one_configuration_share_one_client() -> None:
 def test_count_up_counts_and_survives_a_cache_that_fails_open() -> None:
     from django.core.cache import caches
 
-    from arcana.cache import count_up
+    from arcana.core.cache import count_up
 
     local = caches["local"]
     local.delete("count-up-test")

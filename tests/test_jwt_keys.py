@@ -6,7 +6,7 @@ import jwt
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from arcana.jwtkeys import jwk_thumbprint, load_jwt_keys, public_jwk
+from arcana.core.jwtkeys import jwk_thumbprint, load_jwt_keys, public_jwk
 from tests.jwtkeys import KINDS, key_pair, private_key, private_pem, public_pem
 
 ALGORITHMS = {"ed25519": "EdDSA", "p256": "ES256", "rsa": "RS256"}

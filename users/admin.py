@@ -6,6 +6,8 @@ crash), the model's signals invalidate cached reads, bulk actions go through
 the service layer, and a password set here (the per-user form, or an
 operator's own at /admin/password_change/) ends the user's sessions through
 the model's ``users.signals.password_changed``, like every other path.
+"Unlock login" lifts the lockouts the shared core keeps (``arcana.core.lockout``):
+this admin imports no other app.
 """
 
 from django import forms
@@ -15,7 +17,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from authn import services as authn_services
+from arcana.core import lockout
 from users import services
 from users.models import (
     Role,
@@ -125,5 +127,7 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     @admin.action(description="Unlock login for selected users (lift failed-login lockouts)")
     def unlock_login(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         emails = list(queryset.values_list("email", flat=True))
-        count = authn_services.logins_unlock(emails=emails)
-        self.message_user(request, f"{count} user(s) unlocked.", messages.SUCCESS)
+        for email in emails:
+            # Accounts are locked under their normal form, as the login looks them up.
+            lockout.unlock(account=normalize_email(email))
+        self.message_user(request, f"{len(emails)} user(s) unlocked.", messages.SUCCESS)

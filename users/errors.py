@@ -1,6 +1,6 @@
 """Errors of the users domain."""
 
-from arcana.exceptions import ApplicationError, Conflict, NotFound
+from arcana.core.exceptions import ApplicationError, Conflict, NotFound
 
 
 class UserNotFound(NotFound):

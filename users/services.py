@@ -10,9 +10,9 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 
-from arcana import lockout
-from arcana.exceptions import Forbidden, InvalidInput
-from arcana.ratelimit import rate_limit
+from arcana.core import lockout
+from arcana.core.exceptions import Forbidden, InvalidInput
+from arcana.core.ratelimit import rate_limit
 from users import repository
 from users.errors import LastAdmin, UserNotFound
 from users.models import Roles, SyncStatus, User, normalize_email

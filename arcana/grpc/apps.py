@@ -8,4 +8,4 @@ class GrpcConfig(AppConfig):
     verbose_name = "gRPC transport"
 
     def ready(self) -> None:
-        from arcana.grpc import compat  # noqa: F401  (registers its system check)
+        from arcana.core import grpc_compat  # noqa: F401  (registers its system check)

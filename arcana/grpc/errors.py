@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from rest_framework import exceptions as drf_exceptions
 
+from arcana.core.exceptions import ApplicationError, InvalidInput, Throttled
 from arcana.errors import (
     DATABASE_DOWN_ERRORS,
     GRPC_STATUS_BY_KIND,
@@ -31,7 +32,6 @@ from arcana.errors import (
     drf_error_message,
     flat_field_errors,
 )
-from arcana.exceptions import ApplicationError, InvalidInput, Throttled
 
 logger = logging.getLogger("arcana.grpc")
 

@@ -3,9 +3,10 @@
 ``ErrorInterceptor`` (outermost) opens and closes the request the way Django
 does (``request_started`` / ``request_finished``: stale database connections
 closed, caches released) and is the single point where exceptions become
-statuses (``arcana.grpc.errors``). ``AuthInterceptor`` throttles the public
-methods and authenticates every other one with the REST rules, making the
-caller available to servicers through :func:`authenticated`.
+statuses (``arcana.grpc.errors``). ``AuthInterceptor`` throttles the methods
+the apps declare public and authenticates every other one with the function
+``settings.ARCANA_AUTHENTICATOR`` names, making the caller available to
+servicers (``arcana.core.grpc``).
 ``DecodeInterceptor`` (innermost) turns request bytes that do not decode into
 ``INVALID_ARGUMENT`` once the caller is authenticated, as REST answers a
 malformed body with 400 after 401.
@@ -24,28 +25,18 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
-from django.conf import settings
 from django.core.signals import request_finished, request_started
 
-from arcana.exceptions import InvalidInput, Throttled, Unauthenticated
+from arcana.core.exceptions import InvalidInput, Throttled
+from arcana.core.grpc import authenticated_as, client_address, public_methods
+from arcana.core.principal import authenticator_load
+from arcana.core.throttling import ScopedThrottle
 from arcana.grpc.errors import failure_of
-from authn.authentication import bearer_token
-from authn.errors import CredentialsMissing
-from authn.services import Authenticated, access_token_authenticate
-from authn.throttling import ScopedThrottle
-
-# Methods anyone may call, with the throttle scope REST uses for the same operation.
-PUBLIC_METHODS: Mapping[str, str | None] = {
-    "/arcana.v1.AuthService/Register": "register",
-    "/arcana.v1.AuthService/Login": "login",
-    "/arcana.v1.AuthService/Refresh": "refresh",
-}
 
 # Infrastructure that must answer even when the application cannot.
 UNGUARDED_SERVICES = frozenset(
@@ -56,20 +47,10 @@ UNGUARDED_SERVICES = frozenset(
     }
 )
 
-_authenticated: ContextVar[Authenticated | None] = ContextVar("grpc_authenticated", default=None)
-
 if TYPE_CHECKING:  # grpc's classes are generic only in the stubs
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
     Scope: TypeAlias = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
     Behaviour: TypeAlias = Callable[[Any, grpc.ServicerContext], Any]
-
-
-def authenticated() -> Authenticated:
-    """The caller of the RPC being served (set by :class:`AuthInterceptor`)."""
-    auth = _authenticated.get()
-    if auth is None:  # a servicer reached without the interceptor: fail closed
-        raise Unauthenticated()
-    return auth
 
 
 def _service_of(method: str) -> str:
@@ -178,33 +159,31 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
 
 
 class AuthInterceptor(_GuardingInterceptor):
-    """Throttles public methods; everything else needs ``authorization: Bearer <access>``."""
+    """Throttles the public methods (``arcana.core.grpc.public_methods``); every
+    other method needs ``authorization`` metadata that ``ARCANA_AUTHENTICATOR``
+    accepts (``authorization: Bearer <access>``, parsed as REST parses it)."""
+
+    def __init__(self) -> None:
+        self.authenticate = authenticator_load()
 
     @contextmanager
     def scope(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
-        if method in PUBLIC_METHODS:
-            throttle_scope = PUBLIC_METHODS[method]
+        public = public_methods()
+        if method in public:
+            throttle_scope = public[method]
             if throttle_scope:
                 _throttle(context, throttle_scope)
             yield
             return
-        token = _authenticated.set(
-            access_token_authenticate(token=_bearer_token(context.invocation_metadata()))
-        )
-        try:
+        caller = self.authenticate(authorization=_authorization(context.invocation_metadata()))
+        with authenticated_as(caller):
             yield
-        finally:
-            _authenticated.reset(token)
 
 
-def _bearer_token(metadata: Any) -> str:
-    """The token of ``authorization: Bearer <token>``, parsed by REST's own parser,
-    so a bad value fails with the same error (and code) on both transports."""
+def _authorization(metadata: Any) -> str | None:
+    """The first ``authorization`` value (grpc hands non-binary metadata over as text)."""
     values = [value for key, value in metadata or () if key == "authorization"]
-    token = bearer_token(values[0] if values else None)
-    if token is None:
-        raise CredentialsMissing()
-    return token
+    return values[0] if values else None
 
 
 # --- request decoding --------------------------------------------------------------------
@@ -309,45 +288,6 @@ class _GrpcThrottle(ScopedThrottle):
     def get_ident(self, request: Any) -> str:
         ident: str = request.ident
         return ident
-
-
-def peer_address(peer: str) -> str:
-    """``ipv4:1.2.3.4:5678`` -> ``1.2.3.4``; ``ipv6:[::1]:5678`` -> ``::1``."""
-    transport, _, rest = peer.partition(":")
-    if transport == "ipv4":
-        return rest.rpartition(":")[0]
-    if transport == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    return peer  # unix sockets and the like: one bucket per path
-
-
-def client_address(context: grpc.ServicerContext) -> str:
-    """The address of the client making the call, as DRF's ``get_ident`` finds
-    it for REST, but trusting ``settings.GRPC_NUM_PROXIES`` proxies.
-
-    With ``GRPC_NUM_PROXIES = 0`` (the default: the gRPC port is exposed
-    directly) it is the peer's address and ``x-forwarded-for`` metadata is
-    ignored, since any client can send it. With N >= 1 trusted proxies in
-    front, each appending the address it saw, it is the Nth entry from the
-    right of ``x-forwarded-for`` (the leftmost when there are fewer), or the
-    peer when the metadata is absent. Several ``x-forwarded-for`` entries
-    are joined in order, as HTTP joins repeated headers. REST's
-    ``NUM_PROXIES`` plays no part: REST may sit behind a proxy while gRPC
-    does not.
-    """
-    remote = peer_address(context.peer())
-    num_proxies: int = settings.GRPC_NUM_PROXIES
-    if num_proxies <= 0:
-        return remote
-    forwarded = [
-        value
-        for key, value in context.invocation_metadata() or ()
-        if key == "x-forwarded-for" and isinstance(value, str)
-    ]
-    if not forwarded:
-        return remote
-    addresses = ",".join(forwarded).split(",")
-    return addresses[-min(num_proxies, len(addresses))].strip()
 
 
 def _throttle(context: grpc.ServicerContext, scope: str) -> None:

@@ -30,12 +30,12 @@ from django.db import connection, connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as reflection_service
 
-from arcana.grpc import compat
+from arcana.core import grpc_compat as compat
 from arcana.grpc.interceptors import CapacityInterceptor
 from arcana.health import database_ready
-from authn.grpc.services import AuthService
+from authn.grpc.servicers import AuthServicer
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
-from users.grpc.services import UserService
+from users.grpc.servicers import UserServicer
 
 logger = logging.getLogger("arcana.grpc")
 
@@ -50,10 +50,10 @@ def grpc_handlers(server: Any) -> None:
     """Register the application servicers (``GRPC_FRAMEWORK["ROOT_HANDLERS_HOOK"]``)."""
     # The generated registration functions are untyped (grpc_tools makes no stubs).
     users_pb2_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        UserService.as_servicer(), server
+        UserServicer.as_servicer(), server
     )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AuthService.as_servicer(), server
+        AuthServicer.as_servicer(), server
     )
 
 

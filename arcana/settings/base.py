@@ -13,7 +13,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from arcana.jwtkeys import load_jwt_keys
+from arcana.core.jwtkeys import load_jwt_keys
 from arcana.modes import Deployment, Mode, deployment_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -43,7 +43,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # Before django_grpc_framework: its grpcrunserver is broken on Django 5 and
-    # the project's own command must win (arcana/grpc/compat.py).
+    # the project's own command must win (arcana/core/grpc_compat.py).
     "arcana.grpc",
     "django_grpc_framework",
     "authn",
@@ -148,7 +148,7 @@ else:
 # --- cache ------------------------------------------------------------------
 # REDIS_URL=redis://host:6379/0 for Redis, which every process and host shares.
 #
-# Redis fails open (arcana/cache.py): an outage slows nothing down and stops
+# Redis fails open (arcana/core/cache.py): an outage slows nothing down and stops
 # nothing; it is logged once. "local" is this process's memory, where rate
 # limits count while Redis is away.
 #
@@ -165,7 +165,7 @@ _LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOC
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "arcana.cache.FailOpenRedisCache",
+            "BACKEND": "arcana.core.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="arcana"),
             "OPTIONS": {
@@ -251,10 +251,15 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
+# Who calls a gRPC method: a function taking the `authorization` metadata value
+# (None when absent) and returning the caller, or raising a domain error
+# (arcana.core.principal.Authenticator). REST's are DEFAULT_AUTHENTICATION_CLASSES.
+ARCANA_AUTHENTICATOR = "authn.authentication.authorization_authenticate"
+
 # Trusted proxies in front of the gRPC port, which append the client's address to
 # x-forwarded-for metadata. Apart from NUM_PROXIES: REST usually sits behind a
 # proxy while the gRPC port is exposed directly, where the metadata is the
-# client's to forge (arcana.grpc.interceptors.client_address).
+# client's to forge (arcana.core.grpc.client_address).
 GRPC_NUM_PROXIES = env.int("GRPC_NUM_PROXIES", default=0)
 
 # Rates per scope, e.g. "10/min". Counters live in the default cache, so they
@@ -264,7 +269,7 @@ THROTTLE_RATES = {
     "register": env.str("THROTTLE_REGISTER", default="5/min"),
     "refresh": env.str("THROTTLE_REFRESH", default="30/min"),
     # Per user and per client address, applied by the services on every transport
-    # (arcana/ratelimit.py): changing the password, changing one's own email.
+    # (arcana/core/ratelimit.py): changing the password, changing one's own email.
     "password": env.str("THROTTLE_PASSWORD", default="5/min"),
     "email_change": env.str("THROTTLE_EMAIL_CHANGE", default="10/hour"),
 }
@@ -308,7 +313,7 @@ GRPC_TLS_CLIENT_CA: str = env.str("GRPC_TLS_CLIENT_CA", default="")
 GRPC_FRAMEWORK = {
     "ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers",
     # Outermost first. Upstream imports these but never instantiates them;
-    # arcana.grpc.compat.server_interceptors() does.
+    # arcana.core.grpc_compat.server_interceptors() does.
     "SERVER_INTERCEPTORS": [
         "arcana.grpc.interceptors.ErrorInterceptor",
         "arcana.grpc.interceptors.AuthInterceptor",
@@ -320,7 +325,7 @@ GRPC_FRAMEWORK = {
 # client out of one account for LOGIN_LOCKOUT_SECONDS after LOGIN_LOCKOUT_FAILURES
 # failures from that client's address within that window; after
 # LOGIN_LOCKOUT_ACCOUNT_FAILURES failures from all addresses together, everyone
-# is locked out of it (arcana/lockout.py). Operators unlock in the admin.
+# is locked out of it (arcana/core/lockout.py). Operators unlock in the admin.
 LOGIN_LOCKOUT_FAILURES = env.int("LOGIN_LOCKOUT_FAILURES", default=5)
 LOGIN_LOCKOUT_ACCOUNT_FAILURES = env.int("LOGIN_LOCKOUT_ACCOUNT_FAILURES", default=100)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
@@ -330,7 +335,7 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
 # HS256 with JWT_SIGNING_KEY by default: local and test settings give a
 # development key; production demands a real one.
 JWT_SIGNING_KEY: str = env.str("JWT_SIGNING_KEY", default="")
-# Or an asymmetric pair (arcana/jwtkeys.py): JWT_PRIVATE_KEY where tokens are
+# Or an asymmetric pair (arcana/core/jwtkeys.py): JWT_PRIVATE_KEY where tokens are
 # minted (its public half is derived), JWT_PUBLIC_KEY alone where they are only
 # verified; the public key is published at /.well-known/jwks.json. Each is PEM
 # text or the path of a PEM file; the key's type picks EdDSA, ES256 or RS256.

@@ -10,7 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.csrf import csrf_exempt
 
-from arcana.errors import error_json
+from arcana.core.rest import error_json
 from authn.tokens import published_jwks
 
 # Verifiers may keep the set this long (PyJWKClient's own default); a token

@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arcana.rest import actor_of, client_of, principal_of, validated
+from arcana.core.rest import actor_of, caller_of, client_of, validated
+from arcana.core.throttling import ScopedThrottle
 from authn import services
 from authn.api.serializers import (
     LoginInputSerializer,
@@ -20,9 +21,9 @@ from authn.api.serializers import (
     TokenPairOutputSerializer,
     TokenRefreshOutputSerializer,
 )
-from authn.throttling import ScopedThrottle
 from users import services as users_services
 from users.api.serializers import UserOutputSerializer, user_json
+from users.records import Actor
 
 # Token responses must never be stored by a browser or an intermediary (RFC 6749 §5.1).
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -76,14 +77,14 @@ class LogoutView(APIView):
     @extend_schema(request=RefreshInputSerializer, responses={204: None})
     def post(self, request: Request) -> Response:
         data = validated(RefreshInputSerializer, request.data)
-        services.auth_logout(actor=actor_of(request), **data)
+        services.auth_logout(actor=actor_of(request, Actor), **data)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class LogoutAllView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
-        services.auth_logout_all(actor=actor_of(request))
+        services.auth_logout_all(actor=actor_of(request, Actor))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -91,11 +92,11 @@ class MeView(APIView):
     @extend_schema(responses={200: UserOutputSerializer})
     def get(self, request: Request) -> Response:
         # The authenticated principal was just loaded fresh: no second read.
-        return Response(user_json(principal_of(request).auth.user))
+        return Response(user_json(caller_of(request, services.Authenticated).user))
 
     @extend_schema(request=MeUpdateInputSerializer, responses={200: UserOutputSerializer})
     def patch(self, request: Request) -> Response:
-        actor = actor_of(request)
+        actor = actor_of(request, Actor)
         data = validated(MeUpdateInputSerializer, request.data)
         user = users_services.user_update(
             actor=actor, user_id=actor.id, client=client_of(request), **data
@@ -106,12 +107,12 @@ class MeView(APIView):
 class PasswordChangeView(APIView):
     @extend_schema(request=PasswordChangeInputSerializer, responses={204: None})
     def post(self, request: Request) -> Response:
-        principal = principal_of(request)
+        caller = caller_of(request, services.Authenticated)
         data = validated(PasswordChangeInputSerializer, request.data)
         services.password_change(
-            actor=principal.actor,
+            actor=caller.actor,
             client=client_of(request),
-            session_id=principal.session_id,
+            session_id=caller.session_id,
             **data,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

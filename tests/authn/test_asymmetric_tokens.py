@@ -12,7 +12,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
-from arcana.jwtkeys import JwtKeys, jwk_thumbprint
+from arcana.core.jwtkeys import JwtKeys, jwk_thumbprint
 from authn.tokens import ArcanaRefreshToken, access_claims, published_jwks, token_backend
 from tests.conftest import client_for, tokens_for
 from tests.factories import DEFAULT_PASSWORD

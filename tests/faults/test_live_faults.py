@@ -15,7 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from arcana.cache import RETRY_SECONDS
+from arcana.core.cache import RETRY_SECONDS
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from tests.faults.proxy import CutMode
 from tests.faults.stack import (

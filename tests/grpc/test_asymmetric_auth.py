@@ -10,7 +10,7 @@ import grpc
 import jwt
 import pytest
 
-from arcana.jwtkeys import JwtKeys
+from arcana.core.jwtkeys import JwtKeys
 from protos.arcana.v1 import auth_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
 from tests.conftest import client_for

@@ -7,7 +7,7 @@ import pytest
 from rest_framework.test import APIRequestFactory
 from rest_framework.throttling import BaseThrottle
 
-from arcana.grpc.interceptors import client_address
+from arcana.core.grpc import client_address
 
 
 class FakeContext:

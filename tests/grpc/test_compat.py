@@ -1,9 +1,10 @@
-"""One test per fix in ``arcana.grpc.compat``.
+"""One test per fix in ``arcana.core.grpc_compat``.
 
 Each ``test_upstream_*`` asserts the upstream bug is still there: when one
 starts failing after an upgrade, the bug is fixed upstream and the matching
 workaround (and both tests) can go. Each ``test_fix_*`` fails if the
-workaround is removed.
+workaround is removed. Helpers only these tests need (a patched upstream
+``FakeServer``, the fields without presence) live here, not in the compat module.
 """
 
 import logging
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 from concurrent import futures
+from typing import Any
 
 import grpc
 import pytest
@@ -21,8 +23,9 @@ from django_grpc_framework import test as upstream_test
 from django_grpc_framework.management.commands import grpcrunserver as upstream_command
 from django_grpc_framework.protobuf import json_format as upstream_json_format
 from django_grpc_framework.settings import grpc_settings
+from google.protobuf.message import Message
 
-from arcana.grpc import compat
+from arcana.core import grpc_compat as compat
 from arcana.grpc.interceptors import AuthInterceptor, DecodeInterceptor, ErrorInterceptor
 from arcana.grpc.server import grpc_handlers
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2
@@ -72,15 +75,35 @@ def test_upstream_fake_server_cannot_take_generated_stubs() -> None:
         grpc_handlers(upstream_test.FakeServer())
 
 
+class FakeServer(upstream_test.FakeServer):
+    """Upstream's in-memory server, able to take today's generated stubs."""
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, Any]
+    ) -> None:
+        for method, handler in method_handlers.items():
+            self.rpc_method_handlers[f"/{service_name}/{method}"] = handler
+
+
+class Channel(upstream_test.Channel):
+    """Upstream's test channel on :class:`FakeServer` (no interceptors, no wire:
+    the project's tests use a real server on port 0 instead)."""
+
+    def __init__(self) -> None:
+        server = FakeServer()
+        grpc_settings.ROOT_HANDLERS_HOOK(server)
+        self.server = server
+
+
 def test_fix_fake_server_takes_generated_stubs() -> None:
-    server = compat.FakeServer()
+    server = FakeServer()
     grpc_handlers(server)
     handler = server._find_method_handler("/arcana.v1.UserService/GetUser")
     assert handler.unary_unary is not None
     with override_settings(
         GRPC_FRAMEWORK={"ROOT_HANDLERS_HOOK": "arcana.grpc.server.grpc_handlers"}
     ):
-        channel = compat.Channel()
+        channel = Channel()
     assert "/arcana.v1.AuthService/Login" in channel.server.rpc_method_handlers
 
 
@@ -149,7 +172,7 @@ def test_upstream_grpc_logger_swallows_server_errors() -> None:
 
 
 def test_fix_grpc_logging_shows_server_errors() -> None:
-    fix = "from arcana.grpc import compat; compat.ensure_grpc_logging()"
+    fix = "from arcana.core import grpc_compat as compat; compat.ensure_grpc_logging()"
     assert "exception calling application" in _stderr_of(LOG_SCRIPT.format(fix=fix))
 
 
@@ -163,14 +186,24 @@ def test_fix_grpc_logging_respects_configured_logging() -> None:
 # --- 6. proto3 scalar defaults --------------------------------------------------------------
 
 
+def fields_without_presence(message_class: type[Message]) -> list[str]:
+    """Names of singular fields whose "unset" cannot be told from the default."""
+    return [
+        field.name
+        for field in message_class.DESCRIPTOR.fields
+        # FieldDescriptor.label is deprecated in protobuf 7; is_repeated replaces it.
+        if not field.has_presence and not field.is_repeated
+    ]
+
+
 def test_upstream_proto3_scalars_cannot_say_unset() -> None:
     # A plain proto3 string reads as "" when unset: as an update it would blank the field.
-    assert "name" in compat.fields_without_presence(auth_pb2.RegisterRequest)
+    assert "name" in fields_without_presence(auth_pb2.RegisterRequest)
     assert compat.message_to_dict(auth_pb2.RegisterRequest())["name"] == ""
 
 
 def test_fix_partial_update_fields_have_presence() -> None:
-    assert compat.fields_without_presence(users_pb2.UpdateUserRequest) == ["id"]
-    assert compat.fields_without_presence(users_pb2.ListUsersRequest) == []
+    assert fields_without_presence(users_pb2.UpdateUserRequest) == ["id"]
+    assert fields_without_presence(users_pb2.ListUsersRequest) == []
     data = compat.message_to_dict(users_pb2.UpdateUserRequest(id="x", is_active=False))
     assert data == {"id": "x", "is_active": False}

@@ -24,7 +24,7 @@ from protos.arcana.v1.users_pb2_grpc import UserServiceStub
 from tests.conftest import expired_token, forged_token, tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.grpc.conftest import bearer
-from users.grpc.services import epoch_millis
+from users.grpc.servicers import epoch_millis
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

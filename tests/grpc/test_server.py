@@ -17,9 +17,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from rest_framework.exceptions import ValidationError
 
-from arcana.grpc import compat
+from arcana.core import grpc_compat as compat
+from arcana.core.grpc import peer_address
 from arcana.grpc.errors import ERROR_CODE_KEY, field_errors
-from arcana.grpc.interceptors import peer_address
 from arcana.grpc.server import ArcanaServer
 from protos.arcana.v1 import auth_pb2, users_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub

@@ -2,7 +2,7 @@
 
 import pytest
 
-from arcana.exceptions import Forbidden, InvalidInput
+from arcana.core.exceptions import Forbidden, InvalidInput
 from tests.factories import UserFactory
 from users import services
 from users.errors import EmailTaken, UserNotFound

@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.db import IntegrityError
 
-from arcana.exceptions import InvalidInput
+from arcana.core.exceptions import InvalidInput
 from users.models import User, normalize_email, validate_normalized_email
 from users.services import password_check
 

@@ -1,7 +1,7 @@
 """``manage.py grpcrunserver [ADDR:PORT]``: the production gRPC server.
 
 Replaces django-grpc-framework's command of the same name, which Django 5
-refuses to load (see ``arcana.grpc.compat``).
+refuses to load (see ``arcana.core.grpc_compat``).
 """
 
 import argparse

@@ -1,23 +1,34 @@
-"""gRPC controllers for ``arcana.v1.AuthService``: validate, call one service, render.
+"""The gRPC servicer of ``arcana.v1.AuthService`` (a controller): validate, call
+one service, render.
 
 Register, Login and Refresh are public and throttled like their REST twins
-(``arcana.grpc.interceptors.PUBLIC_METHODS``); Logout and Me need a token.
+(:data:`PUBLIC_METHODS`, declared in ``authn.apps``); Logout and Me need a token.
 """
 
 import grpc
 from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 
-from arcana.grpc.interceptors import authenticated, client_address
-from arcana.rest import validated
+from arcana.core.grpc import client_address, current_actor, current_caller
+from arcana.core.rest import validated
 from authn import services
+from authn.api import views
 from authn.api.serializers import (
     LoginInputSerializer,
     RefreshInputSerializer,
     RegisterInputSerializer,
 )
 from protos.arcana.v1 import auth_pb2, users_pb2
-from users.grpc.services import request_data, user_message
+from users.grpc.servicers import request_data, user_message
+from users.records import Actor
+
+SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+# Methods anyone may call, each throttled with the scope of its REST twin.
+PUBLIC_METHODS = {
+    "Register": views.RegisterView.throttle_scope,
+    "Login": views.LoginView.throttle_scope,
+    "Refresh": views.RefreshView.throttle_scope,
+}
 
 
 def token_pair_message(pair: services.TokenPair) -> auth_pb2.TokenPair:
@@ -26,7 +37,7 @@ def token_pair_message(pair: services.TokenPair) -> auth_pb2.TokenPair:
     )
 
 
-class AuthService(Service):
+class AuthServicer(Service):
     """Registration, login, token rotation, logout and the caller's own record."""
 
     def Register(
@@ -51,11 +62,11 @@ class AuthService(Service):
         self, request: auth_pb2.LogoutRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         data = validated(RefreshInputSerializer, request_data(request))
-        services.auth_logout(actor=authenticated().actor, **data)
+        services.auth_logout(actor=current_actor(Actor), **data)
         return empty_pb2.Empty()
 
     def Me(
         self, request: auth_pb2.MeRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         # The interceptor just loaded the caller fresh: no second read.
-        return user_message(authenticated().user)
+        return user_message(current_caller(services.Authenticated).user)

@@ -1,4 +1,5 @@
-"""gRPC controllers for ``arcana.v1.UserService``: validate, call one service, render.
+"""The gRPC servicer of ``arcana.v1.UserService`` (a controller): validate, call
+one service, render.
 
 Requests are validated by the REST serializers, so both transports accept and
 reject exactly the same input; errors become statuses in ``arcana.grpc.errors``.
@@ -12,9 +13,9 @@ from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from arcana.grpc.compat import message_to_dict
-from arcana.grpc.interceptors import authenticated, client_address
-from arcana.rest import validated
+from arcana.core.grpc import client_address, current_actor
+from arcana.core.grpc_compat import message_to_dict
+from arcana.core.rest import validated
 from protos.arcana.v1 import users_pb2
 from users import services
 from users.api.serializers import (
@@ -22,7 +23,7 @@ from users.api.serializers import (
     UserListQuerySerializer,
     UserUpdateInputSerializer,
 )
-from users.records import UserRecord
+from users.records import Actor, UserRecord
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
@@ -57,20 +58,20 @@ def request_data(message: Message, *, exclude: tuple[str, ...] = ()) -> dict[str
     return data
 
 
-class UserService(Service):
+class UserServicer(Service):
     """Admins manage everyone; a user may read and update themself."""
 
     def GetUser(
         self, request: users_pb2.GetUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
-        user = services.user_get(actor=authenticated().actor, user_id=request.id)
+        user = services.user_get(actor=current_actor(Actor), user_id=request.id)
         return user_message(user)
 
     def ListUsers(
         self, request: users_pb2.ListUsersRequest, context: grpc.ServicerContext
     ) -> users_pb2.ListUsersResponse:
         query = validated(UserListQuerySerializer, request_data(request))
-        page = services.user_list(actor=authenticated().actor, **query)
+        page = services.user_list(actor=current_actor(Actor), **query)
         return users_pb2.ListUsersResponse(
             users=[user_message(user) for user in page.users],
             total=page.total,
@@ -82,19 +83,19 @@ class UserService(Service):
         self, request: users_pb2.CreateUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         data = validated(UserCreateInputSerializer, request_data(request))
-        return user_message(services.user_create_by(actor=authenticated().actor, **data))
+        return user_message(services.user_create_by(actor=current_actor(Actor), **data))
 
     def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         data = validated(UserUpdateInputSerializer, request_data(request, exclude=("id",)))
         user = services.user_update(
-            actor=authenticated().actor, user_id=request.id, client=client_address(context), **data
+            actor=current_actor(Actor), user_id=request.id, client=client_address(context), **data
         )
         return user_message(user)
 
     def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
-        services.user_delete(actor=authenticated().actor, user_id=request.id)
+        services.user_delete(actor=current_actor(Actor), user_id=request.id)
         return empty_pb2.Empty()

@@ -27,8 +27,8 @@ import time
 from django.conf import settings
 from django.core.cache import BaseCache
 
-from arcana.cache import count_up, throttle_cache
-from arcana.exceptions import Throttled
+from arcana.core.cache import count_up, throttle_cache
+from arcana.core.exceptions import Throttled
 
 LOCKED_MESSAGE = "Too many failed attempts for this account; try again later."
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from arcana.cache import throttle_cache
+from arcana.core.cache import throttle_cache
 
 
 class ScopedThrottle(SimpleRateThrottle):

@@ -22,6 +22,7 @@ from django.core.cache import BaseCache, cache, caches
 from django_redis.cache import RedisCache
 from django_redis.exceptions import ConnectionInterrupted
 
+# The name log filters know; it did not change when the module moved into arcana.core.
 logger = logging.getLogger("arcana.cache")
 
 RETRY_SECONDS = 5.0

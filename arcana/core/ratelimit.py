@@ -1,6 +1,6 @@
 """Rate limits that services apply themselves, the same on every transport.
 
-DRF's throttles (``authn.throttling``) guard whole public endpoints by client
+DRF's throttles (``arcana.core.throttling``) guard whole public endpoints by client
 address. Some limits belong to an operation's rules instead: a password or
 email change is limited per user *and* per client address, wherever the call
 comes from (REST, gRPC, a later tier). A fixed window per key: ``add`` then
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from arcana.cache import count_up, throttle_cache
-from arcana.exceptions import Throttled
+from arcana.core.cache import count_up, throttle_cache
+from arcana.core.exceptions import Throttled
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
