@@ -46,4 +46,4 @@ class CredentialsBackend(ModelBackend):
             raise PermissionDenied(exc.message) from None
         except InvalidCredentials:
             return None
-        return users_repository.user_get_model(user_id=record.id)
+        return users_repository.user_model_for_login(user_id=record.id)

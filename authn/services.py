@@ -9,7 +9,7 @@ it was rotated or logged out ends its whole family (RFC 9700 §4.14.2).
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
@@ -106,16 +106,16 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
     """
     account = normalize_email(email)
     lockout.lock_check(account=account, client=client)
-    user = users_repository.user_find_by_email(email=account)
-    if user is None:
+    credentials = users_repository.user_credentials(email=account)
+    if credentials is None:
         make_password(password)
         lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
-    if not user.check_password(password) or not user.is_active:
+    if not check_password(password, credentials.password_hash) or not credentials.user.is_active:
         lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
     lockout.failures_clear(account=account, client=client)
-    return users_repository.user_get(user_id=str(user.pk))
+    return credentials.user
 
 
 def auth_login(*, email: str, password: str, client: str) -> TokenPair:
@@ -199,9 +199,9 @@ def password_change(
     token cannot be used to guess the password.
     """
     rate_limit(scope="password", idents=[f"user:{actor.id}", f"client:{client}"])
-    user = users_repository.user_get_model(user_id=actor.id, for_update=True)
+    user = users_repository.user_get(user_id=actor.id)
     lockout.lock_check(account=user.email, client=client)
-    if not user.check_password(current_password):
+    if not check_password(current_password, users_repository.user_password_hash(user_id=user.id)):
         lockout.failure_record(account=user.email, client=client)
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     lockout.failures_clear(account=user.email, client=client)
