@@ -9,7 +9,6 @@ it was rotated or logged out ends its whole family (RFC 9700 §4.14.2).
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
@@ -20,10 +19,9 @@ from arcana.ratelimit import rate_limit
 from authn import repository
 from authn.errors import InvalidCredentials, TokenInvalid
 from authn.tokens import ArcanaRefreshToken, RefreshTokenReused, access_claims
-from users import repository as users_repository
 from users import services as users_services
 from users.errors import UserNotFound
-from users.models import normalize_email
+from users.normal import normalize_email
 from users.records import Actor, UserRecord
 
 
@@ -66,7 +64,7 @@ def _active_user(user_id: str | None) -> UserRecord:
     # One error for a deleted and a deactivated user: a token holder learns
     # nothing about the account behind it.
     try:
-        user = users_repository.user_get(user_id=str(user_id))
+        user = users_services.user_record(user_id=str(user_id))
     except UserNotFound:
         raise TokenInvalid() from None
     if not user.is_active:
@@ -99,28 +97,24 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
     switching doors.
 
     Unknown email, wrong password and inactive account look the same to the
-    caller: same error, and a password hash is computed in every case so the
-    timing does not tell them apart either. Failures count towards the lockout
+    caller: same error, and the same time (``users.services.user_authenticate``
+    computes a password hash in every case). Failures count towards the lockout
     of (account, client address) and the account-wide ceiling
     (``arcana.lockout``); a lock refuses even the right password.
     """
     account = normalize_email(email)
     lockout.lock_check(account=account, client=client)
-    credentials = users_repository.user_credentials(email=account)
-    if credentials is None:
-        make_password(password)
-        lockout.failure_record(account=account, client=client)
-        raise InvalidCredentials()
-    if not check_password(password, credentials.password_hash) or not credentials.user.is_active:
+    user = users_services.user_authenticate(email=account, password=password)
+    if user is None:
         lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
     lockout.failures_clear(account=account, client=client)
-    return credentials.user
+    return user
 
 
 def auth_login(*, email: str, password: str, client: str) -> TokenPair:
     user = credentials_verify(email=email, password=password, client=client)
-    users_repository.user_login_record(user_id=user.id)
+    users_services.user_login_record(user_id=user.id)
     return token_pair_issue(user=user)
 
 
@@ -199,9 +193,9 @@ def password_change(
     token cannot be used to guess the password.
     """
     rate_limit(scope="password", idents=[f"user:{actor.id}", f"client:{client}"])
-    user = users_repository.user_get(user_id=actor.id)
+    user = users_services.user_record(user_id=actor.id)
     lockout.lock_check(account=user.email, client=client)
-    if not check_password(current_password, users_repository.user_password_hash(user_id=user.id)):
+    if not users_services.user_password_matches(user_id=user.id, password=current_password):
         lockout.failure_record(account=user.email, client=client)
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     lockout.failures_clear(account=user.email, client=client)

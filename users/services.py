@@ -103,6 +103,53 @@ def user_get(*, actor: Actor, user_id: str) -> UserRecord:
     return repository.user_get(user_id=_require_access(actor, user_id))
 
 
+# --- for authn: the only way it reaches users -----------------------------------------
+
+
+def user_record(*, user_id: str) -> UserRecord:
+    """A user by id, with no access rule: for authn, which checks tokens
+    (through the cache, which every write invalidates)."""
+    return repository.user_get(user_id=user_id)
+
+
+def user_authenticate(*, email: str, password: str) -> UserRecord | None:
+    """The user these credentials belong to, or None: unknown email, wrong
+    password and inactive account alike, in the same time (a password hash is
+    computed in every case, so the timing does not tell them apart either).
+
+    A correct password stored with an outdated hasher or work factor gets
+    Django's upgrade: the new hash is stored, and no session ends (the
+    password is the same).
+    """
+    credentials = repository.user_credentials(email=email)
+    if credentials is None:
+        make_password(password)
+        return None
+    outdated: list[bool] = []
+    matches = check_password(
+        password, credentials.password_hash, setter=lambda _raw: outdated.append(True)
+    )
+    if not matches or not credentials.user.is_active:
+        return None
+    if outdated:
+        repository.user_password_hash_upgrade(
+            user_id=credentials.user.id,
+            old_hash=credentials.password_hash,
+            new_hash=make_password(password),
+        )
+    return credentials.user
+
+
+def user_password_matches(*, user_id: str, password: str) -> bool:
+    """Whether ``password`` is the user's current one (before a sensitive change)."""
+    return check_password(password, repository.user_password_hash(user_id=user_id))
+
+
+def user_login_record(*, user_id: str) -> None:
+    """Stamp ``last_login`` after a successful login."""
+    repository.user_login_record(user_id=user_id)
+
+
 def user_list(
     *,
     actor: Actor,
@@ -146,10 +193,6 @@ def _last_admin(actor: Actor, target_id: str, action: str) -> LastAdmin:
     )
 
 
-def _password_matches(*, user_id: str, password: str) -> bool:
-    return check_password(password, repository.user_password_hash(user_id=user_id))
-
-
 def _verify_own_password(*, user: UserRecord, current_password: str | None, client: str) -> None:
     """Changing one's own email needs the current password: a stolen access
     token alone cannot take the account over (or probe which emails exist).
@@ -160,7 +203,7 @@ def _verify_own_password(*, user: UserRecord, current_password: str | None, clie
         raise InvalidInput(
             {"current_password": ["Your current password is required to change your email."]}
         )
-    if not _password_matches(user_id=user.id, password=current_password):
+    if not user_password_matches(user_id=user.id, password=current_password):
         lockout.failure_record(account=user.email, client=client)
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     lockout.failures_clear(account=user.email, client=client)
