@@ -4,12 +4,16 @@ Tokens are simplejwt's; these functions add the rules around them: the user
 must exist and be active at every step, roles always come from the database,
 and a refresh token works exactly once. A refresh token presented again after
 it was rotated or logged out ends its whole family (RFC 9700 §4.14.2).
+
+No function here holds a transaction: each repository call (authn's, and
+users' behind ``users.services``) commits on its own. Work of two steps is
+ordered so that a failure between them leaves a safe state and the whole can
+be retried; each such place says which state.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
@@ -44,9 +48,13 @@ class Authenticated:
         return Actor(id=self.user.id, roles=self.user.roles, is_superuser=self.user.is_superuser)
 
 
-def token_pair_issue(*, user: UserRecord, family: str | None = None) -> TokenPair:
-    """A new pair; ``family`` is the rotated token's, none for a new session."""
-    refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles, family=family)
+def _pair(refresh: ArcanaRefreshToken, user: UserRecord) -> TokenPair:
+    return TokenPair(access=str(refresh.access_token), refresh=str(refresh), user=user)
+
+
+def token_pair_issue(*, user: UserRecord) -> TokenPair:
+    """A new pair: a new session, its own family."""
+    refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles)
     repository.refresh_token_record(
         jti=refresh["jti"],
         user_id=user.id,
@@ -55,7 +63,7 @@ def token_pair_issue(*, user: UserRecord, family: str | None = None) -> TokenPai
         expires_at=datetime_from_epoch(refresh["exp"]),
         family=refresh.family,
     )
-    return TokenPair(access=str(refresh.access_token), refresh=str(refresh), user=user)
+    return _pair(refresh, user)
 
 
 def _active_user(user_id: str | None) -> UserRecord:
@@ -85,8 +93,14 @@ def access_token_authenticate(*, token: str) -> Authenticated:
     return Authenticated(user=_active_user(claims.user_id), session_id=claims.session_id)
 
 
-@transaction.atomic
 def auth_register(*, name: str, email: str, password: str) -> TokenPair:
+    """Create the user, then their first session: two commits, in this order.
+
+    A failure between them (the token store down) leaves a user without a
+    session, which is a user like any other: the client can log in with the
+    password it just chose, and a retried registration is a 409 (the address
+    is taken, by them). The reverse order could leave tokens of no user.
+    """
     user = users_services.user_create(name=name, email=email, password=password)
     return token_pair_issue(user=user)
 
@@ -140,10 +154,23 @@ def auth_refresh(*, refresh: str) -> TokenPair:
     current roles is issued. Of several uses of one token the unique blacklist
     insert lets exactly one rotate; the others are reuse, and end the family."""
     token = _parse_refresh(refresh)
-    with transaction.atomic():
-        user = _active_user(token.get("sub"))
-        if repository.refresh_token_revoke(jti=token["jti"]):
-            return token_pair_issue(user=user, family=token.family)
+    user = _active_user(token.get("sub"))
+    new = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles, family=token.family)
+    # One repository transaction revokes the old token and records the new one:
+    # a failure in it leaves the old token live, so the client may retry.
+    rotated = repository.refresh_token_rotate(
+        revoke_jti=token["jti"],
+        jti=new["jti"],
+        user_id=user.id,
+        token=str(new),
+        created_at=new.current_time,
+        expires_at=datetime_from_epoch(new["exp"]),
+        family=new.family,
+    )
+    if rotated:
+        return _pair(new, user)
+    # Lost the revocation: reuse. Its revocation commits on its own, so it
+    # stays when the caller answers 401.
     raise _reused(token.family)
 
 
@@ -175,7 +202,6 @@ def user_sessions_end(*, user_id: str, keep_session: str | None = None) -> int:
     return repository.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
 
 
-@transaction.atomic
 def password_change(
     *,
     actor: Actor,
@@ -184,9 +210,16 @@ def password_change(
     new_password: str,
     session_id: str | None = None,
 ) -> None:
-    """Needs the current password. Every other session of the user ends when
-    the change commits (users.signals.password_changed, authn.receivers); the
+    """Needs the current password. Every other session of the user ends; the
     caller's own, ``session_id``, survives.
+
+    Two commits, in this order: end the other sessions, then store the new
+    hash. A failure between them leaves the old password working and the
+    other sessions ended, which is safe (the caller's session lives on) and
+    safe to retry. The reverse order could leave a new password with the old
+    sessions alive. Storing the hash also announces the change
+    (users.signals.password_changed), which ends any session that a login with
+    the old password opened in between.
 
     Limited per user and per client address (``THROTTLE_RATES["password"]``),
     and a wrong current password counts like a failed login: a stolen access
@@ -202,8 +235,11 @@ def password_change(
     if current_password == new_password:
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
     try:
+        # Before any session ends: a password the policy refuses changes nothing.
+        users_services.password_check(password=new_password, name=user.name, email=user.email)
+        user_sessions_end(user_id=user.id, keep_session=session_id)
         users_services.user_set_password(
-            user_id=actor.id, password=new_password, keep_session=session_id
+            user_id=user.id, password=new_password, keep_session=session_id
         )
     except InvalidInput as exc:
         raise InvalidInput({"new_password": exc.errors.get("password", [])}) from None
