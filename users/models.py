@@ -56,9 +56,6 @@ class UserQuerySet(models.QuerySet["User"]):
     def with_roles(self) -> "UserQuerySet":
         return self.prefetch_related("roles")
 
-    def active(self) -> "UserQuerySet":
-        return self.filter(is_active=True)
-
     def by_email(self, email: str) -> "UserQuerySet":
         return self.filter(email=normalize_email(email))
 
@@ -137,10 +134,6 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     objects: ClassVar[UserManager] = UserManager()
 
-    # Not a field. The one caller whose own session survives its password
-    # change (the API's, through users.repository.user_password_save) names
-    # that session's refresh-token jti here before saving.
-    keep_session: str | None = None
     _password_disabled = False
     _password: str | None  # AbstractBaseUser's, missing from django-stubs
 
@@ -174,12 +167,13 @@ class User(AbstractBaseUser, PermissionsMixin):
         password_changed = self._saves_a_new_password(update_fields)
         super().save(*args, **kwargs)
         if password_changed:
-            user_id, keep_session = str(self.pk), self.keep_session
-            self.keep_session, self._password_disabled = None, False
+            # Every session ends: the one path that keeps the caller's (the
+            # API's) stores its hash through users.repository instead.
+            user_id, self._password_disabled = str(self.pk), False
             # After the commit: a rolled-back change ends no session.
             transaction.on_commit(
                 lambda: signals.password_changed.send(
-                    sender=User, user_id=user_id, keep_session=keep_session
+                    sender=User, user_id=user_id, keep_session=None
                 ),
                 using=self._state.db,
             )

@@ -8,8 +8,9 @@ Each write owns its transaction and its row locks, and the rules that need a
 lock to be decided (the last active admin) are decided here, inside them.
 
 Point reads are cache-aside. Every write of a user (through these functions,
-the model's ``save``/``delete``, the admin, or a role change) invalidates that
-user's entry, both at once and again when the transaction commits.
+the model's ``save``/``delete``, the admin, or a role change: the receivers in
+``users.signals``) invalidates that user's entry, both at once and again when
+the transaction commits.
 
 Invalidation writes a short-lived tombstone rather than deleting the key, and
 a reader fills the cache with ``add`` (only if absent). A reader that loaded
@@ -24,8 +25,6 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save
-from django.dispatch import receiver
 from django.utils import timezone
 
 from users.errors import EmailTaken, LastAdmin, UserNotFound
@@ -74,24 +73,6 @@ def invalidate(user_ids: Iterable[str]) -> None:
         return
     cache.set_many(keys, timeout=TOMBSTONE_SECONDS)
     transaction.on_commit(lambda: cache.set_many(keys, timeout=TOMBSTONE_SECONDS))
-
-
-@receiver(post_save, sender=User, dispatch_uid="users.repository.saved")
-@receiver(post_delete, sender=User, dispatch_uid="users.repository.deleted")
-def _user_changed(sender: type[User], instance: User, **kwargs: Any) -> None:
-    invalidate([str(instance.pk)])
-
-
-@receiver(m2m_changed, sender=User.roles.through, dispatch_uid="users.repository.roles")
-def _roles_changed(
-    sender: type, instance: User | Role, action: str, pk_set: set[Any] | None, **kwargs: Any
-) -> None:
-    if not action.startswith("post_"):
-        return
-    if isinstance(instance, User):
-        invalidate([str(instance.pk)])
-    elif pk_set:  # changed from the role's side: every user named
-        invalidate(str(pk) for pk in pk_set)
 
 
 # --- reads ----------------------------------------------------------------------
