@@ -19,9 +19,9 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
+import authn
 from arcana.exceptions import Throttled
 from arcana.rest import client_of
-from authn import services
 from authn.errors import InvalidCredentials
 from users import repository as users_repository
 from users.models import User
@@ -44,7 +44,7 @@ class CredentialsBackend(ModelBackend):
             return None
         client = client_of(request) if request is not None else UNKNOWN_CLIENT
         try:
-            record = services.credentials_verify(email=email, password=password, client=client)
+            record = authn.service.credentials_verify(email=email, password=password, client=client)
         except Throttled as exc:
             if request is not None:
                 setattr(request, REFUSAL_ATTRIBUTE, exc)

@@ -6,46 +6,28 @@ and a refresh token works exactly once. A refresh token presented again after
 it was rotated or logged out ends its whole family (RFC 9700 §4.14.2).
 
 No function here holds a transaction: each repository call (authn's, and
-users' behind ``users.services``) commits on its own. Work of two steps is
+users' behind ``users.service``) commits on its own. Work of two steps is
 ordered so that a failure between them leaves a safe state and the whole can
 be retried; each such place says which state.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+import authn
+import users
 from arcana import lockout
 from arcana.exceptions import InvalidInput
 from arcana.ratelimit import rate_limit
-from authn import repository
 from authn.errors import InvalidCredentials, TokenInvalid
+from authn.records import Authenticated as Authenticated  # re-exported: callers found it here
+from authn.records import TokenPair as TokenPair
 from authn.tokens import ArcanaRefreshToken, RefreshTokenReused, access_claims
-from users import services as users_services
 from users.errors import UserNotFound
 from users.normal import normalize_email
 from users.records import Actor, UserRecord
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPair:
-    access: str
-    refresh: str
-    user: UserRecord
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """The outcome of checking an access token: the user as the database has it."""
-
-    user: UserRecord
-    session_id: str | None
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(id=self.user.id, roles=self.user.roles, is_superuser=self.user.is_superuser)
 
 
 def _pair(refresh: ArcanaRefreshToken, user: UserRecord) -> TokenPair:
@@ -55,7 +37,7 @@ def _pair(refresh: ArcanaRefreshToken, user: UserRecord) -> TokenPair:
 def token_pair_issue(*, user: UserRecord) -> TokenPair:
     """A new pair: a new session, its own family."""
     refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles)
-    repository.refresh_token_record(
+    authn.repo.refresh_token_record(
         jti=refresh["jti"],
         user_id=user.id,
         token=str(refresh),
@@ -72,7 +54,7 @@ def _active_user(user_id: str | None) -> UserRecord:
     # One error for a deleted and a deactivated user: a token holder learns
     # nothing about the account behind it.
     try:
-        user = users_services.user_record(user_id=str(user_id))
+        user = users.service.user_record(user_id=str(user_id))
     except UserNotFound:
         raise TokenInvalid() from None
     if not user.is_active:
@@ -101,7 +83,7 @@ def auth_register(*, name: str, email: str, password: str) -> TokenPair:
     password it just chose, and a retried registration is a 409 (the address
     is taken, by them). The reverse order could leave tokens of no user.
     """
-    user = users_services.user_create(name=name, email=email, password=password)
+    user = users.service.user_create(name=name, email=email, password=password)
     return token_pair_issue(user=user)
 
 
@@ -118,7 +100,7 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
     """
     account = normalize_email(email)
     lockout.lock_check(account=account, client=client)
-    user = users_services.user_authenticate(email=account, password=password)
+    user = users.service.user_authenticate(email=account, password=password)
     if user is None:
         lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
@@ -128,7 +110,7 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
 
 def auth_login(*, email: str, password: str, client: str) -> TokenPair:
     user = credentials_verify(email=email, password=password, client=client)
-    users_services.user_login_record(user_id=user.id)
+    users.service.user_login_record(user_id=user.id)
     return token_pair_issue(user=user)
 
 
@@ -136,7 +118,7 @@ def _reused(family: str) -> TokenInvalid:
     """A dead refresh token came back: it leaked, or its client is broken.
     Either way nothing descended from it may live on (RFC 9700 §4.14.2).
     Callers raise the answer outside any transaction, so the revocation stays."""
-    repository.refresh_token_family_revoke(family=family)
+    authn.repo.refresh_token_family_revoke(family=family)
     return TokenInvalid("Token is blacklisted.")
 
 
@@ -158,7 +140,7 @@ def auth_refresh(*, refresh: str) -> TokenPair:
     new = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles, family=token.family)
     # One repository transaction revokes the old token and records the new one:
     # a failure in it leaves the old token live, so the client may retry.
-    rotated = repository.refresh_token_rotate(
+    rotated = authn.repo.refresh_token_rotate(
         revoke_jti=token["jti"],
         jti=new["jti"],
         user_id=user.id,
@@ -180,7 +162,7 @@ def auth_logout(*, actor: Actor, refresh: str) -> None:
     token = _parse_refresh(refresh)
     if str(token.get("sub")) != actor.id:
         raise TokenInvalid("Token does not belong to the authenticated user.")
-    repository.refresh_token_family_revoke(family=token.family)
+    authn.repo.refresh_token_family_revoke(family=token.family)
 
 
 def logins_unlock(*, emails: Iterable[str]) -> int:
@@ -199,7 +181,7 @@ def auth_logout_all(*, actor: Actor) -> int:
 def user_sessions_end(*, user_id: str, keep_session: str | None = None) -> int:
     """End every session (refresh token) of a user but the one ``keep_session``
     (a refresh-token jti) belongs to; returns how many tokens died."""
-    return repository.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
+    return authn.repo.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
 
 
 def password_change(
@@ -226,9 +208,9 @@ def password_change(
     token cannot be used to guess the password.
     """
     rate_limit(scope="password", idents=[f"user:{actor.id}", f"client:{client}"])
-    user = users_services.user_record(user_id=actor.id)
+    user = users.service.user_record(user_id=actor.id)
     lockout.lock_check(account=user.email, client=client)
-    if not users_services.user_password_matches(user_id=user.id, password=current_password):
+    if not users.service.user_password_matches(user_id=user.id, password=current_password):
         lockout.failure_record(account=user.email, client=client)
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     lockout.failures_clear(account=user.email, client=client)
@@ -236,9 +218,9 @@ def password_change(
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
     try:
         # Before any session ends: a password the policy refuses changes nothing.
-        users_services.password_check(password=new_password, name=user.name, email=user.email)
+        users.service.password_check(password=new_password, name=user.name, email=user.email)
         user_sessions_end(user_id=user.id, keep_session=session_id)
-        users_services.user_set_password(
+        users.service.user_set_password(
             user_id=user.id, password=new_password, keep_session=session_id
         )
     except InvalidInput as exc:

@@ -15,10 +15,10 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 
+import users
 from arcana import lockout
 from arcana.exceptions import Forbidden, InvalidInput
 from arcana.ratelimit import rate_limit
-from users import repository
 from users.errors import LastAdmin, UserNotFound
 from users.models import Roles, SyncStatus, User
 from users.normal import normalize_email, parse_user_id
@@ -77,7 +77,7 @@ def user_create(
     """Create a user; the email must be free and the password strong."""
     email = normalize_email(email)
     password_check(password=password, name=name, email=email)
-    return repository.user_insert(
+    return users.repo.user_insert(
         name=name,
         email=email,
         password_hash=make_password(password),
@@ -100,7 +100,7 @@ def user_create_by(
 
 
 def user_get(*, actor: Actor, user_id: str) -> UserRecord:
-    return repository.user_get(user_id=_require_access(actor, user_id))
+    return users.repo.user_get(user_id=_require_access(actor, user_id))
 
 
 # --- for authn: the only way it reaches users -----------------------------------------
@@ -109,7 +109,7 @@ def user_get(*, actor: Actor, user_id: str) -> UserRecord:
 def user_record(*, user_id: str) -> UserRecord:
     """A user by id, with no access rule: for authn, which checks tokens
     (through the cache, which every write invalidates)."""
-    return repository.user_get(user_id=user_id)
+    return users.repo.user_get(user_id=user_id)
 
 
 def user_authenticate(*, email: str, password: str) -> UserRecord | None:
@@ -121,7 +121,7 @@ def user_authenticate(*, email: str, password: str) -> UserRecord | None:
     Django's upgrade: the new hash is stored, and no session ends (the
     password is the same).
     """
-    credentials = repository.user_credentials(email=email)
+    credentials = users.repo.user_credentials(email=email)
     if credentials is None:
         make_password(password)
         return None
@@ -132,7 +132,7 @@ def user_authenticate(*, email: str, password: str) -> UserRecord | None:
     if not matches or not credentials.user.is_active:
         return None
     if outdated:
-        repository.user_password_hash_upgrade(
+        users.repo.user_password_hash_upgrade(
             user_id=credentials.user.id,
             old_hash=credentials.password_hash,
             new_hash=make_password(password),
@@ -142,12 +142,12 @@ def user_authenticate(*, email: str, password: str) -> UserRecord | None:
 
 def user_password_matches(*, user_id: str, password: str) -> bool:
     """Whether ``password`` is the user's current one (before a sensitive change)."""
-    return check_password(password, repository.user_password_hash(user_id=user_id))
+    return check_password(password, users.repo.user_password_hash(user_id=user_id))
 
 
 def user_login_record(*, user_id: str) -> None:
     """Stamp ``last_login`` after a successful login."""
-    repository.user_login_record(user_id=user_id)
+    users.repo.user_login_record(user_id=user_id)
 
 
 def user_list(
@@ -166,7 +166,7 @@ def user_list(
         errors["size"] = [f"Ensure this value is between 1 and {MAX_PAGE_SIZE}."]
     if errors:
         raise InvalidInput(errors)
-    return repository.user_list(
+    return users.repo.user_list(
         page=page,
         size=size,
         sync_status=_check_sync_status(sync_status) if sync_status else None,
@@ -229,7 +229,7 @@ def user_update(
     if not actor.is_admin and any(value is not None for value in admin_fields.values()):
         raise Forbidden("Only admins may change roles, is_active or sync_status.")
 
-    user = repository.user_get(user_id=user_id)
+    user = users.repo.user_get(user_id=user_id)
     checked_roles = _check_roles(roles) if roles is not None else None
     new_email = normalize_email(email) if email is not None else None
     demoted = checked_roles is not None and Roles.ADMIN not in checked_roles and user.is_admin
@@ -251,17 +251,17 @@ def user_update(
     if sync_status is not None:
         changes["sync_status"] = _check_sync_status(sync_status)
     try:
-        return repository.user_update_fields(user_id=user_id, changes=changes, roles=checked_roles)
+        return users.repo.user_update_fields(user_id=user_id, changes=changes, roles=checked_roles)
     except LastAdmin:
         raise _last_admin(actor, user_id, "demote" if demoted else "deactivate") from None
 
 
 def user_delete(*, actor: Actor, user_id: str) -> None:
     _require_admin(actor)
-    target = repository.user_get(user_id=user_id)
+    target = users.repo.user_get(user_id=user_id)
     _require_superuser_to_touch(actor, target, "delete")
     try:
-        repository.user_delete(user_id=target.id)
+        users.repo.user_delete(user_id=target.id)
     except LastAdmin:
         raise _last_admin(actor, target.id, "delete") from None
 
@@ -269,18 +269,18 @@ def user_delete(*, actor: Actor, user_id: str) -> None:
 def user_set_password(*, user_id: str, password: str, keep_session: str | None = None) -> None:
     """Set a new password after checking it against the policy. Every session
     of the user ends once it commits, but ``keep_session`` (users.signals)."""
-    user = repository.user_get(user_id=user_id)
+    user = users.repo.user_get(user_id=user_id)
     password_check(password=password, name=user.name, email=user.email)
-    repository.user_set_password_hash(
+    users.repo.user_set_password_hash(
         user_id=user.id, password_hash=make_password(password), keep_session=keep_session
     )
 
 
 def users_mark_pending_sync(*, user_ids: Iterable[str]) -> int:
     """Admin action: queue users for the next sync."""
-    return repository.users_update_many(user_ids=user_ids, sync_status=SyncStatus.PENDING)
+    return users.repo.users_update_many(user_ids=user_ids, sync_status=SyncStatus.PENDING)
 
 
 def users_deactivate(*, user_ids: Iterable[str]) -> int:
     """Admin action: deactivated users' tokens stop working at once."""
-    return repository.users_update_many(user_ids=user_ids, is_active=False)
+    return users.repo.users_update_many(user_ids=user_ids, is_active=False)

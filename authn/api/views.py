@@ -9,8 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import authn
+import users
 from arcana.rest import actor_of, client_of, principal_of, validated
-from authn import services
 from authn.api.serializers import (
     LoginInputSerializer,
     MeUpdateInputSerializer,
@@ -20,15 +21,15 @@ from authn.api.serializers import (
     TokenPairOutputSerializer,
     TokenRefreshOutputSerializer,
 )
+from authn.records import TokenPair
 from authn.throttling import ScopedThrottle
-from users import services as users_services
 from users.api.serializers import UserOutputSerializer, user_json
 
 # Token responses must never be stored by a browser or an intermediary (RFC 6749 §5.1).
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def token_pair_json(pair: services.TokenPair) -> dict[str, Any]:
+def token_pair_json(pair: TokenPair) -> dict[str, Any]:
     return {"access": pair.access, "refresh": pair.refresh, "user": user_json(pair.user)}
 
 
@@ -47,7 +48,7 @@ class RegisterView(PublicView):
 
     @extend_schema(request=RegisterInputSerializer, responses={201: TokenPairOutputSerializer})
     def post(self, request: Request) -> Response:
-        pair = services.auth_register(**validated(RegisterInputSerializer, request.data))
+        pair = authn.service.auth_register(**validated(RegisterInputSerializer, request.data))
         return Response(token_pair_json(pair), status=status.HTTP_201_CREATED, headers=NO_STORE)
 
 
@@ -58,7 +59,7 @@ class LoginView(PublicView):
     @extend_schema(request=LoginInputSerializer, responses={200: TokenPairOutputSerializer})
     def post(self, request: Request) -> Response:
         data = validated(LoginInputSerializer, request.data)
-        pair = services.auth_login(client=client_of(request), **data)
+        pair = authn.service.auth_login(client=client_of(request), **data)
         return Response(token_pair_json(pair), headers=NO_STORE)
 
 
@@ -68,7 +69,7 @@ class RefreshView(PublicView):
 
     @extend_schema(request=RefreshInputSerializer, responses={200: TokenRefreshOutputSerializer})
     def post(self, request: Request) -> Response:
-        pair = services.auth_refresh(**validated(RefreshInputSerializer, request.data))
+        pair = authn.service.auth_refresh(**validated(RefreshInputSerializer, request.data))
         return Response({"access": pair.access, "refresh": pair.refresh}, headers=NO_STORE)
 
 
@@ -76,14 +77,14 @@ class LogoutView(APIView):
     @extend_schema(request=RefreshInputSerializer, responses={204: None})
     def post(self, request: Request) -> Response:
         data = validated(RefreshInputSerializer, request.data)
-        services.auth_logout(actor=actor_of(request), **data)
+        authn.service.auth_logout(actor=actor_of(request), **data)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class LogoutAllView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
-        services.auth_logout_all(actor=actor_of(request))
+        authn.service.auth_logout_all(actor=actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -97,7 +98,7 @@ class MeView(APIView):
     def patch(self, request: Request) -> Response:
         actor = actor_of(request)
         data = validated(MeUpdateInputSerializer, request.data)
-        user = users_services.user_update(
+        user = users.service.user_update(
             actor=actor, user_id=actor.id, client=client_of(request), **data
         )
         return Response(user_json(user))
@@ -108,7 +109,7 @@ class PasswordChangeView(APIView):
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
         data = validated(PasswordChangeInputSerializer, request.data)
-        services.password_change(
+        authn.service.password_change(
             actor=principal.actor,
             client=client_of(request),
             session_id=principal.session_id,

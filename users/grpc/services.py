@@ -12,11 +12,11 @@ from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
+import users
 from arcana.grpc.compat import message_to_dict
 from arcana.grpc.interceptors import authenticated, client_address
 from arcana.rest import validated
 from protos.arcana.v1 import users_pb2
-from users import services
 from users.api.serializers import (
     UserCreateInputSerializer,
     UserListQuerySerializer,
@@ -63,14 +63,14 @@ class UserService(Service):
     def GetUser(
         self, request: users_pb2.GetUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
-        user = services.user_get(actor=authenticated().actor, user_id=request.id)
+        user = users.service.user_get(actor=authenticated().actor, user_id=request.id)
         return user_message(user)
 
     def ListUsers(
         self, request: users_pb2.ListUsersRequest, context: grpc.ServicerContext
     ) -> users_pb2.ListUsersResponse:
         query = validated(UserListQuerySerializer, request_data(request))
-        page = services.user_list(actor=authenticated().actor, **query)
+        page = users.service.user_list(actor=authenticated().actor, **query)
         return users_pb2.ListUsersResponse(
             users=[user_message(user) for user in page.users],
             total=page.total,
@@ -82,13 +82,13 @@ class UserService(Service):
         self, request: users_pb2.CreateUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         data = validated(UserCreateInputSerializer, request_data(request))
-        return user_message(services.user_create_by(actor=authenticated().actor, **data))
+        return user_message(users.service.user_create_by(actor=authenticated().actor, **data))
 
     def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         data = validated(UserUpdateInputSerializer, request_data(request, exclude=("id",)))
-        user = services.user_update(
+        user = users.service.user_update(
             actor=authenticated().actor, user_id=request.id, client=client_address(context), **data
         )
         return user_message(user)
@@ -96,5 +96,5 @@ class UserService(Service):
     def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
-        services.user_delete(actor=authenticated().actor, user_id=request.id)
+        users.service.user_delete(actor=authenticated().actor, user_id=request.id)
         return empty_pb2.Empty()
