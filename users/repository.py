@@ -198,11 +198,11 @@ def user_insert(
         with transaction.atomic():
             user.save(force_insert=True)
             _set_roles(user, roles)
+            return _fresh(user.pk)
     except IntegrityError as exc:
         if _is_email_conflict(exc):
             raise EmailTaken() from None
         raise
-    return _fresh(user.pk)
 
 
 def user_update_fields(
@@ -246,7 +246,9 @@ def user_update_fields(
             _set_roles(user, roles)
             if not fields:
                 user.save(update_fields=["updated_at"])
-    return _fresh(pk)
+        # Read under the row lock, before the commit: the answer is this
+        # change, whole, not a concurrent one that commits right after it.
+        return _fresh(pk)
 
 
 def user_set_password_hash(
