@@ -5,6 +5,12 @@ ends here, in :func:`authn.services.credentials_verify`: the email is
 normalised (trimmed, case-insensitive) as the API does, and failures count
 towards the same lockout, so twenty guesses at the admin page lock that
 client out of the account on the API too, and the other way round.
+
+The one place where authn touches users' models and repository: Django's
+authentication backend contract is to return a user *model* (``login()``
+stores its pk and password hash in the session, the admin reads its
+permissions), which no record can stand in for. Everything else in authn
+reaches users through ``users.services`` and gets records.
 """
 
 from typing import Any
@@ -13,9 +19,9 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
+import authn
 from arcana.core.exceptions import Throttled
 from arcana.core.rest import client_of
-from authn import services
 from authn.errors import InvalidCredentials
 from users import repository as users_repository
 from users.models import User
@@ -38,7 +44,7 @@ class CredentialsBackend(ModelBackend):
             return None
         client = client_of(request) if request is not None else UNKNOWN_CLIENT
         try:
-            record = services.credentials_verify(email=email, password=password, client=client)
+            record = authn.service.credentials_verify(email=email, password=password, client=client)
         except Throttled as exc:
             if request is not None:
                 setattr(request, REFUSAL_ATTRIBUTE, exc)
@@ -46,4 +52,6 @@ class CredentialsBackend(ModelBackend):
             raise PermissionDenied(exc.message) from None
         except InvalidCredentials:
             return None
-        return users_repository.user_get_model(user_id=record.id)
+        # A model, as Django's backend contract demands (see the module docstring);
+        # the credentials were checked by the service, on records, above.
+        return users_repository.user_model_for_login(user_id=record.id)

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from authn import services
+import authn
 from users.signals import password_changed
 
 
@@ -13,4 +13,4 @@ def end_sessions_after_password_change(
     sender: type, *, user_id: str, keep_session: str | None = None, **kwargs: Any
 ) -> None:
     """A new password ends every other session of the user, whichever path set it."""
-    services.user_sessions_end(user_id=user_id, keep_session=keep_session)
+    authn.service.user_sessions_end(user_id=user_id, keep_session=keep_session)

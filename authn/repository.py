@@ -1,5 +1,8 @@
 """Refresh-token bookkeeping on simplejwt's token_blacklist tables, and the
-family of each rotated token (authn.models.RefreshTokenLineage)."""
+family of each rotated token (authn.models.RefreshTokenLineage).
+
+Plain values in and out; every function commits on its own (or inside the
+one transaction it opens), so no transaction crosses into the services."""
 
 from collections.abc import Iterable
 from datetime import datetime
@@ -27,6 +30,37 @@ def refresh_token_record(
     )
     if family and family != jti:
         RefreshTokenLineage.objects.create(token_id=jti, family=family)
+
+
+def refresh_token_rotate(
+    *,
+    revoke_jti: str,
+    jti: str,
+    user_id: str,
+    token: str,
+    created_at: datetime,
+    expires_at: datetime,
+    family: str,
+) -> bool:
+    """Revoke one refresh token and record its successor, in one transaction.
+
+    False (and nothing recorded) when the token was already revoked: of
+    several concurrent rotations of one token exactly one wins. A failure
+    recording the successor rolls the revocation back, so the old token still
+    works and the rotation can be retried.
+    """
+    with transaction.atomic():
+        if not refresh_token_revoke(jti=revoke_jti):
+            return False
+        refresh_token_record(
+            jti=jti,
+            user_id=user_id,
+            token=token,
+            created_at=created_at,
+            expires_at=expires_at,
+            family=family,
+        )
+    return True
 
 
 def refresh_token_revoke(*, jti: str) -> bool:

@@ -4,52 +4,38 @@ Tokens are simplejwt's; these functions add the rules around them: the user
 must exist and be active at every step, roles always come from the database,
 and a refresh token works exactly once. A refresh token presented again after
 it was rotated or logged out ends its whole family (RFC 9700 §4.14.2).
+
+No function here holds a transaction: each repository call (authn's, and
+users' behind ``users.service``) commits on its own. Work of two steps is
+ordered so that a failure between them leaves a safe state and the whole can
+be retried; each such place says which state.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-
-from django.contrib.auth.hashers import make_password
-from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+import authn
+import users
 from arcana.core import lockout
 from arcana.core.exceptions import InvalidInput
 from arcana.core.ratelimit import rate_limit
-from authn import repository
 from authn.errors import InvalidCredentials, TokenInvalid
+from authn.records import Authenticated as Authenticated  # re-exported: callers found it here
+from authn.records import TokenPair as TokenPair
 from authn.tokens import ArcanaRefreshToken, RefreshTokenReused, access_claims
-from users import repository as users_repository
-from users import services as users_services
 from users.errors import UserNotFound
-from users.models import normalize_email
+from users.normal import normalize_email
 from users.records import Actor, UserRecord
 
 
-@dataclass(frozen=True, slots=True)
-class TokenPair:
-    access: str
-    refresh: str
-    user: UserRecord
+def _pair(refresh: ArcanaRefreshToken, user: UserRecord) -> TokenPair:
+    return TokenPair(access=str(refresh.access_token), refresh=str(refresh), user=user)
 
 
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """The outcome of checking an access token: the user as the database has it."""
-
-    user: UserRecord
-    session_id: str | None
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(id=self.user.id, roles=self.user.roles, is_superuser=self.user.is_superuser)
-
-
-def token_pair_issue(*, user: UserRecord, family: str | None = None) -> TokenPair:
-    """A new pair; ``family`` is the rotated token's, none for a new session."""
-    refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles, family=family)
-    repository.refresh_token_record(
+def token_pair_issue(*, user: UserRecord) -> TokenPair:
+    """A new pair: a new session, its own family."""
+    refresh = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles)
+    authn.repo.refresh_token_record(
         jti=refresh["jti"],
         user_id=user.id,
         token=str(refresh),
@@ -57,7 +43,7 @@ def token_pair_issue(*, user: UserRecord, family: str | None = None) -> TokenPai
         expires_at=datetime_from_epoch(refresh["exp"]),
         family=refresh.family,
     )
-    return TokenPair(access=str(refresh.access_token), refresh=str(refresh), user=user)
+    return _pair(refresh, user)
 
 
 def _active_user(user_id: str | None) -> UserRecord:
@@ -66,7 +52,7 @@ def _active_user(user_id: str | None) -> UserRecord:
     # One error for a deleted and a deactivated user: a token holder learns
     # nothing about the account behind it.
     try:
-        user = users_repository.user_get(user_id=str(user_id))
+        user = users.service.user_record(user_id=str(user_id))
     except UserNotFound:
         raise TokenInvalid() from None
     if not user.is_active:
@@ -87,9 +73,15 @@ def access_token_authenticate(*, token: str) -> Authenticated:
     return Authenticated(user=_active_user(claims.user_id), session_id=claims.session_id)
 
 
-@transaction.atomic
 def auth_register(*, name: str, email: str, password: str) -> TokenPair:
-    user = users_services.user_create(name=name, email=email, password=password)
+    """Create the user, then their first session: two commits, in this order.
+
+    A failure between them (the token store down) leaves a user without a
+    session, which is a user like any other: the client can log in with the
+    password it just chose, and a retried registration is a 409 (the address
+    is taken, by them). The reverse order could leave tokens of no user.
+    """
+    user = users.service.user_create(name=name, email=email, password=password)
     return token_pair_issue(user=user)
 
 
@@ -99,28 +91,24 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
     switching doors.
 
     Unknown email, wrong password and inactive account look the same to the
-    caller: same error, and a password hash is computed in every case so the
-    timing does not tell them apart either. Failures count towards the lockout
+    caller: same error, and the same time (``users.services.user_authenticate``
+    computes a password hash in every case). Failures count towards the lockout
     of (account, client address) and the account-wide ceiling
     (``arcana.core.lockout``); a lock refuses even the right password.
     """
     account = normalize_email(email)
     lockout.lock_check(account=account, client=client)
-    user = users_repository.user_find_by_email(email=account)
+    user = users.service.user_authenticate(email=account, password=password)
     if user is None:
-        make_password(password)
-        lockout.failure_record(account=account, client=client)
-        raise InvalidCredentials()
-    if not user.check_password(password) or not user.is_active:
         lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
     lockout.failures_clear(account=account, client=client)
-    return users_repository.user_get(user_id=str(user.pk))
+    return user
 
 
 def auth_login(*, email: str, password: str, client: str) -> TokenPair:
     user = credentials_verify(email=email, password=password, client=client)
-    users_repository.user_login_record(user_id=user.id)
+    users.service.user_login_record(user_id=user.id)
     return token_pair_issue(user=user)
 
 
@@ -128,7 +116,7 @@ def _reused(family: str) -> TokenInvalid:
     """A dead refresh token came back: it leaked, or its client is broken.
     Either way nothing descended from it may live on (RFC 9700 §4.14.2).
     Callers raise the answer outside any transaction, so the revocation stays."""
-    repository.refresh_token_family_revoke(family=family)
+    authn.repo.refresh_token_family_revoke(family=family)
     return TokenInvalid("Token is blacklisted.")
 
 
@@ -146,10 +134,23 @@ def auth_refresh(*, refresh: str) -> TokenPair:
     current roles is issued. Of several uses of one token the unique blacklist
     insert lets exactly one rotate; the others are reuse, and end the family."""
     token = _parse_refresh(refresh)
-    with transaction.atomic():
-        user = _active_user(token.get("sub"))
-        if repository.refresh_token_revoke(jti=token["jti"]):
-            return token_pair_issue(user=user, family=token.family)
+    user = _active_user(token.get("sub"))
+    new = ArcanaRefreshToken.issue(user_id=user.id, roles=user.roles, family=token.family)
+    # One repository transaction revokes the old token and records the new one:
+    # a failure in it leaves the old token live, so the client may retry.
+    rotated = authn.repo.refresh_token_rotate(
+        revoke_jti=token["jti"],
+        jti=new["jti"],
+        user_id=user.id,
+        token=str(new),
+        created_at=new.current_time,
+        expires_at=datetime_from_epoch(new["exp"]),
+        family=new.family,
+    )
+    if rotated:
+        return _pair(new, user)
+    # Lost the revocation: reuse. Its revocation commits on its own, so it
+    # stays when the caller answers 401.
     raise _reused(token.family)
 
 
@@ -159,16 +160,7 @@ def auth_logout(*, actor: Actor, refresh: str) -> None:
     token = _parse_refresh(refresh)
     if str(token.get("sub")) != actor.id:
         raise TokenInvalid("Token does not belong to the authenticated user.")
-    repository.refresh_token_family_revoke(family=token.family)
-
-
-def logins_unlock(*, emails: Iterable[str]) -> int:
-    """Operators: lift the login lockout of these accounts, from every address."""
-    count = 0
-    for email in emails:
-        lockout.unlock(account=normalize_email(email))
-        count += 1
-    return count
+    authn.repo.refresh_token_family_revoke(family=token.family)
 
 
 def auth_logout_all(*, actor: Actor) -> int:
@@ -178,10 +170,9 @@ def auth_logout_all(*, actor: Actor) -> int:
 def user_sessions_end(*, user_id: str, keep_session: str | None = None) -> int:
     """End every session (refresh token) of a user but the one ``keep_session``
     (a refresh-token jti) belongs to; returns how many tokens died."""
-    return repository.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
+    return authn.repo.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
 
 
-@transaction.atomic
 def password_change(
     *,
     actor: Actor,
@@ -190,26 +181,36 @@ def password_change(
     new_password: str,
     session_id: str | None = None,
 ) -> None:
-    """Needs the current password. Every other session of the user ends when
-    the change commits (users.signals.password_changed, authn.receivers); the
+    """Needs the current password. Every other session of the user ends; the
     caller's own, ``session_id``, survives.
+
+    Two commits, in this order: end the other sessions, then store the new
+    hash. A failure between them leaves the old password working and the
+    other sessions ended, which is safe (the caller's session lives on) and
+    safe to retry. The reverse order could leave a new password with the old
+    sessions alive. Storing the hash also announces the change
+    (users.signals.password_changed), which ends any session that a login with
+    the old password opened in between.
 
     Limited per user and per client address (``THROTTLE_RATES["password"]``),
     and a wrong current password counts like a failed login: a stolen access
     token cannot be used to guess the password.
     """
     rate_limit(scope="password", idents=[f"user:{actor.id}", f"client:{client}"])
-    user = users_repository.user_get_model(user_id=actor.id, for_update=True)
+    user = users.service.user_record(user_id=actor.id)
     lockout.lock_check(account=user.email, client=client)
-    if not user.check_password(current_password):
+    if not users.service.user_password_matches(user_id=user.id, password=current_password):
         lockout.failure_record(account=user.email, client=client)
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     lockout.failures_clear(account=user.email, client=client)
     if current_password == new_password:
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
     try:
-        users_services.user_set_password(
-            user_id=actor.id, password=new_password, keep_session=session_id
+        # Before any session ends: a password the policy refuses changes nothing.
+        users.service.password_check(password=new_password, name=user.name, email=user.email)
+        user_sessions_end(user_id=user.id, keep_session=session_id)
+        users.service.user_set_password(
+            user_id=user.id, password=new_password, keep_session=session_id
         )
     except InvalidInput as exc:
         raise InvalidInput({"new_password": exc.errors.get("password", [])}) from None

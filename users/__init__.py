@@ -1,0 +1,47 @@
+"""The users app.
+
+Its two boundaries are attributes of this package, each typed by a Protocol
+of ``users.interfaces`` and chosen once per process (``arcana.core.delegation``):
+
+- ``users.service`` (``UserServiceInterface``): what controllers, the admin's
+  actions and other apps (authn) call;
+- ``users.repo`` (``UserRepositoryInterface``): what ``users.services`` calls.
+
+In monolithic mode they are the modules ``users.services`` and
+``users.repository`` themselves. Look them up at call time
+(``users.service.user_get(...)``); do not bind them at import.
+"""
+
+from typing import TYPE_CHECKING
+
+from arcana.core.delegation import Boundaries
+
+if TYPE_CHECKING:
+    from users.interfaces import UserRepositoryInterface, UserServiceInterface
+
+    service: UserServiceInterface
+    repo: UserRepositoryInterface
+
+
+def _local_service() -> "UserServiceInterface":
+    from users import services
+
+    return services  # mypy checks here that the module satisfies the Protocol
+
+
+def _local_repo() -> "UserRepositoryInterface":
+    from users import repository
+
+    return repository  # and here
+
+
+_boundaries = Boundaries(globals(), "users", {"service": _local_service, "repo": _local_repo})
+
+
+def bind() -> None:
+    """Called by ``UsersConfig.ready``."""
+    _boundaries.bind()
+
+
+def __getattr__(name: str) -> object:
+    return _boundaries.resolve(name)

@@ -17,8 +17,8 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+import users
 from arcana.core import lockout
-from users import services
 from users.models import (
     Role,
     Roles,
@@ -116,12 +116,12 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
 
     @admin.action(description="Mark selected users as pending sync")
     def mark_pending_sync(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = services.users_mark_pending_sync(user_ids=_ids(queryset))
+        count = users.service.users_mark_pending_sync(user_ids=_ids(queryset))
         self.message_user(request, f"{count} user(s) marked pending sync.", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected users")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = services.users_deactivate(user_ids=_ids(queryset))
+        count = users.service.users_deactivate(user_ids=_ids(queryset))
         self.message_user(request, f"{count} user(s) deactivated.", messages.SUCCESS)
 
     @admin.action(description="Unlock login for selected users (lift failed-login lockouts)")

@@ -6,5 +6,8 @@ class UsersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Connects the cache-invalidation receivers.
-        from users import repository  # noqa: F401
+        import users
+        from users import signals
+
+        signals.connect_receivers()
+        users.bind()  # users.service and users.repo, chosen once

@@ -1,13 +1,15 @@
-"""Plain, frozen records that cross the service boundary.
+"""Plain, frozen records that cross the users app's boundaries.
 
 They hold only primitives (and datetimes) so they pickle into the cache and
-serialise onto any transport; the model never leaves the repository layer.
+serialise onto any transport; the model never leaves the repository layer
+(``users.repository`` is the one place that turns a model into a record).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypedDict
 
-from users.models import Roles, User
+from users.models import Roles
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,20 +29,30 @@ class UserRecord:
     def is_admin(self) -> bool:
         return Roles.ADMIN in self.roles
 
-    @classmethod
-    def from_model(cls, user: User) -> "UserRecord":
-        """The one model -> record converter (expects roles prefetched)."""
-        return cls(
-            id=str(user.id),
-            name=user.name,
-            email=user.email,
-            roles=tuple(user.role_names),
-            sync_status=user.sync_status,
-            is_active=user.is_active,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
-            is_superuser=user.is_superuser,
-        )
+
+@dataclass(frozen=True, slots=True)
+class UserCredentials:
+    """A user with their password hash, for the service that checks a password.
+
+    Crosses the service <-> repository boundary only: services hand callers the
+    ``user`` alone, so no hash reaches a controller, a client or a log line
+    (hence no ``repr`` of it either).
+    """
+
+    user: UserRecord
+    password_hash: str = field(repr=False)
+
+
+class UserChanges(TypedDict, total=False):
+    """The plain fields of a user a service may change (roles go apart).
+
+    A key that is present is a value to store; an absent key is left as is.
+    """
+
+    name: str
+    email: str
+    is_active: bool
+    sync_status: str
 
 
 @dataclass(frozen=True, slots=True)

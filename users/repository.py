@@ -1,8 +1,16 @@
-"""Data access for users: query shape, caching and integrity errors.
+"""Data access for users: query shape, caching, transactions and integrity errors.
+
+Every function states an intent (``user_update_fields``, ``user_credentials``)
+and takes and returns plain values and frozen records: no model, queryset,
+lock or open transaction leaves this module, so a service never holds a lock
+across a call and the layered deployment can put a gRPC hop in front of it.
+Each write owns its transaction and its row locks, and the rules that need a
+lock to be decided (the last active admin) are decided here, inside them.
 
 Point reads are cache-aside. Every write of a user (through these functions,
-the model's ``save``/``delete``, the admin, or a role change) invalidates that
-user's entry, both at once and again when the transaction commits.
+the model's ``save``/``delete``, the admin, or a role change: the receivers in
+``users.signals``) invalidates that user's entry, both at once and again when
+the transaction commits.
 
 Invalidation writes a short-lived tombstone rather than deleting the key, and
 a reader fills the cache with ``add`` (only if absent). A reader that loaded
@@ -11,24 +19,26 @@ stale record outlives the write.
 """
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save
-from django.dispatch import receiver
 from django.utils import timezone
 
-from users.errors import EmailTaken, UserNotFound
-from users.models import Role, Roles, User, UserQuerySet, normalize_email
-from users.records import UserPage, UserRecord
+from users.errors import EmailTaken, LastAdmin, UserNotFound
+from users.models import Role, Roles, User, UserQuerySet
+from users.normal import normalize_email, parse_user_id
+from users.records import UserChanges, UserCredentials, UserPage, UserRecord
+from users.signals import password_changed
 
 # v2: records carry is_superuser (a v1 record would not unpickle into them).
 CACHE_KEY = "users:v2:{}"
 TOMBSTONE = "__invalidated__"
 TOMBSTONE_SECONDS = 5
+
+CHANGEABLE_FIELDS = frozenset(UserChanges.__annotations__)
 
 
 def _key(user_id: str) -> str:
@@ -39,12 +49,19 @@ def _users() -> UserQuerySet:
     return User.objects.get_queryset()
 
 
-def parse_user_id(user_id: str) -> uuid.UUID:
-    """A malformed id names no user: it is a miss, not a validation error."""
-    try:
-        return uuid.UUID(str(user_id))
-    except (ValueError, AttributeError, TypeError):
-        raise UserNotFound() from None
+def _record(user: User) -> UserRecord:
+    """The one model -> record converter (expects roles prefetched)."""
+    return UserRecord(
+        id=str(user.id),
+        name=user.name,
+        email=user.email,
+        roles=tuple(user.role_names),
+        sync_status=user.sync_status,
+        is_active=user.is_active,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+        is_superuser=user.is_superuser,
+    )
 
 
 # --- cache ----------------------------------------------------------------------
@@ -58,24 +75,6 @@ def invalidate(user_ids: Iterable[str]) -> None:
     transaction.on_commit(lambda: cache.set_many(keys, timeout=TOMBSTONE_SECONDS))
 
 
-@receiver(post_save, sender=User, dispatch_uid="users.repository.saved")
-@receiver(post_delete, sender=User, dispatch_uid="users.repository.deleted")
-def _user_changed(sender: type[User], instance: User, **kwargs: Any) -> None:
-    invalidate([str(instance.pk)])
-
-
-@receiver(m2m_changed, sender=User.roles.through, dispatch_uid="users.repository.roles")
-def _roles_changed(
-    sender: type, instance: User | Role, action: str, pk_set: set[Any] | None, **kwargs: Any
-) -> None:
-    if not action.startswith("post_"):
-        return
-    if isinstance(instance, User):
-        invalidate([str(instance.pk)])
-    elif pk_set:  # changed from the role's side: every user named
-        invalidate(str(pk) for pk in pk_set)
-
-
 # --- reads ----------------------------------------------------------------------
 
 
@@ -83,47 +82,42 @@ def user_get(*, user_id: str) -> UserRecord:
     """One user by id, from the cache when possible."""
     pk = parse_user_id(user_id)
     if not settings.USER_CACHE:
-        return user_reload(user_id=str(pk))
+        return _fresh(pk)
     key = _key(str(pk))
     cached = cache.get(key)
     if isinstance(cached, UserRecord):
         return cached
-    try:
-        record = UserRecord.from_model(_users().with_roles().get(pk=pk))
-    except User.DoesNotExist:
-        raise UserNotFound() from None
+    record = _fresh(pk)
     if cached is None:  # a tombstone means a write is in flight: do not refill
         cache.add(key, record, timeout=settings.USER_CACHE_TIMEOUT)
     return record
 
 
-def user_get_model(*, user_id: str, for_update: bool = False) -> User:
-    """The model itself, for a service about to change it (never cached)."""
-    pk = parse_user_id(user_id)
-    queryset = _users().select_for_update() if for_update else _users()
+def _fresh(pk: uuid.UUID) -> UserRecord:
+    """From the database, bypassing the cache (also used right after writes)."""
     try:
-        return queryset.get(pk=pk)
+        return _record(_users().with_roles().get(pk=pk))
     except User.DoesNotExist:
         raise UserNotFound() from None
 
 
-def user_find_by_email(*, email: str) -> User | None:
-    """The model with its password hash, for authentication."""
-    return _users().by_email(email).first()
+def user_credentials(*, email: str) -> UserCredentials | None:
+    """The user with this address and their password hash, for the service
+    that checks a password at login (never cached: the hash stays in the
+    database and in the one call that needs it)."""
+    user = _users().by_email(email).with_roles().first()
+    if user is None:
+        return None
+    return UserCredentials(user=_record(user), password_hash=user.password)
 
 
-def admins_active_other_than(*, user_id: str) -> int:
-    """How many other active users hold the admin role. Their rows are locked
-    (in the caller's transaction), so two admins demoting themselves at once
-    cannot both see the other one and leave nobody."""
-    others = (
-        _users()
-        .active()
-        .filter(roles__name=Roles.ADMIN)
-        .exclude(pk=parse_user_id(user_id))
-        .select_for_update()
-    )
-    return len(others.values_list("pk", flat=True))
+def user_password_hash(*, user_id: str) -> str:
+    """The stored password hash of a user, for the service that checks a
+    current password before a sensitive change."""
+    found = _users().filter(pk=parse_user_id(user_id)).values_list("password", flat=True).first()
+    if found is None:
+        raise UserNotFound()
+    return found
 
 
 def user_list(*, page: int, size: int, sync_status: str | None, search: str | None) -> UserPage:
@@ -141,7 +135,7 @@ def user_list(*, page: int, size: int, sync_status: str | None, search: str | No
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         total = queryset.count()
         rows = queryset.with_roles().order_by("created_at", "id")[page * size : (page + 1) * size]
-        users = [UserRecord.from_model(user) for user in rows]
+        users = [_record(user) for user in rows]
     return UserPage(users=users, page=page, size=size, total=total)
 
 
@@ -154,55 +148,136 @@ def _is_email_conflict(exc: IntegrityError) -> bool:
     return "email" in str(exc).lower()
 
 
+def _set_roles(user: User, roles: Iterable[str]) -> None:
+    user.roles.set(Role.objects.filter(name__in=set(roles)))
+
+
+def _lock_admin_changes() -> None:
+    """Serialise every change of roles or activation (and every deletion) on
+    one row: the ``admin`` role's. Deciding "would this leave no active admin"
+    needs the other admins to hold still; locking their rows instead would
+    deadlock two admins demoting themselves at once (each holding its own row,
+    each waiting for the other's), and InnoDB answers a deadlock by failing one
+    of them with an error instead of a rule. Always taken before a user row."""
+    list(Role.objects.select_for_update().filter(name=Roles.ADMIN).values_list("name", flat=True))
+
+
+def _locked(pk: uuid.UUID) -> User:
+    try:
+        return _users().select_for_update().get(pk=pk)
+    except User.DoesNotExist:
+        raise UserNotFound() from None
+
+
+def _refuse_last_admin(user: User, *, stays_active: bool, stays_admin: bool) -> None:
+    """Refuse a change that would leave no active admin: nobody would be left
+    to manage users through the API. Runs under ``_lock_admin_changes``, in
+    the transaction that makes the change, so two such changes cannot both
+    count on the other admin."""
+    was = user.is_active and Roles.ADMIN in user.role_names
+    if not was or (stays_active and stays_admin):
+        return
+    others = _users().filter(is_active=True, roles__name=Roles.ADMIN).exclude(pk=user.pk)
+    if not others.exists():
+        raise LastAdmin()
+
+
 def user_insert(
-    *, name: str, email: str, password: str, roles: Iterable[str], sync_status: str | None = None
+    *,
+    name: str,
+    email: str,
+    password_hash: str,
+    roles: Iterable[str],
+    sync_status: str | None = None,
 ) -> UserRecord:
-    user = User(name=name, email=normalize_email(email))
+    """A new user with these roles (one transaction: never a user without them)."""
+    user = User(name=name, email=normalize_email(email), password=password_hash)
     if sync_status:
         user.sync_status = sync_status
-    user.set_password(password)
     try:
         with transaction.atomic():
             user.save(force_insert=True)
+            _set_roles(user, roles)
+            return _fresh(user.pk)
     except IntegrityError as exc:
         if _is_email_conflict(exc):
             raise EmailTaken() from None
         raise
-    user.roles.set(Role.objects.filter(name__in=set(roles)))
-    return user_reload(user_id=str(user.pk))
 
 
-def user_save(*, user: User, fields: list[str], roles: Iterable[str] | None = None) -> UserRecord:
-    """Persist the named fields (and roles, when given) of a loaded user."""
-    if fields:
-        try:
-            with transaction.atomic():
-                user.save(update_fields=[*fields, "updated_at"])
-        except IntegrityError as exc:
-            if _is_email_conflict(exc):
-                raise EmailTaken() from None
-            raise
-    if roles is not None:
-        user.roles.set(Role.objects.filter(name__in=set(roles)))
-        if not fields:
-            user.save(update_fields=["updated_at"])
-    return user_reload(user_id=str(user.pk))
+def user_update_fields(
+    *, user_id: str, changes: UserChanges, roles: Sequence[str] | None = None
+) -> UserRecord:
+    """Store ``changes`` (and exactly ``roles``, when given) in one transaction.
+
+    Fields already holding the value are left alone; with nothing to change
+    this is a read. A change that would leave no active admin is refused with
+    ``LastAdmin``, decided under the lock this transaction holds.
+    """
+    unknown = set(changes) - CHANGEABLE_FIELDS
+    if unknown:
+        raise ValueError(f"Not a changeable user field: {', '.join(sorted(unknown))}")
+    pk = parse_user_id(user_id)
+    guarded = roles is not None or "is_active" in changes
+    with transaction.atomic():
+        if guarded:
+            _lock_admin_changes()
+        user = _locked(pk)
+        fields = [name for name, value in changes.items() if getattr(user, name) != value]
+        if guarded:
+            _refuse_last_admin(
+                user,
+                stays_active=changes.get("is_active", user.is_active),
+                stays_admin=Roles.ADMIN in roles if roles is not None else True,
+            )
+        if not fields and roles is None:
+            return _fresh(pk)
+        for name in fields:
+            setattr(user, name, changes[name])  # type: ignore[literal-required]
+        if fields:
+            try:
+                with transaction.atomic():
+                    user.save(update_fields=[*fields, "updated_at"])
+            except IntegrityError as exc:
+                if _is_email_conflict(exc):
+                    raise EmailTaken() from None
+                raise
+        if roles is not None:
+            _set_roles(user, roles)
+            if not fields:
+                user.save(update_fields=["updated_at"])
+        # Read under the row lock, before the commit: the answer is this
+        # change, whole, not a concurrent one that commits right after it.
+        return _fresh(pk)
 
 
-def user_password_save(*, user: User, keep_session: str | None = None) -> None:
-    """Store the password ``user.set_password`` has just set. Once it commits
-    the model sends ``users.signals.password_changed``, which ends the user's
-    sessions but ``keep_session`` (a refresh-token jti): the caller's own."""
-    user.keep_session = keep_session
-    user.save(update_fields=["password", "updated_at"])
+def user_set_password_hash(
+    *, user_id: str, password_hash: str, keep_session: str | None = None
+) -> None:
+    """Store a new password hash. Once it commits, ``users.signals.password_changed``
+    goes out (as ``User.save`` sends it for the admin's and the shell's
+    changes), and authn ends every session of the user but ``keep_session``
+    (a refresh-token jti: the caller's own)."""
+    pk = parse_user_id(user_id)
+    with transaction.atomic():
+        if not _users().filter(pk=pk).update(password=password_hash, updated_at=timezone.now()):
+            raise UserNotFound()
+        invalidate([str(pk)])  # ``update`` sends no signal; the record's updated_at moved
+        transaction.on_commit(
+            lambda: password_changed.send(sender=User, user_id=str(pk), keep_session=keep_session)
+        )
 
 
-def user_reload(*, user_id: str) -> UserRecord:
-    """Fresh from the database, bypassing the cache (used right after writes)."""
-    try:
-        return UserRecord.from_model(_users().with_roles().get(pk=parse_user_id(user_id)))
-    except User.DoesNotExist:
-        raise UserNotFound() from None
+def user_password_hash_upgrade(*, user_id: str, old_hash: str, new_hash: str) -> bool:
+    """Replace ``old_hash`` by a stronger hash of the same password (Django's
+    upgrade on a successful login): no password change, so no session ends.
+
+    Compare-and-set in one statement: if the password changed since
+    ``old_hash`` was read, the new password stays, and the old one is not
+    brought back by its own upgrade. True when the upgrade was stored.
+    """
+    upgraded = _users().filter(pk=parse_user_id(user_id), password=old_hash)
+    return bool(upgraded.update(password=new_hash))
 
 
 def user_login_record(*, user_id: str) -> None:
@@ -212,16 +287,37 @@ def user_login_record(*, user_id: str) -> None:
 
 
 def user_delete(*, user_id: str) -> None:
-    deleted, _ = _users().filter(pk=parse_user_id(user_id)).delete()
-    if not deleted:
-        raise UserNotFound()
-    invalidate([user_id])
+    """Delete a user; refused (``LastAdmin``) for the last active admin."""
+    pk = parse_user_id(user_id)
+    with transaction.atomic():
+        _lock_admin_changes()
+        _refuse_last_admin(_locked(pk), stays_active=False, stays_admin=False)
+        _users().filter(pk=pk).delete()
+    invalidate([str(pk)])
 
 
-def users_update_many(*, user_ids: Iterable[str], **values: Any) -> int:
-    """Bulk update (admin actions); ``QuerySet.update`` sends no signals, so
-    invalidate here."""
+def users_update_many(
+    *, user_ids: Iterable[str], sync_status: str | None = None, is_active: bool | None = None
+) -> int:
+    """Bulk update (the admin's actions, which are not held to the last-admin
+    rule: the admin site is the operators' way back in). ``QuerySet.update``
+    sends no signals, so invalidate here."""
+    values: dict[str, Any] = {}
+    if sync_status is not None:
+        values["sync_status"] = sync_status
+    if is_active is not None:
+        values["is_active"] = is_active
     ids = [str(parse_user_id(user_id)) for user_id in user_ids]
     count = _users().filter(pk__in=ids).update(**values, updated_at=timezone.now())
     invalidate(ids)
     return count
+
+
+def user_model_for_login(*, user_id: str) -> User:
+    """The model itself, for ``authn.backends`` alone: Django's ``authenticate()``
+    must hand ``login()`` a model (it stores its pk and password hash in the
+    session). Nothing else may take a model out of this module."""
+    try:
+        return _users().get(pk=parse_user_id(user_id))
+    except User.DoesNotExist:
+        raise UserNotFound() from None

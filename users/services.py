@@ -1,29 +1,36 @@
 """Business rules for users: who may see and change whom, and how.
 
 Every function is keyword-only, takes primitives (plus the ``Actor`` asking),
-and returns frozen records, so REST, gRPC and the admin share one set of rules.
+and returns frozen records or primitives, so REST, gRPC, the admin and authn
+share one set of rules. None opens a transaction or holds a lock: each
+repository call owns its own, and a rule that needs a lock to be decided (the
+last active admin) is decided by the repository inside it. Passwords are
+hashed and checked here; the hash goes to and comes from the repository and
+no further.
 """
 
 from collections.abc import Iterable, Sequence
 
 from django.contrib.auth import password_validation
+from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 
+import users
 from arcana.core import lockout
 from arcana.core.exceptions import Forbidden, InvalidInput
 from arcana.core.ratelimit import rate_limit
-from users import repository
 from users.errors import LastAdmin, UserNotFound
-from users.models import Roles, SyncStatus, User, normalize_email
-from users.records import Actor, UserPage, UserRecord
+from users.models import Roles, SyncStatus, User
+from users.normal import normalize_email, parse_user_id
+from users.records import Actor, UserChanges, UserPage, UserRecord
 
-ADMIN_ONLY_FIELDS = ("roles", "is_active", "sync_status")
 MAX_PAGE_SIZE = 100
 
 
 def password_check(*, password: str, name: str = "", email: str = "") -> None:
     """Django's validators (length, common, numeric, similarity) as a domain error."""
+    # An unsaved model, never stored nor passed on: the similarity validator
+    # reads the attributes and their verbose names off a user model instance.
     candidate = User(name=name, email=email)
     try:
         password_validation.validate_password(password, user=candidate)
@@ -53,13 +60,12 @@ def _require_admin(actor: Actor) -> None:
 def _require_access(actor: Actor, user_id: str) -> str:
     """Admins reach everyone; others only themselves. A stranger's id is a 404,
     so ids cannot be probed."""
-    normalised = str(repository.parse_user_id(user_id))
+    normalised = str(parse_user_id(user_id))
     if not actor.may_access(normalised):
         raise UserNotFound()
     return normalised
 
 
-@transaction.atomic
 def user_create(
     *,
     name: str,
@@ -71,10 +77,10 @@ def user_create(
     """Create a user; the email must be free and the password strong."""
     email = normalize_email(email)
     password_check(password=password, name=name, email=email)
-    return repository.user_insert(
+    return users.repo.user_insert(
         name=name,
         email=email,
-        password=password,
+        password_hash=make_password(password),
         roles=_check_roles(roles if roles is not None else [Roles.USER]),
         sync_status=_check_sync_status(sync_status) if sync_status else None,
     )
@@ -94,7 +100,54 @@ def user_create_by(
 
 
 def user_get(*, actor: Actor, user_id: str) -> UserRecord:
-    return repository.user_get(user_id=_require_access(actor, user_id))
+    return users.repo.user_get(user_id=_require_access(actor, user_id))
+
+
+# --- for authn: the only way it reaches users -----------------------------------------
+
+
+def user_record(*, user_id: str) -> UserRecord:
+    """A user by id, with no access rule: for authn, which checks tokens
+    (through the cache, which every write invalidates)."""
+    return users.repo.user_get(user_id=user_id)
+
+
+def user_authenticate(*, email: str, password: str) -> UserRecord | None:
+    """The user these credentials belong to, or None: unknown email, wrong
+    password and inactive account alike, in the same time (a password hash is
+    computed in every case, so the timing does not tell them apart either).
+
+    A correct password stored with an outdated hasher or work factor gets
+    Django's upgrade: the new hash is stored, and no session ends (the
+    password is the same).
+    """
+    credentials = users.repo.user_credentials(email=email)
+    if credentials is None:
+        make_password(password)
+        return None
+    outdated: list[bool] = []
+    matches = check_password(
+        password, credentials.password_hash, setter=lambda _raw: outdated.append(True)
+    )
+    if not matches or not credentials.user.is_active:
+        return None
+    if outdated:
+        users.repo.user_password_hash_upgrade(
+            user_id=credentials.user.id,
+            old_hash=credentials.password_hash,
+            new_hash=make_password(password),
+        )
+    return credentials.user
+
+
+def user_password_matches(*, user_id: str, password: str) -> bool:
+    """Whether ``password`` is the user's current one (before a sensitive change)."""
+    return check_password(password, users.repo.user_password_hash(user_id=user_id))
+
+
+def user_login_record(*, user_id: str) -> None:
+    """Stamp ``last_login`` after a successful login."""
+    users.repo.user_login_record(user_id=user_id)
 
 
 def user_list(
@@ -113,7 +166,7 @@ def user_list(
         errors["size"] = [f"Ensure this value is between 1 and {MAX_PAGE_SIZE}."]
     if errors:
         raise InvalidInput(errors)
-    return repository.user_list(
+    return users.repo.user_list(
         page=page,
         size=size,
         sync_status=_check_sync_status(sync_status) if sync_status else None,
@@ -121,42 +174,41 @@ def user_list(
     )
 
 
-def _require_superuser_to_touch(actor: Actor, target: User, action: str) -> None:
+def _require_superuser_to_touch(actor: Actor, target: UserRecord, action: str) -> None:
     """A superuser is changed (demoted, deactivated, re-emailed) or deleted
     only by another superuser: an API admin cannot take over or lock out the
     operators above them."""
-    if target.is_superuser and not actor.is_superuser and actor.id != str(target.pk):
+    if target.is_superuser and not actor.is_superuser and actor.id != target.id:
         raise Forbidden(f"Only a superuser may {action} a superuser.")
 
 
-def _refuse_last_admin(actor: Actor, target_id: str, action: str) -> None:
-    """The last active admin cannot demote, deactivate or delete themself:
-    nobody would be left to manage users through the API."""
-    is_self = actor.id == target_id and actor.is_admin
-    if is_self and not repository.admins_active_other_than(user_id=target_id):
-        raise LastAdmin(
-            f"You are the last active admin and cannot {action} yourself; "
-            "make another user an admin first."
-        )
+def _last_admin(actor: Actor, target_id: str, action: str) -> LastAdmin:
+    """The repository's refusal, worded for the caller: the last active admin
+    cannot demote, deactivate or delete themself."""
+    if actor.id != target_id:
+        return LastAdmin()
+    return LastAdmin(
+        f"You are the last active admin and cannot {action} yourself; "
+        "make another user an admin first."
+    )
 
 
-def _verify_own_password(*, user: User, current_password: str | None, client: str) -> None:
+def _verify_own_password(*, user: UserRecord, current_password: str | None, client: str) -> None:
     """Changing one's own email needs the current password: a stolen access
     token alone cannot take the account over (or probe which emails exist).
     Limited per user and per client; wrong passwords count like failed logins."""
-    rate_limit(scope="email_change", idents=[f"user:{user.pk}", f"client:{client}"])
+    rate_limit(scope="email_change", idents=[f"user:{user.id}", f"client:{client}"])
     lockout.lock_check(account=user.email, client=client)
     if not current_password:
         raise InvalidInput(
             {"current_password": ["Your current password is required to change your email."]}
         )
-    if not user.check_password(current_password):
+    if not user_password_matches(user_id=user.id, password=current_password):
         lockout.failure_record(account=user.email, client=client)
         raise InvalidInput({"current_password": ["Current password is incorrect."]})
     lockout.failures_clear(account=user.email, client=client)
 
 
-@transaction.atomic
 def user_update(
     *,
     actor: Actor,
@@ -177,62 +229,58 @@ def user_update(
     if not actor.is_admin and any(value is not None for value in admin_fields.values()):
         raise Forbidden("Only admins may change roles, is_active or sync_status.")
 
-    user = repository.user_get_model(user_id=user_id, for_update=True)
+    user = users.repo.user_get(user_id=user_id)
     checked_roles = _check_roles(roles) if roles is not None else None
     new_email = normalize_email(email) if email is not None else None
-    demoted = checked_roles is not None and Roles.ADMIN not in checked_roles
+    demoted = checked_roles is not None and Roles.ADMIN not in checked_roles and user.is_admin
     deactivated = is_active is False and user.is_active
-    if demoted and Roles.ADMIN in user.role_names:
+    if demoted:
         _require_superuser_to_touch(actor, user, "demote")
-        _refuse_last_admin(actor, user_id, "demote")
     if deactivated:
         _require_superuser_to_touch(actor, user, "deactivate")
-        _refuse_last_admin(actor, user_id, "deactivate")
+    changes: UserChanges = {}
     if new_email is not None and new_email != user.email:
         _require_superuser_to_touch(actor, user, "change the email of")
         if actor.id == user_id:
             _verify_own_password(user=user, current_password=current_password, client=client)
-
-    fields: list[str] = []
-    if name is not None and name != user.name:
-        user.name = name
-        fields.append("name")
-    if new_email is not None and new_email != user.email:
-        user.email = new_email
-        fields.append("email")
-    if is_active is not None and is_active != user.is_active:
-        user.is_active = is_active
-        fields.append("is_active")
-    if sync_status is not None and sync_status != user.sync_status:
-        user.sync_status = _check_sync_status(sync_status)
-        fields.append("sync_status")
-    return repository.user_save(user=user, fields=fields, roles=checked_roles)
+        changes["email"] = new_email
+    if name is not None:
+        changes["name"] = name
+    if is_active is not None:
+        changes["is_active"] = is_active
+    if sync_status is not None:
+        changes["sync_status"] = _check_sync_status(sync_status)
+    try:
+        return users.repo.user_update_fields(user_id=user_id, changes=changes, roles=checked_roles)
+    except LastAdmin:
+        raise _last_admin(actor, user_id, "demote" if demoted else "deactivate") from None
 
 
-@transaction.atomic
 def user_delete(*, actor: Actor, user_id: str) -> None:
     _require_admin(actor)
-    target = repository.user_get_model(user_id=user_id, for_update=True)
+    target = users.repo.user_get(user_id=user_id)
     _require_superuser_to_touch(actor, target, "delete")
-    _refuse_last_admin(actor, str(target.pk), "delete")
-    repository.user_delete(user_id=str(target.pk))
+    try:
+        users.repo.user_delete(user_id=target.id)
+    except LastAdmin:
+        raise _last_admin(actor, target.id, "delete") from None
 
 
-@transaction.atomic
 def user_set_password(*, user_id: str, password: str, keep_session: str | None = None) -> None:
     """Set a new password after checking it against the policy. Every session
     of the user ends once it commits, but ``keep_session`` (users.signals)."""
-    user = repository.user_get_model(user_id=user_id, for_update=True)
+    user = users.repo.user_get(user_id=user_id)
     password_check(password=password, name=user.name, email=user.email)
-    user.set_password(password)
-    repository.user_password_save(user=user, keep_session=keep_session)
+    users.repo.user_set_password_hash(
+        user_id=user.id, password_hash=make_password(password), keep_session=keep_session
+    )
 
 
 def users_mark_pending_sync(*, user_ids: Iterable[str]) -> int:
     """Admin action: queue users for the next sync."""
-    return repository.users_update_many(user_ids=user_ids, sync_status=SyncStatus.PENDING)
+    return users.repo.users_update_many(user_ids=user_ids, sync_status=SyncStatus.PENDING)
 
 
 def users_deactivate(*, user_ids: Iterable[str]) -> int:
     """Admin action: deactivated users' tokens stop working at once."""
-    return repository.users_update_many(user_ids=user_ids, is_active=False)
+    return users.repo.users_update_many(user_ids=user_ids, is_active=False)

@@ -9,9 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import authn
+import users
 from arcana.core.rest import actor_of, caller_of, client_of, validated
 from arcana.core.throttling import ScopedThrottle
-from authn import services
 from authn.api.serializers import (
     LoginInputSerializer,
     MeUpdateInputSerializer,
@@ -21,7 +22,7 @@ from authn.api.serializers import (
     TokenPairOutputSerializer,
     TokenRefreshOutputSerializer,
 )
-from users import services as users_services
+from authn.records import Authenticated, TokenPair
 from users.api.serializers import UserOutputSerializer, user_json
 from users.records import Actor
 
@@ -29,7 +30,7 @@ from users.records import Actor
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def token_pair_json(pair: services.TokenPair) -> dict[str, Any]:
+def token_pair_json(pair: TokenPair) -> dict[str, Any]:
     return {"access": pair.access, "refresh": pair.refresh, "user": user_json(pair.user)}
 
 
@@ -48,7 +49,7 @@ class RegisterView(PublicView):
 
     @extend_schema(request=RegisterInputSerializer, responses={201: TokenPairOutputSerializer})
     def post(self, request: Request) -> Response:
-        pair = services.auth_register(**validated(RegisterInputSerializer, request.data))
+        pair = authn.service.auth_register(**validated(RegisterInputSerializer, request.data))
         return Response(token_pair_json(pair), status=status.HTTP_201_CREATED, headers=NO_STORE)
 
 
@@ -59,7 +60,7 @@ class LoginView(PublicView):
     @extend_schema(request=LoginInputSerializer, responses={200: TokenPairOutputSerializer})
     def post(self, request: Request) -> Response:
         data = validated(LoginInputSerializer, request.data)
-        pair = services.auth_login(client=client_of(request), **data)
+        pair = authn.service.auth_login(client=client_of(request), **data)
         return Response(token_pair_json(pair), headers=NO_STORE)
 
 
@@ -69,7 +70,7 @@ class RefreshView(PublicView):
 
     @extend_schema(request=RefreshInputSerializer, responses={200: TokenRefreshOutputSerializer})
     def post(self, request: Request) -> Response:
-        pair = services.auth_refresh(**validated(RefreshInputSerializer, request.data))
+        pair = authn.service.auth_refresh(**validated(RefreshInputSerializer, request.data))
         return Response({"access": pair.access, "refresh": pair.refresh}, headers=NO_STORE)
 
 
@@ -77,14 +78,14 @@ class LogoutView(APIView):
     @extend_schema(request=RefreshInputSerializer, responses={204: None})
     def post(self, request: Request) -> Response:
         data = validated(RefreshInputSerializer, request.data)
-        services.auth_logout(actor=actor_of(request, Actor), **data)
+        authn.service.auth_logout(actor=actor_of(request, Actor), **data)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class LogoutAllView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
-        services.auth_logout_all(actor=actor_of(request, Actor))
+        authn.service.auth_logout_all(actor=actor_of(request, Actor))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -92,13 +93,13 @@ class MeView(APIView):
     @extend_schema(responses={200: UserOutputSerializer})
     def get(self, request: Request) -> Response:
         # The authenticated principal was just loaded fresh: no second read.
-        return Response(user_json(caller_of(request, services.Authenticated).user))
+        return Response(user_json(caller_of(request, Authenticated).user))
 
     @extend_schema(request=MeUpdateInputSerializer, responses={200: UserOutputSerializer})
     def patch(self, request: Request) -> Response:
         actor = actor_of(request, Actor)
         data = validated(MeUpdateInputSerializer, request.data)
-        user = users_services.user_update(
+        user = users.service.user_update(
             actor=actor, user_id=actor.id, client=client_of(request), **data
         )
         return Response(user_json(user))
@@ -107,9 +108,9 @@ class MeView(APIView):
 class PasswordChangeView(APIView):
     @extend_schema(request=PasswordChangeInputSerializer, responses={204: None})
     def post(self, request: Request) -> Response:
-        caller = caller_of(request, services.Authenticated)
+        caller = caller_of(request, Authenticated)
         data = validated(PasswordChangeInputSerializer, request.data)
-        services.password_change(
+        authn.service.password_change(
             actor=caller.actor,
             client=client_of(request),
             session_id=caller.session_id,

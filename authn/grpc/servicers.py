@@ -9,15 +9,16 @@ import grpc
 from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 
+import authn
 from arcana.core.grpc import client_address, current_actor, current_caller
 from arcana.core.rest import validated
-from authn import services
 from authn.api import views
 from authn.api.serializers import (
     LoginInputSerializer,
     RefreshInputSerializer,
     RegisterInputSerializer,
 )
+from authn.records import Authenticated, TokenPair
 from protos.arcana.v1 import auth_pb2, users_pb2
 from users.grpc.servicers import request_data, user_message
 from users.records import Actor
@@ -31,7 +32,7 @@ PUBLIC_METHODS = {
 }
 
 
-def token_pair_message(pair: services.TokenPair) -> auth_pb2.TokenPair:
+def token_pair_message(pair: TokenPair) -> auth_pb2.TokenPair:
     return auth_pb2.TokenPair(
         access=pair.access, refresh=pair.refresh, user=user_message(pair.user)
     )
@@ -44,29 +45,29 @@ class AuthServicer(Service):
         self, request: auth_pb2.RegisterRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenPair:
         data = validated(RegisterInputSerializer, request_data(request))
-        return token_pair_message(services.auth_register(**data))
+        return token_pair_message(authn.service.auth_register(**data))
 
     def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenPair:
         data = validated(LoginInputSerializer, request_data(request))
-        return token_pair_message(services.auth_login(client=client_address(context), **data))
+        return token_pair_message(authn.service.auth_login(client=client_address(context), **data))
 
     def Refresh(
         self, request: auth_pb2.RefreshRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenPair:
         data = validated(RefreshInputSerializer, request_data(request))
-        return token_pair_message(services.auth_refresh(**data))
+        return token_pair_message(authn.service.auth_refresh(**data))
 
     def Logout(
         self, request: auth_pb2.LogoutRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         data = validated(RefreshInputSerializer, request_data(request))
-        services.auth_logout(actor=current_actor(Actor), **data)
+        authn.service.auth_logout(actor=current_actor(Actor), **data)
         return empty_pb2.Empty()
 
     def Me(
         self, request: auth_pb2.MeRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         # The interceptor just loaded the caller fresh: no second read.
-        return user_message(current_caller(services.Authenticated).user)
+        return user_message(current_caller(Authenticated).user)

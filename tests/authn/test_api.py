@@ -3,6 +3,8 @@
 from typing import Any
 
 import pytest
+from django.contrib.auth.hashers import make_password
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.conftest import client_for, decode_access, tokens_for
@@ -161,6 +163,46 @@ def test_login_inactive_user_is_refused_like_bad_credentials(anon_client: APICli
     response = login(anon_client, "gone@example.com", DEFAULT_PASSWORD)
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_credentials"
+
+
+@pytest.mark.parametrize("via", ["api", "admin"])
+def test_login_upgrades_an_outdated_hash_and_ends_no_session(
+    user: User, settings: Any, django_capture_on_commit_callbacks: Any, via: str
+) -> None:
+    """Django's hash upgrade, now done by the users service: a correct password
+    stored with an old hasher is re-hashed with the preferred one; the
+    password is the same, so the user's sessions live on."""
+    settings.PASSWORD_HASHERS = [
+        "tests.hashers.FastArgon2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    old_hash = make_password(DEFAULT_PASSWORD, hasher="pbkdf2_sha256")
+    User.objects.filter(pk=user.pk).update(password=old_hash)
+    session = tokens_for(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        if via == "api":
+            assert login(APIClient(), user.email, DEFAULT_PASSWORD).status_code == 200
+        else:
+            assert Client().login(username=user.email, password=DEFAULT_PASSWORD) is True
+    user.refresh_from_db()
+    assert user.password.startswith("argon2$")
+    assert user.check_password(DEFAULT_PASSWORD)
+    refreshed = APIClient().post(
+        "/api/v1/auth/refresh", {"refresh": session.refresh}, format="json"
+    )
+    assert refreshed.status_code == 200
+
+
+def test_a_wrong_password_upgrades_nothing(user: User, settings: Any) -> None:
+    settings.PASSWORD_HASHERS = [
+        "tests.hashers.FastArgon2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    old_hash = make_password(DEFAULT_PASSWORD, hasher="pbkdf2_sha256")
+    User.objects.filter(pk=user.pk).update(password=old_hash)
+    assert login(APIClient(), user.email, "not the password at all").status_code == 401
+    user.refresh_from_db()
+    assert user.password == old_hash
 
 
 def test_login_missing_password_is_400(anon_client: APIClient) -> None:

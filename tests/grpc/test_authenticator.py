@@ -9,6 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+import users.repository
 from arcana.core import grpc as core_grpc
 from arcana.core.exceptions import Unauthenticated
 from arcana.core.grpc import public_methods, public_methods_declare
@@ -17,7 +18,6 @@ from authn.services import Authenticated
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from tests.grpc.conftest import auth_for, live_db, rpc_error, start_server
 from users.models import User
-from users.records import UserRecord
 
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 USER_SERVICE = users_pb2.DESCRIPTOR.services_by_name["UserService"]
@@ -28,7 +28,7 @@ def user_id_authenticator(*, authorization: str | None) -> Authenticated:
     scheme, _, user_id = (authorization or "").partition(" ")
     if scheme != "Test":
         raise Unauthenticated("Only the test scheme is accepted here.")
-    record = UserRecord.from_model(User.objects.get(pk=user_id))
+    record = users.repository.user_get(user_id=user_id)
     return Authenticated(user=record, session_id=None)
 
 

@@ -1,6 +1,7 @@
 """Any password change ends the user's other sessions, through one signal:
-``User.save`` sends ``users.signals.password_changed`` once a new password has
-committed, and authn's receiver ends the sessions. The paths: the model itself
+``User.save`` (and, for the API's change, ``users.repository.
+user_set_password_hash``) sends ``users.signals.password_changed`` once a new
+password has committed, and authn's receiver ends the sessions. The paths: the model itself
 and ``manage.py changepassword`` here; the admin's forms in test_admin.py; the
 API's POST /auth/password in tests/authn/test_api.py."""
 
@@ -19,6 +20,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest import tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from users import services as users_services
 from users.models import User
 from users.signals import password_changed
 
@@ -56,13 +58,16 @@ def test_a_new_password_is_announced_once_after_the_commit(
     assert announced == [{"user_id": str(user.pk), "keep_session": None}]
 
 
-def test_the_session_to_keep_rides_on_one_save_only(
+def test_the_api_path_announces_the_session_to_keep(
     user: User, announced: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:
+    """The API stores its hash through the repository, naming the caller's
+    session; a model save never keeps one."""
     with django_capture_on_commit_callbacks(execute=True):
-        user.keep_session = "jti-of-the-callers-session"
-        user.set_password(STRONG)
-        user.save(update_fields=["password"])
+        users_services.user_set_password(
+            user_id=str(user.pk), password=STRONG, keep_session="jti-of-the-callers-session"
+        )
+        user.refresh_from_db()
         user.set_password(DEFAULT_PASSWORD)
         user.save()
     assert [one["keep_session"] for one in announced] == ["jti-of-the-callers-session", None]

@@ -3,15 +3,19 @@
 import uuid
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 
-from tests.factories import UserFactory
+from tests.factories import DEFAULT_PASSWORD, UserFactory
 from users import repository
-from users.errors import EmailTaken, UserNotFound
+from users.errors import EmailTaken, LastAdmin, UserNotFound
 from users.models import Role, Roles, User
 from users.records import UserRecord
+from users.signals import password_changed
 
 pytestmark = pytest.mark.django_db
+
+STRONG = "a long and unusual passphrase 42"
 
 
 def cached(user: User) -> object:
@@ -78,18 +82,25 @@ def test_missing_or_malformed_ids_are_not_found(bad: str) -> None:
     with pytest.raises(UserNotFound):
         repository.user_get(user_id=bad)
     with pytest.raises(UserNotFound):
-        repository.user_get_model(user_id=bad)
+        repository.user_update_fields(user_id=bad, changes={"name": "X"})
+    with pytest.raises(UserNotFound):
+        repository.user_password_hash(user_id=bad)
 
 
 def test_insert_conflict_becomes_domain_error(user: User) -> None:
     with pytest.raises(EmailTaken):
-        repository.user_insert(name="X", email="URSULA@example.com", password="x", roles=["user"])
+        repository.user_insert(
+            name="X", email="URSULA@example.com", password_hash="x", roles=["user"]
+        )
 
 
-def test_save_conflict_becomes_domain_error(user: User, other_user: User) -> None:
-    other_user.email = "ursula@example.com"
+def test_update_conflict_becomes_domain_error(user: User, other_user: User) -> None:
     with pytest.raises(EmailTaken):
-        repository.user_save(user=other_user, fields=["email"])
+        repository.user_update_fields(
+            user_id=str(other_user.pk), changes={"email": "ursula@example.com"}
+        )
+    other_user.refresh_from_db()
+    assert other_user.email == "oscar@example.com"
 
 
 def test_list_orders_by_creation_and_counts(user: User, other_user: User) -> None:
@@ -98,11 +109,13 @@ def test_list_orders_by_creation_and_counts(user: User, other_user: User) -> Non
     assert [u.id for u in page.users] == [str(user.pk)]
 
 
-def test_find_by_email_is_case_insensitive(user: User) -> None:
-    found = repository.user_find_by_email(email="URSULA@EXAMPLE.COM")
+def test_credentials_are_found_case_insensitively_and_never_shown(user: User) -> None:
+    found = repository.user_credentials(email="URSULA@EXAMPLE.COM")
     assert found is not None
-    assert found.pk == user.pk
-    assert repository.user_find_by_email(email="nobody@example.com") is None
+    assert found.user == repository.user_get(user_id=str(user.pk))
+    assert found.password_hash == user.password
+    assert user.password not in repr(found)
+    assert repository.user_credentials(email="nobody@example.com") is None
 
 
 def test_factory_admin_trait() -> None:
@@ -120,3 +133,87 @@ def test_without_a_shared_cache_every_read_goes_to_the_database(
     user.name = "Renamed"
     user.save()  # writes leave no tombstone either: nothing is cached
     assert cached(user) is None
+
+
+# --- intent calls: each owns its transaction and locks ------------------------------
+
+
+def test_the_last_active_admin_is_never_demoted_deactivated_or_deleted(admin_user: User) -> None:
+    admin_id = str(admin_user.pk)
+    UserFactory.create(admin=True, is_active=False)  # an inactive admin does not count
+    with pytest.raises(LastAdmin):
+        repository.user_update_fields(user_id=admin_id, changes={}, roles=["user"])
+    with pytest.raises(LastAdmin):
+        repository.user_update_fields(user_id=admin_id, changes={"is_active": False})
+    with pytest.raises(LastAdmin):
+        repository.user_delete(user_id=admin_id)
+    admin_user.refresh_from_db()
+    assert admin_user.is_active
+    assert admin_user.role_names == ["admin", "user"]
+    # Changes that keep them an active admin are not refused ...
+    kept = repository.user_update_fields(
+        user_id=admin_id, changes={"is_active": True, "name": "Still Ada"}, roles=["admin"]
+    )
+    assert (kept.name, kept.roles, kept.is_active) == ("Still Ada", ("admin",), True)
+    # ... nor is anything once another active admin exists.
+    UserFactory.create(admin=True)
+    assert repository.user_update_fields(user_id=admin_id, changes={}, roles=["user"]).roles == (
+        "user",
+    )
+
+
+def test_a_change_with_nothing_new_writes_nothing(user: User) -> None:
+    before = repository.user_get(user_id=str(user.pk))
+    after = repository.user_update_fields(
+        user_id=str(user.pk), changes={"name": user.name, "email": user.email}
+    )
+    assert after == before
+    with pytest.raises(ValueError, match="password"):
+        repository.user_update_fields(
+            user_id=str(user.pk),
+            changes={"password": "x"},  # type: ignore[typeddict-unknown-key]
+        )
+
+
+def test_storing_a_password_hash_announces_the_change_once_it_commits(
+    user: User, django_capture_on_commit_callbacks
+) -> None:
+    sent: list[dict[str, object]] = []
+
+    def listen(sender: type, **kwargs: object) -> None:
+        sent.append({"user_id": kwargs["user_id"], "keep_session": kwargs["keep_session"]})
+
+    password_changed.connect(listen, dispatch_uid="test-hash-listener")
+    try:
+        repository.user_get(user_id=str(user.pk))
+        with django_capture_on_commit_callbacks(execute=True):
+            repository.user_set_password_hash(
+                user_id=str(user.pk), password_hash=make_password(STRONG), keep_session="jti-1"
+            )
+            assert sent == []
+            assert cached(user) == repository.TOMBSTONE
+    finally:
+        password_changed.disconnect(dispatch_uid="test-hash-listener")
+    assert sent == [{"user_id": str(user.pk), "keep_session": "jti-1"}]
+    user.refresh_from_db()
+    assert user.check_password(STRONG)
+    with pytest.raises(UserNotFound):
+        repository.user_set_password_hash(user_id=str(uuid.uuid4()), password_hash="x")
+
+
+def test_a_hash_upgrade_never_brings_back_a_changed_password(user: User) -> None:
+    old_hash = user.password
+    repository.user_set_password_hash(user_id=str(user.pk), password_hash=make_password(STRONG))
+    # A login that checked the old password before the change now upgrades its hash.
+    assert not repository.user_password_hash_upgrade(
+        user_id=str(user.pk), old_hash=old_hash, new_hash=make_password(DEFAULT_PASSWORD)
+    )
+    user.refresh_from_db()
+    assert user.check_password(STRONG)
+    current = user.password
+    assert repository.user_password_hash_upgrade(
+        user_id=str(user.pk), old_hash=current, new_hash=make_password(STRONG)
+    )
+    user.refresh_from_db()
+    assert user.password != current
+    assert user.check_password(STRONG)

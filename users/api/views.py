@@ -7,8 +7,8 @@ from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+import users
 from arcana.core.rest import actor_of, client_of, validated
-from users import services
 from users.api.serializers import (
     UserCreateInputSerializer,
     UserListQuerySerializer,
@@ -39,7 +39,7 @@ class UserViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[UserListQuerySerializer], responses={200: UserPageOutputSerializer})
     def list(self, request: Request) -> Response:
         query = validated(UserListQuerySerializer, request.query_params)
-        page = services.user_list(actor=actor_of(request, Actor), **query)
+        page = users.service.user_list(actor=actor_of(request, Actor), **query)
         return Response(
             {
                 "data": [user_json(user) for user in page.users],
@@ -52,12 +52,12 @@ class UserViewSet(viewsets.ViewSet):
     @extend_schema(request=UserCreateInputSerializer, responses={201: UserOutputSerializer})
     def create(self, request: Request) -> Response:
         data = validated(UserCreateInputSerializer, request.data)
-        user = services.user_create_by(actor=actor_of(request, Actor), **data)
+        user = users.service.user_create_by(actor=actor_of(request, Actor), **data)
         return Response(user_json(user), status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[ID_PARAMETER], responses={200: UserOutputSerializer})
     def retrieve(self, request: Request, id: str) -> Response:
-        user = services.user_get(actor=actor_of(request, Actor), user_id=id)
+        user = users.service.user_get(actor=actor_of(request, Actor), user_id=id)
         return Response(user_json(user))
 
     @extend_schema(
@@ -67,7 +67,7 @@ class UserViewSet(viewsets.ViewSet):
     )
     def update(self, request: Request, id: str, **kwargs: Any) -> Response:
         data = validated(UserUpdateInputSerializer, request.data)
-        user = services.user_update(
+        user = users.service.user_update(
             actor=actor_of(request, Actor), user_id=id, client=client_of(request), **data
         )
         return Response(user_json(user))
@@ -82,5 +82,5 @@ class UserViewSet(viewsets.ViewSet):
 
     @extend_schema(parameters=[ID_PARAMETER], responses={204: None})
     def destroy(self, request: Request, id: str) -> Response:
-        services.user_delete(actor=actor_of(request, Actor), user_id=id)
+        users.service.user_delete(actor=actor_of(request, Actor), user_id=id)
         return Response(status=status.HTTP_204_NO_CONTENT)

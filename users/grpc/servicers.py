@@ -13,11 +13,11 @@ from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
+import users
 from arcana.core.grpc import client_address, current_actor
 from arcana.core.grpc_compat import message_to_dict
 from arcana.core.rest import validated
 from protos.arcana.v1 import users_pb2
-from users import services
 from users.api.serializers import (
     UserCreateInputSerializer,
     UserListQuerySerializer,
@@ -64,14 +64,14 @@ class UserServicer(Service):
     def GetUser(
         self, request: users_pb2.GetUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
-        user = services.user_get(actor=current_actor(Actor), user_id=request.id)
+        user = users.service.user_get(actor=current_actor(Actor), user_id=request.id)
         return user_message(user)
 
     def ListUsers(
         self, request: users_pb2.ListUsersRequest, context: grpc.ServicerContext
     ) -> users_pb2.ListUsersResponse:
         query = validated(UserListQuerySerializer, request_data(request))
-        page = services.user_list(actor=current_actor(Actor), **query)
+        page = users.service.user_list(actor=current_actor(Actor), **query)
         return users_pb2.ListUsersResponse(
             users=[user_message(user) for user in page.users],
             total=page.total,
@@ -83,13 +83,13 @@ class UserServicer(Service):
         self, request: users_pb2.CreateUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         data = validated(UserCreateInputSerializer, request_data(request))
-        return user_message(services.user_create_by(actor=current_actor(Actor), **data))
+        return user_message(users.service.user_create_by(actor=current_actor(Actor), **data))
 
     def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: grpc.ServicerContext
     ) -> users_pb2.UserResponse:
         data = validated(UserUpdateInputSerializer, request_data(request, exclude=("id",)))
-        user = services.user_update(
+        user = users.service.user_update(
             actor=current_actor(Actor), user_id=request.id, client=client_address(context), **data
         )
         return user_message(user)
@@ -97,5 +97,5 @@ class UserServicer(Service):
     def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
-        services.user_delete(actor=current_actor(Actor), user_id=request.id)
+        users.service.user_delete(actor=current_actor(Actor), user_id=request.id)
         return empty_pb2.Empty()

@@ -1,0 +1,77 @@
+"""authn's two boundaries, as typed interfaces (see ``users.interfaces`` for
+why Protocols matched by the modules of functions themselves).
+
+``AuthServiceInterface`` is what controllers (REST, gRPC, the DRF
+authentication, the Django auth backend, the admin's unlock action) and
+users' ``password_changed`` receiver call; ``AuthRepositoryInterface`` is
+what ``authn.services`` calls for the refresh-token tables. authn in turn
+reaches users only through ``users.service``.
+"""
+
+from datetime import datetime
+from typing import Protocol
+
+from authn.records import Authenticated, TokenPair
+from users.records import Actor, UserRecord
+
+
+class AuthServiceInterface(Protocol):
+    """Registration, login, tokens, sessions, passwords (``authn.services``)."""
+
+    def auth_register(self, *, name: str, email: str, password: str) -> TokenPair: ...
+
+    def auth_login(self, *, email: str, password: str, client: str) -> TokenPair: ...
+
+    def auth_refresh(self, *, refresh: str) -> TokenPair: ...
+
+    def auth_logout(self, *, actor: Actor, refresh: str) -> None: ...
+
+    def auth_logout_all(self, *, actor: Actor) -> int: ...
+
+    def password_change(
+        self,
+        *,
+        actor: Actor,
+        client: str,
+        current_password: str,
+        new_password: str,
+        session_id: str | None = None,
+    ) -> None: ...
+
+    def access_token_authenticate(self, *, token: str) -> Authenticated: ...
+
+    def credentials_verify(self, *, email: str, password: str, client: str) -> UserRecord: ...
+
+    def user_sessions_end(self, *, user_id: str, keep_session: str | None = None) -> int: ...
+
+
+class AuthRepositoryInterface(Protocol):
+    """Refresh-token bookkeeping (``authn.repository``); each call commits on
+    its own or inside the one transaction it opens."""
+
+    def refresh_token_record(
+        self,
+        *,
+        jti: str,
+        user_id: str,
+        token: str,
+        created_at: datetime,
+        expires_at: datetime,
+        family: str | None = None,
+    ) -> None: ...
+
+    def refresh_token_rotate(
+        self,
+        *,
+        revoke_jti: str,
+        jti: str,
+        user_id: str,
+        token: str,
+        created_at: datetime,
+        expires_at: datetime,
+        family: str,
+    ) -> bool: ...
+
+    def refresh_token_family_revoke(self, *, family: str) -> int: ...
+
+    def refresh_tokens_revoke_all(self, *, user_id: str, keep_jti: str | None = None) -> int: ...
