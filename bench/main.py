@@ -139,7 +139,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 @dataclass(frozen=True)
 class Backend:
     database_url: str
-    redis_url: str  # "" means local-memory cache
+    redis_url: str  # "" means no Redis: file-based counters, no user cache
     description: str
     server_processes: tuple[str, ...] = ()  # command names, for CPU accounting
 
@@ -163,7 +163,7 @@ def backend() -> Iterator[Backend]:
             engine = f"MySQL/MariaDB {mysql_database_ensure(database_url)}"
         else:
             engine = scheme
-        cache = f"Redis {_redis_version(redis_url)}" if redis_url else "local-memory cache"
+        cache = f"Redis {_redis_version(redis_url)}" if redis_url else "no Redis (file-based counters)"
         names: tuple[str, ...] = ("mariadbd", "mysqld") if engine.startswith("MySQL") else ()
         names += ("redis-server",) if redis_url else ()
         yield Backend(database_url, redis_url, f"{engine} + {cache}", names)
@@ -174,7 +174,8 @@ def backend() -> Iterator[Backend]:
         yield Backend(
             f"sqlite:///{tmp}/bench.sqlite3",
             "",
-            f"SQLite {sqlite3.sqlite_version} (temporary file) + local-memory cache",
+            f"SQLite {sqlite3.sqlite_version} (temporary file), no Redis: file-based counters, "
+            "no user cache",
         )
 
 

@@ -97,11 +97,15 @@ def server_env(
         DATABASE_URL=database_url,
         # Empty rather than absent: a .env file cannot then switch the cache to Redis.
         REDIS_URL=redis_url,
+        # Without Redis: one host, counters in files its processes share.
+        ARCANA_SINGLE_HOST="false" if redis_url else "true",
         GUNICORN_WORKERS=str(workers),
         GUNICORN_GRACEFUL_TIMEOUT="3",
         GRPC_SHUTDOWN_GRACE="3",
         PYTHONUNBUFFERED="1",
     )
+    if not redis_url:  # a directory of this run's, not the checkout's development cache
+        env.setdefault("CACHE_DIR", tempfile.mkdtemp(prefix="arcana-bench-cache-"))
     env.update(overrides or {})
     return env
 

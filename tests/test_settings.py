@@ -154,6 +154,28 @@ def test_production_refuses_to_start_without_a_shared_cache() -> None:
     assert "REDIS_URL must be set in production" in result.stderr
 
 
+def test_production_runs_one_host_without_redis_only_when_told_so(tmp_path: Path) -> None:
+    code = (
+        "from django.conf import settings; "
+        "print(settings.CACHES['default']['BACKEND'], settings.USER_CACHE)"
+    )
+    result = run_production(
+        {
+            "DJANGO_SECRET_KEY": strong(),
+            "JWT_SIGNING_KEY": strong(),
+            "REDIS_URL": "",
+            "ARCANA_SINGLE_HOST": "true",
+            "CACHE_DIR": str(tmp_path),
+        },
+        "shell",
+        "-c",
+        code,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.split() == ["django.core.cache.backends.filebased.FileBasedCache", "False"]
+
+
 def test_the_default_shares_counters_through_files_and_caches_no_users(tmp_path: Path) -> None:
     code = (
         "import arcana.settings.local as s; "

@@ -102,11 +102,15 @@ elif env.str("JWT_SIGNING_KEY", default=""):
     )
 
 # Throttles, lockouts and the user cache must be shared by every process and
-# host; files or process memory would let each process count on its own.
-if not REDIS_URL:
+# host; process memory would let each process count on its own. Without Redis,
+# only an explicit single-host deployment (ARCANA_SINGLE_HOST=true: one machine,
+# as benchmarks and a one-box install run) may start, on base's default: the
+# counters in files under CACHE_DIR, which that host's processes share, and no
+# user cache.
+if not REDIS_URL and not env.bool("ARCANA_SINGLE_HOST", default=False):
     raise ImproperlyConfigured(
         "REDIS_URL must be set in production (throttles, lockouts and the user cache "
-        "are shared through Redis)."
+        "are shared through Redis); ARCANA_SINGLE_HOST=true runs one host without it."
     )
 
 # X-Forwarded-Proto is believed only behind a declared proxy (NUM_PROXIES >= 1),
