@@ -163,7 +163,9 @@ def backend() -> Iterator[Backend]:
             engine = f"MySQL/MariaDB {mysql_database_ensure(database_url)}"
         else:
             engine = scheme
-        cache = f"Redis {_redis_version(redis_url)}" if redis_url else "no Redis (file-based counters)"
+        cache = (
+            f"Redis {_redis_version(redis_url)}" if redis_url else "no Redis (file-based counters)"
+        )
         names: tuple[str, ...] = ("mariadbd", "mysqld") if engine.startswith("MySQL") else ()
         names += ("redis-server",) if redis_url else ()
         yield Backend(database_url, redis_url, f"{engine} + {cache}", names)
