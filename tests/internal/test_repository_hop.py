@@ -2,6 +2,7 @@
 repositories answer from a real internal gRPC server on loopback."""
 
 import time
+from concurrent import futures
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from arcana.core.exceptions import InvalidInput, Throttled, Unavailable
 from arcana.core.internal import (
     RemoteCallFailed,
     RemoteRepository,
+    add_repository_servicer,
     call_context,
     channel_credentials,
     server_credentials,
@@ -353,3 +355,40 @@ def test_remote_repository_refuses_no_targets() -> None:
             deadline=1.0,
             credentials=None,
         )
+
+
+def test_calls_are_balanced_over_the_targets_and_a_read_retries_on_the_next(
+    probe_hop: Hop,
+) -> None:
+    second = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    add_repository_servicer(second, {"probe": (Probe, ProbeImpl())})
+    port = second.add_insecure_port("127.0.0.1:0")
+    second.start()
+    gone = start_hop({"probe": (Probe, ProbeImpl())})
+    gone.server.stop(None)
+    try:
+        both = RemoteRepository(
+            "probe",
+            Probe,
+            reads=("probe_read",),
+            targets=(probe_hop.target, f"127.0.0.1:{port}"),
+            deadline=2.0,
+            credentials=None,
+        )
+        for _ in range(4):
+            assert both.probe_read() == "read"  # type: ignore[attr-defined]
+        assert len(probe_hop.servicer.calls) == 2  # the other two went to ``second``
+
+        one_down = RemoteRepository(
+            "probe",
+            Probe,
+            reads=("probe_read",),
+            targets=(gone.target, probe_hop.target),
+            deadline=2.0,
+            credentials=None,
+        )
+        for _ in range(3):  # whichever comes first, the read lands on the live one
+            assert one_down.probe_read() == "read"  # type: ignore[attr-defined]
+        assert len(probe_hop.servicer.calls) == 5
+    finally:
+        second.stop(None)
