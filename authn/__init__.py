@@ -13,7 +13,7 @@ In monolithic mode they are the modules ``authn.services`` and
 
 from typing import TYPE_CHECKING
 
-from arcana.core.delegation import Boundaries
+from arcana.core.delegation import Boundaries, Remote
 
 if TYPE_CHECKING:
     from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
@@ -34,7 +34,28 @@ def _local_repo() -> "AuthRepositoryInterface":
     return repository  # and here
 
 
-_boundaries = Boundaries(globals(), "authn", {"service": _local_service, "repo": _local_repo})
+def _service_interface() -> type:
+    from authn.interfaces import AuthServiceInterface
+
+    return AuthServiceInterface
+
+
+def _repo_interface() -> type:
+    from authn.interfaces import AuthRepositoryInterface
+
+    return AuthRepositoryInterface
+
+
+_boundaries = Boundaries(
+    globals(),
+    "authn",
+    {"service": _local_service, "repo": _local_repo},
+    # In layered mode's service tier, ``repo`` is an internal gRPC client.
+    remote={
+        "service": Remote(interface=_service_interface, home="service"),
+        "repo": Remote(interface=_repo_interface, reads=()),
+    },
+)
 
 
 def bind() -> None:

@@ -19,6 +19,9 @@ SERVICE_ENV = {
     "ARCANA_MODE": "layered",
     "ARCANA_TIER": "service",
     "ARCANA_REPOSITORY_ADDR": "repository:50053",
+    # The service tier builds its repository clients at start-up: plaintext
+    # must be allowed explicitly (tests/internal checks the refusal).
+    "ARCANA_INTERNAL_INSECURE": "true",
 }
 CONTROLLER_ENV = {
     "ARCANA_MODE": "layered",

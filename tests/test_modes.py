@@ -220,7 +220,13 @@ def test_manage_check_stops_with_the_line(env: dict[str, str], message: str) -> 
     [
         {},
         {**CONTROLLER, "ARCANA_SERVICE_ADDR": "svc-1:50052,svc-2:50052"},
-        {**SERVICE, "ARCANA_REPOSITORY_ADDR": "dns:///repository:50053"},
+        # The service tier builds its repository clients at start-up: plaintext
+        # is allowed explicitly (tests/internal checks the refusal without it).
+        {
+            **SERVICE,
+            "ARCANA_REPOSITORY_ADDR": "dns:///repository:50053",
+            "ARCANA_INTERNAL_INSECURE": "true",
+        },
         REPOSITORY,
     ],
     ids=["monolithic", "controller", "service", "repository"],

@@ -14,7 +14,7 @@ In monolithic mode they are the modules ``users.services`` and
 
 from typing import TYPE_CHECKING
 
-from arcana.core.delegation import Boundaries
+from arcana.core.delegation import Boundaries, Remote
 
 if TYPE_CHECKING:
     from users.interfaces import UserRepositoryInterface, UserServiceInterface
@@ -35,7 +35,31 @@ def _local_repo() -> "UserRepositoryInterface":
     return repository  # and here
 
 
-_boundaries = Boundaries(globals(), "users", {"service": _local_service, "repo": _local_repo})
+def _service_interface() -> type:
+    from users.interfaces import UserServiceInterface
+
+    return UserServiceInterface
+
+
+def _repo_interface() -> type:
+    from users.interfaces import UserRepositoryInterface
+
+    return UserRepositoryInterface
+
+
+_boundaries = Boundaries(
+    globals(),
+    "users",
+    {"service": _local_service, "repo": _local_repo},
+    # In layered mode's service tier, ``repo`` is an internal gRPC client.
+    remote={
+        "service": Remote(interface=_service_interface, home="service"),
+        "repo": Remote(
+            interface=_repo_interface,
+            reads=("user_get", "user_credentials", "user_password_hash", "user_list"),
+        ),
+    },
+)
 
 
 def bind() -> None:

@@ -100,6 +100,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # (arcana/modes.py); anything missing or unknown stops the process here.
 
 ARCANA_DEPLOYMENT: Deployment = deployment_from_env(os.environ)
+# Mutual TLS between tiers (arcana/core/internal.py): PEM paths of this
+# process's certificate chain and key and of the CA that signs every tier's
+# certificate (servers require a client certificate from it; clients check the
+# server's). All three, or none with ARCANA_INTERNAL_INSECURE=true (plaintext).
+ARCANA_INTERNAL_TLS_CERT: str = env.str("ARCANA_INTERNAL_TLS_CERT", default="")
+ARCANA_INTERNAL_TLS_KEY: str = env.str("ARCANA_INTERNAL_TLS_KEY", default="")
+ARCANA_INTERNAL_TLS_CA: str = env.str("ARCANA_INTERNAL_TLS_CA", default="")
 
 # --- database ---------------------------------------------------------------
 # SQLite by default; DATABASE_URL=mysql://user:pass@host:3306/name for MySQL or

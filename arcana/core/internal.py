@@ -1,0 +1,360 @@
+"""The repository hop: a boundary's Protocol called over internal gRPC.
+
+``protos/arcana/internal/v1/repository.proto`` has one generic method,
+``Repository.Invoke(boundary, method, JSON arguments)``, answered with a JSON
+result or a structured domain error (``arcana.core.wire``). Two halves:
+
+- :class:`RemoteRepository` (the service tier): an object with exactly the
+  methods of a Protocol (``UserRepositoryInterface``), each a call across the
+  hop, checked against that Protocol when it is built. Every call has a
+  deadline (``settings.ARCANA_DEPLOYMENT.internal_deadline``, one budget
+  shared by the attempts), carries the request id and acting user when known
+  and the caller's tier; a *read* (named explicitly by the app) is tried once
+  more on ``UNAVAILABLE``, on the next target. ``UNAVAILABLE`` and
+  ``DEADLINE_EXCEEDED`` become :class:`~arcana.core.exceptions.Unavailable`
+  (503 / ``UNAVAILABLE`` at the edge); a domain error is raised again as its
+  own class.
+- :class:`RepositoryServicer` (the repository tier): dispatches only to the
+  methods its boundaries' Protocols name, inside Django's request boundaries
+  (``request_started`` / ``request_finished``, as the public server's
+  ``ErrorInterceptor`` does), and logs with the caller's metadata. It is
+  never added to the public server (``arcana.grpc.server``).
+
+Transport security: mutual TLS from ``ARCANA_INTERNAL_TLS_CERT`` / ``_KEY`` /
+``_CA``; plaintext only with ``ARCANA_INTERNAL_INSECURE=true`` (warned once).
+
+This is the one core module that imports grpc and the generated protos below
+the controllers (``tests/test_layout.py`` exempts it by name): the hop is the
+transport a boundary's remote implementation is made of.
+"""
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import grpc
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import request_finished, request_started
+
+from arcana.core.exceptions import ApplicationError, Unavailable
+from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of
+from protos.arcana.internal.v1 import repository_pb2, repository_pb2_grpc
+
+logger = logging.getLogger("arcana.internal")
+
+REQUEST_ID = "x-request-id"
+ACTOR = "x-arcana-actor"
+CALLER_TIER = "x-arcana-caller-tier"
+# The id of the request being served and who is acting, when the edge knows
+# them; forwarded on every internal call and set again on the far side.
+request_id: ContextVar[str | None] = ContextVar("arcana_request_id", default=None)
+acting_user: ContextVar[str | None] = ContextVar("arcana_acting_user", default=None)
+
+_CHANNEL_OPTIONS = (
+    # A dns:/// target resolving to several replicas is balanced per call.
+    ("grpc.lb_policy_name", "round_robin"),
+    # Retries are ours (reads only, once); gRPC's own would retry writes too.
+    ("grpc.enable_retries", 0),
+)
+
+
+class RemoteCallFailed(ApplicationError):
+    """The hop itself failed (a refused method, an undecodable answer): a
+    deployment fault, reported as an internal error."""
+
+    code = "internal_call_failed"
+    default_message = "Something went wrong."
+
+
+@contextmanager
+def call_context(*, request: str | None = None, actor: str | None = None) -> Iterator[None]:
+    """Run the block with ``request_id`` / ``acting_user`` set."""
+    request_token = request_id.set(request)
+    actor_token = acting_user.set(actor)
+    try:
+        yield
+    finally:
+        acting_user.reset(actor_token)
+        request_id.reset(request_token)
+
+
+# --- credentials -------------------------------------------------------------------
+
+_TLS_SETTINGS = ("ARCANA_INTERNAL_TLS_CERT", "ARCANA_INTERNAL_TLS_KEY", "ARCANA_INTERNAL_TLS_CA")
+_warned_plaintext = threading.Event()
+
+
+def _tls_files() -> tuple[bytes, bytes, bytes] | None:
+    """(certificate chain, key, CA) from settings, or None for plaintext."""
+    paths = [str(getattr(settings, name, "") or "") for name in _TLS_SETTINGS]
+    if not any(paths):
+        deployment = getattr(settings, "ARCANA_DEPLOYMENT", None)
+        if not getattr(deployment, "internal_insecure", False):
+            raise ImproperlyConfigured(
+                "internal calls need mutual TLS (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA) "
+                "or ARCANA_INTERNAL_INSECURE=true"
+            )
+        if not _warned_plaintext.is_set():
+            _warned_plaintext.set()
+            logger.warning("internal calls are in plaintext (ARCANA_INTERNAL_INSECURE=true)")
+        return None
+    if not all(paths):
+        missing = next(name for name, path in zip(_TLS_SETTINGS, paths, strict=True) if not path)
+        raise ImproperlyConfigured(f"{missing} must be set with the other internal TLS settings")
+    contents: list[bytes] = []
+    for name, path in zip(_TLS_SETTINGS, paths, strict=True):
+        try:
+            contents.append(Path(path).read_bytes())
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}={path!r}: {exc.strerror}") from None
+    return contents[0], contents[1], contents[2]
+
+
+def channel_credentials() -> grpc.ChannelCredentials | None:
+    """The client's credentials from settings (None: plaintext, allowed)."""
+    files = _tls_files()
+    if files is None:
+        return None
+    chain, key, ca = files
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=chain
+    )
+
+
+def server_credentials() -> grpc.ServerCredentials | None:
+    """The internal server's credentials from settings: clients must present a
+    certificate the CA signed (None: plaintext, allowed)."""
+    files = _tls_files()
+    if files is None:
+        return None
+    chain, key, ca = files
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=ca, require_client_auth=True
+    )
+
+
+# --- the client ------------------------------------------------------------------
+
+
+class RemoteRepository:
+    """``interface``'s methods, each an internal call to ``boundary`` on the
+    repository tier. ``reads`` names the methods safe to retry."""
+
+    def __init__(
+        self,
+        boundary: str,
+        interface: type,
+        *,
+        reads: Collection[str],
+        targets: Sequence[str],
+        deadline: float,
+        credentials: grpc.ChannelCredentials | None,
+        caller_tier: str = "",
+    ) -> None:
+        self._codec = Codec(interface)
+        unknown = set(reads) - set(self._codec.methods)
+        if unknown:
+            raise TypeError(f"{interface.__name__} has no method {sorted(unknown)[0]!r} to read")
+        if not targets:
+            raise ImproperlyConfigured(f"{boundary}: no repository targets")
+        self.boundary = boundary
+        self._reads = frozenset(reads)
+        self._deadline = deadline
+        self._caller_tier = caller_tier
+        self._channels = [
+            grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+            if credentials is not None
+            else grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            for target in targets
+        ]
+        stubs: list[Any] = [
+            repository_pb2_grpc.RepositoryStub(channel)  # type: ignore[no-untyped-call]
+            for channel in self._channels
+        ]
+        self._stubs = itertools.cycle(stubs)
+        self._lock = threading.Lock()
+        for name in self._codec.methods:
+            setattr(self, name, self._method(name))
+
+    @classmethod
+    def from_settings(
+        cls, boundary: str, interface: type, *, reads: Collection[str]
+    ) -> "RemoteRepository":
+        deployment = settings.ARCANA_DEPLOYMENT
+        return cls(
+            boundary,
+            interface,
+            reads=reads,
+            targets=deployment.repository_targets,
+            deadline=deployment.internal_deadline,
+            credentials=channel_credentials(),
+            caller_tier=str(deployment.tier or deployment.mode),
+        )
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteRepository {self.boundary}>"
+
+    def _method(self, name: str) -> Callable[..., Any]:
+        def call(**arguments: Any) -> Any:
+            return self._call(name, arguments)
+
+        call.__name__ = call.__qualname__ = name
+        return call
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        metadata = [(CALLER_TIER, self._caller_tier)]
+        for key, value in ((REQUEST_ID, request_id.get()), (ACTOR, acting_user.get())):
+            if value:
+                metadata.append((key, value))
+        return tuple(metadata)
+
+    def _next_stub(self) -> Any:
+        with self._lock:
+            return next(self._stubs)
+
+    def _call(self, name: str, arguments: Mapping[str, Any]) -> Any:
+        request = repository_pb2.InvokeRequest(
+            boundary=self.boundary,
+            method=name,
+            arguments=self._codec.encode_arguments(name, arguments),
+        )
+        attempts = 2 if name in self._reads else 1
+        ends = time.monotonic() + self._deadline
+        for attempt in range(1, attempts + 1):
+            remaining = ends - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable()
+            try:
+                reply = self._next_stub().Invoke(
+                    request, timeout=remaining, metadata=self._metadata()
+                )
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < attempts:
+                    logger.info("%s.%s unavailable; retrying once", self.boundary, name)
+                    continue
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    logger.warning("%s.%s: %s", self.boundary, name, code.name)
+                    raise Unavailable() from None
+                logger.error("%s.%s refused: %s %s", self.boundary, name, code, exc.details())
+                raise RemoteCallFailed() from None
+            return self._answer(name, reply)
+        raise Unavailable()  # pragma: no cover - the loop returns or raises
+
+    def _answer(self, name: str, reply: repository_pb2.InvokeReply) -> Any:
+        if reply.WhichOneof("outcome") == "failure":
+            failure = reply.failure
+            raise error_from(
+                Failure(
+                    kind=failure.kind,
+                    code=failure.code,
+                    message=failure.message,
+                    errors={item.field: list(item.messages) for item in failure.errors},
+                    retry_after=failure.retry_after if failure.HasField("retry_after") else None,
+                )
+            )
+        try:
+            return self._codec.decode_result(name, reply.result)
+        except WireError as exc:
+            logger.error("%s.%s answered an undecodable result: %s", self.boundary, name, exc)
+            raise RemoteCallFailed() from None
+
+
+# --- the server ------------------------------------------------------------------
+
+
+def _failure_message(failure: Failure) -> repository_pb2.Failure:
+    message = repository_pb2.Failure(
+        kind=failure.kind,
+        code=failure.code,
+        message=failure.message,
+        errors=[
+            repository_pb2.FieldError(field=key, messages=messages)
+            for key, messages in failure.errors.items()
+        ],
+    )
+    if failure.retry_after is not None:
+        message.retry_after = failure.retry_after
+    return message
+
+
+class RepositoryServicer(repository_pb2_grpc.RepositoryServicer):
+    """Serves ``boundaries``: name (``"users.repo"``) -> (Protocol, local
+    implementation). Only the Protocol's methods are reachable."""
+
+    def __init__(self, boundaries: Mapping[str, tuple[type, object]]) -> None:
+        self._served = {
+            name: (Codec(interface), implementation)
+            for name, (interface, implementation) in boundaries.items()
+        }
+
+    def Invoke(
+        self, request: repository_pb2.InvokeRequest, context: grpc.ServicerContext
+    ) -> repository_pb2.InvokeReply:
+        served = self._served.get(request.boundary)
+        if served is None or request.method not in served[0].methods:
+            logger.warning("refused internal call to %s.%s", request.boundary, request.method)
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"no method {request.boundary}.{request.method}"
+            )
+        codec, implementation = served
+        metadata = {
+            key: value for key, value in context.invocation_metadata() if isinstance(value, str)
+        }
+        extra: dict[str, str | None] = {
+            "request_id": metadata.get(REQUEST_ID),
+            "acting_user": metadata.get(ACTOR),
+            "caller_tier": metadata.get(CALLER_TIER),
+        }
+        request_started.send(sender=self.__class__)
+        try:
+            with call_context(request=extra["request_id"], actor=extra["acting_user"]):
+                reply, status = self._invoke(codec, implementation, request, extra)
+        finally:
+            request_finished.send(sender=self.__class__)
+        if status is not None:
+            context.abort(*status)
+        return reply
+
+    def _invoke(
+        self,
+        codec: Codec,
+        implementation: object,
+        request: repository_pb2.InvokeRequest,
+        extra: Mapping[str, str | None],
+    ) -> tuple[repository_pb2.InvokeReply, tuple[grpc.StatusCode, str] | None]:
+        name = f"{request.boundary}.{request.method}"
+        logger.debug("internal call %s", name, extra=dict(extra))
+        empty = repository_pb2.InvokeReply()
+        try:
+            arguments = codec.decode_arguments(request.method, request.arguments)
+        except WireError as exc:
+            return empty, (grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {exc}")
+        try:
+            result = getattr(implementation, request.method)(**arguments)
+        except ApplicationError as exc:
+            return repository_pb2.InvokeReply(failure=_failure_message(failure_of(exc))), None
+        except Exception:
+            logger.exception("internal call %s failed", name, extra=dict(extra))
+            return empty, (grpc.StatusCode.INTERNAL, "internal error")
+        return repository_pb2.InvokeReply(result=codec.encode_result(request.method, result)), None
+
+
+def add_repository_servicer(
+    server: grpc.Server, boundaries: Mapping[str, tuple[type, object]]
+) -> None:
+    """Serve ``boundaries`` on ``server`` (an internal server, never the public one)."""
+    repository_pb2_grpc.add_RepositoryServicer_to_server(  # type: ignore[no-untyped-call]
+        RepositoryServicer(boundaries), server
+    )

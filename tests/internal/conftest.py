@@ -1,0 +1,145 @@
+"""A real internal gRPC server on loopback (port 0) serving the local
+repositories, and clients of it (``arcana.core.internal``).
+
+The server answers on its own threads with their own database connections, so
+the tests that use it are transactional (see tests/grpc/conftest.py).
+"""
+
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+
+import authn
+import users
+from arcana.core import delegation
+from arcana.core.internal import RemoteRepository, RepositoryServicer
+from protos.arcana.internal.v1 import repository_pb2, repository_pb2_grpc
+
+# Fixtures reused from the public server's tests: its PKI, and the server itself
+# (for tests/grpc/test_parity.py run again across the hop).
+from tests.grpc.conftest import grpc_channel, grpc_server, pki  # noqa: F401
+
+live_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+USER_READS = ("user_get", "user_credentials", "user_password_hash", "user_list")
+
+
+class RecordingServicer(RepositoryServicer):
+    """Notes every (boundary, method) that reached the repository tier."""
+
+    def __init__(self, boundaries: Any) -> None:
+        super().__init__(boundaries)
+        self.calls: list[tuple[str, str]] = []
+
+    def Invoke(
+        self, request: repository_pb2.InvokeRequest, context: grpc.ServicerContext
+    ) -> repository_pb2.InvokeReply:
+        self.calls.append((request.boundary, request.method))
+        return super().Invoke(request, context)
+
+
+@dataclass
+class Flaky(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Refuses the next ``failures`` calls with UNAVAILABLE."""
+
+    failures: int = 0
+    seen: int = 0
+    refused: list[int] = field(default_factory=list)
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        self.seen += 1
+        if self.failures > 0:
+            self.failures -= 1
+            self.refused.append(self.seen)
+
+            def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "flaky")
+
+            return grpc.unary_unary_rpc_method_handler(
+                refuse,
+                request_deserializer=repository_pb2.InvokeRequest.FromString,
+                response_serializer=repository_pb2.InvokeReply.SerializeToString,
+            )
+        return continuation(handler_call_details)
+
+
+@dataclass
+class Hop:
+    server: grpc.Server
+    port: int
+    servicer: RecordingServicer
+    flaky: Flaky
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def methods(self) -> list[str]:
+        return [method for _, method in self.servicer.calls]
+
+
+def start_hop(boundaries: Any = None, credentials: grpc.ServerCredentials | None = None) -> Hop:
+    flaky = Flaky()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[flaky])
+    servicer = RecordingServicer(
+        delegation.repository_boundaries() if boundaries is None else boundaries
+    )
+    repository_pb2_grpc.add_RepositoryServicer_to_server(servicer, server)
+    address = "127.0.0.1:0"
+    port = (
+        server.add_secure_port(address, credentials)
+        if credentials is not None
+        else server.add_insecure_port(address)
+    )
+    server.start()
+    return Hop(server=server, port=port, servicer=servicer, flaky=flaky)
+
+
+def remote(
+    boundary: str,
+    interface: type,
+    target: str,
+    *,
+    reads: tuple[str, ...] = (),
+    deadline: float = 2.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> Any:
+    """A client of ``target`` (typed Any: its methods are the Protocol's, set at run time)."""
+    return RemoteRepository(
+        boundary,
+        interface,
+        reads=reads,
+        targets=(target,),
+        deadline=deadline,
+        credentials=credentials,
+        caller_tier="service",
+    )
+
+
+@pytest.fixture
+def hop() -> Iterator[Hop]:
+    started = start_hop()
+    yield started
+    started.server.stop(None)
+
+
+@pytest.fixture
+def across(hop: Hop, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hop]:
+    """``users.repo`` and ``authn.repo`` are clients of ``hop``: the services
+    (still local) reach their data only across it."""
+    from authn.interfaces import AuthRepositoryInterface
+    from users.interfaces import UserRepositoryInterface
+
+    clients = [
+        remote("users.repo", UserRepositoryInterface, hop.target, reads=USER_READS),
+        remote("authn.repo", AuthRepositoryInterface, hop.target),
+    ]
+    monkeypatch.setattr(users, "repo", clients[0])
+    monkeypatch.setattr(authn, "repo", clients[1])
+    yield hop
+    for client in clients:
+        client.close()
