@@ -9,32 +9,20 @@ from typing import Any
 
 import pytest
 
+from tests.commands import run_manage
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_production(extra_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "REDIS_URL"}
-    }
-    # A Redis URL is required; check and check --deploy never connect to it.
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "arcana.settings.production",
-            "REDIS_URL": "redis://127.0.0.1:6379/0",
-            **extra_env,
-        }
-    )
-    env = {key: value for key, value in env.items() if value != ""}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    """``manage.py`` under production settings; an empty value means "unset".
+    A Redis URL is given by default: check and check --deploy never connect to it."""
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", **extra_env}
+    unset = {key for key, value in env.items() if value == ""}
+    return run_manage(
+        *args,
+        settings="arcana.settings.production",
+        env={key: value for key, value in env.items() if key not in unset},
     )
 
 
