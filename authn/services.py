@@ -97,12 +97,13 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
     (``arcana.core.lockout``); a lock refuses even the right password.
     """
     account = normalize_email(email)
-    lockout.lock_check(account=account, client=client)
-    user = users.service.user_authenticate(email=account, password=password)
+    user = lockout.attempt(
+        account=account,
+        client=client,
+        check=lambda: users.service.user_authenticate(email=account, password=password),
+    )
     if user is None:
-        lockout.failure_record(account=account, client=client)
         raise InvalidCredentials()
-    lockout.failures_clear(account=account, client=client)
     return user
 
 
@@ -198,11 +199,7 @@ def password_change(
     """
     rate_limit(scope="password", idents=[f"user:{actor.id}", f"client:{client}"])
     user = users.service.user_record(user_id=actor.id)
-    lockout.lock_check(account=user.email, client=client)
-    if not users.service.user_password_matches(user_id=user.id, password=current_password):
-        lockout.failure_record(account=user.email, client=client)
-        raise InvalidInput({"current_password": ["Current password is incorrect."]})
-    lockout.failures_clear(account=user.email, client=client)
+    users.service.user_password_confirm(user=user, password=current_password, client=client)
     if current_password == new_password:
         raise InvalidInput({"new_password": ["The new password must differ from the current one."]})
     try:

@@ -145,6 +145,19 @@ def user_password_matches(*, user_id: str, password: str) -> bool:
     return check_password(password, users.repo.user_password_hash(user_id=user_id))
 
 
+def user_password_confirm(*, user: UserRecord, password: str, client: str) -> None:
+    """The caller proves it is ``user`` before a sensitive change (password,
+    own email): ``InvalidInput`` on ``current_password`` when wrong, and the
+    failure counts like a failed login (``arcana.core.lockout``)."""
+    confirmed = lockout.attempt(
+        account=user.email,
+        client=client,
+        check=lambda: user_password_matches(user_id=user.id, password=password),
+    )
+    if not confirmed:
+        raise InvalidInput({"current_password": ["Current password is incorrect."]})
+
+
 def user_login_record(*, user_id: str) -> None:
     """Stamp ``last_login`` after a successful login."""
     users.repo.user_login_record(user_id=user_id)
@@ -198,15 +211,11 @@ def _verify_own_password(*, user: UserRecord, current_password: str | None, clie
     token alone cannot take the account over (or probe which emails exist).
     Limited per user and per client; wrong passwords count like failed logins."""
     rate_limit(scope="email_change", idents=[f"user:{user.id}", f"client:{client}"])
-    lockout.lock_check(account=user.email, client=client)
     if not current_password:
         raise InvalidInput(
             {"current_password": ["Your current password is required to change your email."]}
         )
-    if not user_password_matches(user_id=user.id, password=current_password):
-        lockout.failure_record(account=user.email, client=client)
-        raise InvalidInput({"current_password": ["Current password is incorrect."]})
-    lockout.failures_clear(account=user.email, client=client)
+    user_password_confirm(user=user, password=current_password, client=client)
 
 
 def user_update(

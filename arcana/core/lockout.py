@@ -23,12 +23,16 @@ whether an account exists. Keys hold hashes, never an address or an email.
 
 import hashlib
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import BaseCache
 
 from arcana.core.cache import count_up, throttle_cache
 from arcana.core.exceptions import Throttled
+
+T = TypeVar("T")
 
 LOCKED_MESSAGE = "Too many failed attempts for this account; try again later."
 
@@ -91,3 +95,16 @@ def unlock(*, account: str) -> None:
     # Never expires: if it did, the account would fall back to an older
     # generation whose keys might still be alive.
     throttle_cache().set(f"lockout:v2:gen:{_digest(account)}", time.time_ns(), timeout=None)
+
+
+def attempt(*, account: str, client: str, check: Callable[[], T]) -> T:
+    """Run one credential check of ``account`` by ``client`` under the lockout:
+    refused (``Throttled``) while locked; a falsy result counts as a failure, a
+    truthy one forgets this client's failures. Returns the check's result."""
+    lock_check(account=account, client=client)
+    result = check()
+    if result:
+        failures_clear(account=account, client=client)
+    else:
+        failure_record(account=account, client=client)
+    return result
