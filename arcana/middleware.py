@@ -6,10 +6,31 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
+from arcana.core.context import accept_request_id, call_context
 from arcana.core.rest import error_json
 from arcana.errors import DATABASE_DOWN_ERRORS, database_error_as_domain
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
+
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestIdMiddleware:
+    """Every request has an id: the client's (or gateway's) ``X-Request-ID``
+    when it is usable, else a new one. It is set for the call
+    (``arcana.core.context``), forwarded on every internal hop, and sent back
+    in the response's ``X-Request-ID``."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        rid = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+        with call_context(request=rid):
+            response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = rid
+        return response
 
 
 class BodySizeLimitMiddleware:

@@ -22,7 +22,7 @@ from arcana.core.ratelimit import rate_limit
 from authn.errors import InvalidCredentials, TokenInvalid
 from authn.records import Authenticated as Authenticated  # re-exported: callers found it here
 from authn.records import TokenPair as TokenPair
-from authn.tokens import ArcanaRefreshToken, RefreshTokenReused, access_claims
+from authn.tokens import AccessClaims, ArcanaRefreshToken, RefreshTokenReused, access_claims
 from users.errors import UserNotFound
 from users.normal import normalize_email
 from users.records import Actor, UserRecord
@@ -46,9 +46,12 @@ def token_pair_issue(*, user: UserRecord) -> TokenPair:
     return _pair(refresh, user)
 
 
+NO_USER_ID = "Token contained no recognizable user identification."
+
+
 def _active_user(user_id: str | None) -> UserRecord:
     if not user_id:
-        raise TokenInvalid("Token contained no recognizable user identification.")
+        raise TokenInvalid(NO_USER_ID)
     # One error for a deleted and a deactivated user: a token holder learns
     # nothing about the account behind it.
     try:
@@ -60,17 +63,30 @@ def _active_user(user_id: str | None) -> UserRecord:
     return user
 
 
-def access_token_authenticate(*, token: str) -> Authenticated:
-    """Validate an access token (signature, expiry, type) and load its user.
-
-    The user is re-read on every call (through the cache, which every write
-    invalidates), so deactivation, deletion and role changes act at once.
-    """
+def access_token_verify(*, token: str) -> AccessClaims:
+    """The claims of a valid access token (signature, expiry, type), or
+    ``TokenInvalid``. Needs only the verifying key: the controller tier runs
+    this itself before it asks the service tier for the user."""
     try:
         claims = access_claims(token)
     except TokenError as exc:
         raise TokenInvalid(str(exc)) from None
-    return Authenticated(user=_active_user(claims.user_id), session_id=claims.session_id)
+    if not claims.user_id:
+        raise TokenInvalid(NO_USER_ID)
+    return claims
+
+
+def access_user(*, user_id: str, session_id: str | None = None) -> Authenticated:
+    """The caller behind verified access-token claims: the user as the
+    database has it now (through the cache, which every write invalidates),
+    so deactivation, deletion and role changes act at once."""
+    return Authenticated(user=_active_user(user_id), session_id=session_id)
+
+
+def access_token_authenticate(*, token: str) -> Authenticated:
+    """Validate an access token and load its user (both steps above)."""
+    claims = access_token_verify(token=token)
+    return access_user(user_id=claims.user_id or "", session_id=claims.session_id)
 
 
 def auth_register(*, name: str, email: str, password: str) -> TokenPair:

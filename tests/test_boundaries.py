@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 
 import authn
 import users
-from arcana.core.delegation import REMOTE_NOT_BUILT
+from arcana.core.delegation import NotReachable
 from authn import repository as authn_repository
 from authn import services as authn_services
 from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
@@ -177,17 +177,24 @@ def test_services_open_no_transaction(module: ModuleType) -> None:
     assert [f.__name__ for f in functions if hasattr(f, "__wrapped__")] == []
 
 
-def test_other_modes_refuse_until_the_remote_side_exists(
+def test_a_tier_cannot_reach_a_boundary_two_tiers_down(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    settings.ARCANA_DEPLOYMENT = dataclasses.replace(settings.ARCANA_DEPLOYMENT, mode="layered")
+    settings.ARCANA_INTERNAL_TLS_CERT = ""
+    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
+        settings.ARCANA_DEPLOYMENT,
+        mode="layered",
+        tier="controller",
+        service_targets=("10.0.0.1:7000",),
+        internal_insecure=True,
+    )
     for app in (users, authn):
-        for attribute in ("service", "repo"):
-            monkeypatch.delattr(app, attribute)
-            with pytest.raises(NotImplementedError, match=REMOTE_NOT_BUILT):
-                getattr(app, attribute)
-        app.bind()  # start-up in layered mode binds nothing ...
-        assert "service" not in vars(app)  # ... so the first use fails loudly
+        monkeypatch.delattr(app, "repo")
+        with pytest.raises(NotReachable, match="repository tier, which the controller tier"):
+            app.repo  # noqa: B018
+        app.bind()  # start-up binds what this tier reaches ...
+        assert "repo" not in vars(app)  # ... and leaves the rest to fail loudly on use
+        vars(app)["service"].close()
     with pytest.raises(AttributeError):
         users.no_such_boundary  # noqa: B018
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import trustme
 
 from tests.commands import refusal, run_manage
 from tests.jwtkeys import private_key, private_pem, public_pem
@@ -131,12 +132,21 @@ def test_production_passes_check_deploy_with_a_private_key_file(tmp_path: Path) 
     assert "no issues" in output
 
 
-def test_production_passes_check_deploy_for_a_verifying_controller_tier() -> None:
+def test_production_passes_check_deploy_for_a_verifying_controller_tier(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("controller.internal")
+    files = {"cert": tmp_path / "tier.pem", "key": tmp_path / "tier.key", "ca": tmp_path / "ca.pem"}
+    leaf.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    leaf.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
     env = production_env(
         JWT_PUBLIC_KEY=public_pem(private_key("ed25519")),
         ARCANA_MODE="layered",
         ARCANA_TIER="controller",
         ARCANA_SERVICE_ADDR="service:50052",
+        ARCANA_INTERNAL_TLS_CERT=str(files["cert"]),
+        ARCANA_INTERNAL_TLS_KEY=str(files["key"]),
+        ARCANA_INTERNAL_TLS_CA=str(files["ca"]),
     )
     code, output = check_deploy(env)
     assert code == 0, output

@@ -219,9 +219,14 @@ def test_manage_check_stops_with_the_line(env: dict[str, str], message: str) -> 
     "env",
     [
         {},
-        {**CONTROLLER, "ARCANA_SERVICE_ADDR": "svc-1:50052,svc-2:50052"},
-        # The service tier builds its repository clients at start-up: plaintext
-        # is allowed explicitly (tests/internal checks the refusal without it).
+        # The controller and service tiers build their clients of the tier below
+        # at start-up: plaintext is allowed explicitly (tests/internal checks
+        # the refusal without it).
+        {
+            **CONTROLLER,
+            "ARCANA_SERVICE_ADDR": "svc-1:50052,svc-2:50052",
+            "ARCANA_INTERNAL_INSECURE": "true",
+        },
         {
             **SERVICE,
             "ARCANA_REPOSITORY_ADDR": "dns:///repository:50053",

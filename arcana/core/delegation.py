@@ -11,15 +11,16 @@ implementation of each; :class:`Boundaries` resolves them:
   through the boundary is a plain function call;
 - layered mode: a boundary is local in its home tier and in the tiers below
   it (a ``repo`` lives in the repository tier; a ``service`` in the service
-  tier, whose repository tier may use it too). Above its home tier it is
-  remote: the service tier's ``repo`` is an
-  :class:`arcana.core.internal.RemoteRepository` of the app's Protocol, built
-  at start-up (so bad TLS settings stop the process). The controller tier's
-  hop (controller -> service) is not built yet: using it raises
-  ``NotImplementedError``, on first use, so the process still starts.
+  tier, whose repository tier may use it too: the admin's actions). One tier
+  above its home it is remote: the service tier's ``repo`` and the controller
+  tier's ``service`` are :class:`arcana.core.internal.RemoteBoundary` clients
+  of the app's Protocol, built at start-up (so bad TLS settings stop the
+  process). Two tiers above (the controller tier's ``repo``) it is out of
+  reach: using it raises :class:`NotReachable`, on first use, so the process
+  still starts and the mistake names itself.
 
-The repository tier serves every ``repo`` boundary registered here
-(:func:`repository_boundaries`) with ``arcana.core.internal``'s servicer.
+Each tier serves the boundaries whose home it is (:func:`served_boundaries`)
+with ``arcana.core.internal``'s servicer.
 
 Callers look the attribute up at call time (``users.service.user_get(...)``),
 never bind it at import, so the choice lives in one place and a test can put
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 from django.conf import settings
 
 MONOLITHIC = "monolithic"
-REMOTE_NOT_BUILT = "layered mode: remote implementation not built yet"
 # Tiers from the top; a boundary is local in its home tier and below it.
 _TIERS = ("controller", "service", "repository")
 
@@ -50,13 +50,31 @@ class Remote:
     reads: Collection[str] = ()
 
 
-# Every boundary whose home is the repository tier: "users.repo" -> (Remote, local factory).
-_REPOSITORIES: dict[str, tuple[Remote, Callable[[], object]]] = {}
+class NotReachable(RuntimeError):
+    """A boundary used from a tier that has no route to it (the controller
+    tier's ``repo``): a layering mistake, raised on use."""
+
+
+# Every boundary by its home tier: "repository" -> {"users.repo": (Remote, local factory)}.
+_HOMED: dict[str, dict[str, tuple[Remote, Callable[[], object]]]] = {}
+
+
+def served_boundaries(home: str) -> dict[str, tuple[type, object]]:
+    """What tier ``home`` serves: boundary -> (Protocol, local implementation)."""
+    return {
+        name: (remote.interface(), local())
+        for name, (remote, local) in _HOMED.get(home, {}).items()
+    }
 
 
 def repository_boundaries() -> dict[str, tuple[type, object]]:
-    """What the repository tier serves: boundary -> (Protocol, local implementation)."""
-    return {name: (remote.interface(), local()) for name, (remote, local) in _REPOSITORIES.items()}
+    """What the repository tier serves."""
+    return served_boundaries("repository")
+
+
+def service_boundaries() -> dict[str, tuple[type, object]]:
+    """What the service tier serves."""
+    return served_boundaries("service")
 
 
 def tier() -> str | None:
@@ -87,8 +105,9 @@ class Boundaries:
         self._local = local
         self._remote = remote or {}
         for name, spec in self._remote.items():
-            if spec.home == "repository":
-                _REPOSITORIES[f"{app}.{name}"] = (spec, local[name])
+            if spec.home not in _TIERS:
+                raise ValueError(f"{app}.{name}: no tier {spec.home!r}")
+            _HOMED.setdefault(spec.home, {})[f"{app}.{name}"] = (spec, local[name])
 
     def _is_local(self, name: str) -> bool:
         if mode() == MONOLITHIC:
@@ -99,13 +118,17 @@ class Boundaries:
         return _TIERS.index(here) >= _TIERS.index(spec.home)
 
     def _remote_implementation(self, name: str) -> object:
-        spec = self._remote.get(name)
-        if spec is None or spec.home != "repository" or tier() != "service":
-            raise NotImplementedError(REMOTE_NOT_BUILT)
-        from arcana.core.internal import RemoteRepository  # grpc: only where a hop is
+        spec, here = self._remote.get(name), tier()
+        boundary = f"{self._app}.{name}"
+        if spec is None or here not in _TIERS or _TIERS.index(here) + 1 != _TIERS.index(spec.home):
+            raise NotReachable(
+                f"{boundary} lives in the {spec.home if spec else 'unknown'} tier, which the "
+                f"{here} tier does not call (a tier calls only the one below it)"
+            )
+        from arcana.core.internal import RemoteBoundary  # grpc: only where a hop is
 
-        return RemoteRepository.from_settings(
-            f"{self._app}.{name}", spec.interface(), reads=spec.reads
+        return RemoteBoundary.from_settings(
+            boundary, spec.interface(), home=spec.home, reads=spec.reads
         )
 
     def resolve(self, name: str) -> object:
@@ -120,8 +143,7 @@ class Boundaries:
 
     def bind(self) -> None:
         """At start-up (``AppConfig.ready``): bind every boundary that is
-        local or has a remote implementation now; leave the hops not built
-        yet to fail on use."""
+        local or remote from this tier; leave those out of reach to fail on use."""
         for name in self._local:
-            with contextlib.suppress(NotImplementedError):
+            with contextlib.suppress(NotReachable):
                 self.resolve(name)

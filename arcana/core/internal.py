@@ -1,21 +1,23 @@
-"""The repository hop: a boundary's Protocol called over internal gRPC.
+"""The internal hops: a boundary's Protocol called over gRPC (layered mode).
 
-``protos/arcana/internal/v1/repository.proto`` has one generic method,
-``Repository.Invoke(boundary, method, JSON arguments)``, answered with a JSON
-result or a structured domain error (``arcana.core.wire``). Two halves:
+``protos/arcana/internal/v1/boundary.proto`` has one generic method per tier,
+``Service.Invoke`` (the controller tier calls the service tier) and
+``Repository.Invoke`` (the service tier calls the repository tier), each
+``Invoke(boundary, method, JSON arguments)`` answered with a JSON result or a
+structured domain error (``arcana.core.wire``). Two halves:
 
-- :class:`RemoteRepository` (the service tier): an object with exactly the
-  methods of a Protocol (``UserRepositoryInterface``), each a call across the
-  hop, checked against that Protocol when it is built. Every call has a
-  deadline (``settings.ARCANA_DEPLOYMENT.internal_deadline``, one budget
-  shared by the attempts), carries the request id and acting user when known
-  and the caller's tier; a *read* (named explicitly by the app) is tried once
-  more on ``UNAVAILABLE``, on the next target. ``UNAVAILABLE`` and
+- :class:`RemoteBoundary` (the calling tier): an object with exactly the
+  methods of a Protocol (``UserServiceInterface``, ``UserRepositoryInterface``),
+  each a call across the hop, checked against that Protocol when it is built.
+  Every call has a deadline (``settings.ARCANA_DEPLOYMENT.internal_deadline``,
+  one budget shared by the attempts), carries the request id and acting user
+  when known and the caller's tier; a *read* (named explicitly by the app) is
+  tried once more on ``UNAVAILABLE``, on the next target. ``UNAVAILABLE`` and
   ``DEADLINE_EXCEEDED`` become :class:`~arcana.core.exceptions.Unavailable`
   (503 / ``UNAVAILABLE`` at the edge); a domain error is raised again as its
-  own class.
-- :class:`RepositoryServicer` (the repository tier): dispatches only to the
-  methods its boundaries' Protocols name, inside Django's request boundaries
+  own class, so the public answer is the same in every mode.
+- :class:`BoundaryServicer` (the called tier): dispatches only to the methods
+  its boundaries' Protocols name, inside Django's request boundaries
   (``request_started`` / ``request_finished``, as the public server's
   ``ErrorInterceptor`` does), and logs with the caller's metadata. It is
   never added to the public server (``arcana.grpc.server``).
@@ -32,9 +34,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +43,16 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_finished, request_started
 
+from arcana.core.context import acting_user, call_context, request_id
 from arcana.core.exceptions import ApplicationError, Unavailable
 from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of
-from protos.arcana.internal.v1 import repository_pb2, repository_pb2_grpc
+from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 
 logger = logging.getLogger("arcana.internal")
 
 REQUEST_ID = "x-request-id"
 ACTOR = "x-arcana-actor"
 CALLER_TIER = "x-arcana-caller-tier"
-# The id of the request being served and who is acting, when the edge knows
-# them; forwarded on every internal call and set again on the far side.
-request_id: ContextVar[str | None] = ContextVar("arcana_request_id", default=None)
-acting_user: ContextVar[str | None] = ContextVar("arcana_acting_user", default=None)
-
 _CHANNEL_OPTIONS = (
     # A dns:/// target resolving to several replicas is balanced per call.
     ("grpc.lb_policy_name", "round_robin"),
@@ -71,18 +67,6 @@ class RemoteCallFailed(ApplicationError):
 
     code = "internal_call_failed"
     default_message = "Something went wrong."
-
-
-@contextmanager
-def call_context(*, request: str | None = None, actor: str | None = None) -> Iterator[None]:
-    """Run the block with ``request_id`` / ``acting_user`` set."""
-    request_token = request_id.set(request)
-    actor_token = acting_user.set(actor)
-    try:
-        yield
-    finally:
-        acting_user.reset(actor_token)
-        request_id.reset(request_token)
 
 
 # --- credentials -------------------------------------------------------------------
@@ -143,15 +127,42 @@ def server_credentials() -> grpc.ServerCredentials | None:
 # --- the client ------------------------------------------------------------------
 
 
-class RemoteRepository:
+# Where each boundary lives (its home tier) -> the generated stub and servicer
+# registration of that tier's gRPC service.
+SERVICE = "service"
+REPOSITORY = "repository"
+_STUBS: dict[str, Callable[[grpc.Channel], Any]] = {
+    SERVICE: boundary_pb2_grpc.ServiceStub,
+    REPOSITORY: boundary_pb2_grpc.RepositoryStub,
+}
+_ADD_SERVICER: dict[str, Callable[[Any, grpc.Server], None]] = {
+    SERVICE: boundary_pb2_grpc.add_ServiceServicer_to_server,
+    REPOSITORY: boundary_pb2_grpc.add_RepositoryServicer_to_server,
+}
+# The gRPC service name of each tier's internal server (its health check name).
+SERVICE_NAMES: dict[str, str] = {
+    home: boundary_pb2.DESCRIPTOR.services_by_name[name].full_name
+    for home, name in ((SERVICE, "Service"), (REPOSITORY, "Repository"))
+}
+
+
+def _home(home: str) -> str:
+    if home not in _STUBS:
+        raise ValueError(f"no internal service for the {home!r} tier")
+    return home
+
+
+class RemoteBoundary:
     """``interface``'s methods, each an internal call to ``boundary`` on the
-    repository tier. ``reads`` names the methods safe to retry."""
+    tier ``home`` (``"service"`` or ``"repository"``). ``reads`` names the
+    methods safe to retry."""
 
     def __init__(
         self,
         boundary: str,
         interface: type,
         *,
+        home: str = REPOSITORY,
         reads: Collection[str],
         targets: Sequence[str],
         deadline: float,
@@ -163,8 +174,10 @@ class RemoteRepository:
         if unknown:
             raise TypeError(f"{interface.__name__} has no method {sorted(unknown)[0]!r} to read")
         if not targets:
-            raise ImproperlyConfigured(f"{boundary}: no repository targets")
+            raise ImproperlyConfigured(f"{boundary}: no {home} tier targets")
+        stub = _STUBS[_home(home)]
         self.boundary = boundary
+        self.home = home
         self._reads = frozenset(reads)
         self._deadline = deadline
         self._caller_tier = caller_tier
@@ -174,10 +187,7 @@ class RemoteRepository:
             else grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
             for target in targets
         ]
-        stubs: list[Any] = [
-            repository_pb2_grpc.RepositoryStub(channel)  # type: ignore[no-untyped-call]
-            for channel in self._channels
-        ]
+        stubs: list[Any] = [stub(channel) for channel in self._channels]
         self._stubs = itertools.cycle(stubs)
         self._lock = threading.Lock()
         for name in self._codec.methods:
@@ -185,14 +195,16 @@ class RemoteRepository:
 
     @classmethod
     def from_settings(
-        cls, boundary: str, interface: type, *, reads: Collection[str]
-    ) -> "RemoteRepository":
+        cls, boundary: str, interface: type, *, home: str, reads: Collection[str]
+    ) -> "RemoteBoundary":
         deployment = settings.ARCANA_DEPLOYMENT
+        targets = deployment.service_targets if home == SERVICE else deployment.repository_targets
         return cls(
             boundary,
             interface,
+            home=home,
             reads=reads,
-            targets=deployment.repository_targets,
+            targets=targets,
             deadline=deployment.internal_deadline,
             credentials=channel_credentials(),
             caller_tier=str(deployment.tier or deployment.mode),
@@ -203,7 +215,7 @@ class RemoteRepository:
             channel.close()
 
     def __repr__(self) -> str:
-        return f"<RemoteRepository {self.boundary}>"
+        return f"<RemoteBoundary {self.boundary} on the {self.home} tier>"
 
     def _method(self, name: str) -> Callable[..., Any]:
         def call(**arguments: Any) -> Any:
@@ -224,7 +236,7 @@ class RemoteRepository:
             return next(self._stubs)
 
     def _call(self, name: str, arguments: Mapping[str, Any]) -> Any:
-        request = repository_pb2.InvokeRequest(
+        request = boundary_pb2.InvokeRequest(
             boundary=self.boundary,
             method=name,
             arguments=self._codec.encode_arguments(name, arguments),
@@ -252,7 +264,7 @@ class RemoteRepository:
             return self._answer(name, reply)
         raise Unavailable()  # pragma: no cover - the loop returns or raises
 
-    def _answer(self, name: str, reply: repository_pb2.InvokeReply) -> Any:
+    def _answer(self, name: str, reply: boundary_pb2.InvokeReply) -> Any:
         if reply.WhichOneof("outcome") == "failure":
             failure = reply.failure
             raise error_from(
@@ -274,13 +286,13 @@ class RemoteRepository:
 # --- the server ------------------------------------------------------------------
 
 
-def _failure_message(failure: Failure) -> repository_pb2.Failure:
-    message = repository_pb2.Failure(
+def _failure_message(failure: Failure) -> boundary_pb2.Failure:
+    message = boundary_pb2.Failure(
         kind=failure.kind,
         code=failure.code,
         message=failure.message,
         errors=[
-            repository_pb2.FieldError(field=key, messages=messages)
+            boundary_pb2.FieldError(field=key, messages=messages)
             for key, messages in failure.errors.items()
         ],
     )
@@ -289,9 +301,10 @@ def _failure_message(failure: Failure) -> repository_pb2.Failure:
     return message
 
 
-class RepositoryServicer(repository_pb2_grpc.RepositoryServicer):
+class BoundaryServicer:
     """Serves ``boundaries``: name (``"users.repo"``) -> (Protocol, local
-    implementation). Only the Protocol's methods are reachable."""
+    implementation). Only the Protocol's methods are reachable. The same
+    class answers ``Service.Invoke`` and ``Repository.Invoke``."""
 
     def __init__(self, boundaries: Mapping[str, tuple[type, object]]) -> None:
         self._served = {
@@ -300,8 +313,8 @@ class RepositoryServicer(repository_pb2_grpc.RepositoryServicer):
         }
 
     def Invoke(
-        self, request: repository_pb2.InvokeRequest, context: grpc.ServicerContext
-    ) -> repository_pb2.InvokeReply:
+        self, request: boundary_pb2.InvokeRequest, context: grpc.ServicerContext
+    ) -> boundary_pb2.InvokeReply:
         served = self._served.get(request.boundary)
         if served is None or request.method not in served[0].methods:
             logger.warning("refused internal call to %s.%s", request.boundary, request.method)
@@ -331,12 +344,12 @@ class RepositoryServicer(repository_pb2_grpc.RepositoryServicer):
         self,
         codec: Codec,
         implementation: object,
-        request: repository_pb2.InvokeRequest,
+        request: boundary_pb2.InvokeRequest,
         extra: Mapping[str, str | None],
-    ) -> tuple[repository_pb2.InvokeReply, tuple[grpc.StatusCode, str] | None]:
+    ) -> tuple[boundary_pb2.InvokeReply, tuple[grpc.StatusCode, str] | None]:
         name = f"{request.boundary}.{request.method}"
         logger.debug("internal call %s", name, extra=dict(extra))
-        empty = repository_pb2.InvokeReply()
+        empty = boundary_pb2.InvokeReply()
         try:
             arguments = codec.decode_arguments(request.method, request.arguments)
         except WireError as exc:
@@ -344,17 +357,18 @@ class RepositoryServicer(repository_pb2_grpc.RepositoryServicer):
         try:
             result = getattr(implementation, request.method)(**arguments)
         except ApplicationError as exc:
-            return repository_pb2.InvokeReply(failure=_failure_message(failure_of(exc))), None
+            return boundary_pb2.InvokeReply(failure=_failure_message(failure_of(exc))), None
         except Exception:
             logger.exception("internal call %s failed", name, extra=dict(extra))
             return empty, (grpc.StatusCode.INTERNAL, "internal error")
-        return repository_pb2.InvokeReply(result=codec.encode_result(request.method, result)), None
+        return boundary_pb2.InvokeReply(result=codec.encode_result(request.method, result)), None
 
 
-def add_repository_servicer(
-    server: grpc.Server, boundaries: Mapping[str, tuple[type, object]]
-) -> None:
-    """Serve ``boundaries`` on ``server`` (an internal server, never the public one)."""
-    repository_pb2_grpc.add_RepositoryServicer_to_server(  # type: ignore[no-untyped-call]
-        RepositoryServicer(boundaries), server
-    )
+def add_boundary_servicer(
+    server: grpc.Server, home: str, boundaries: Mapping[str, tuple[type, object]]
+) -> BoundaryServicer:
+    """Serve ``boundaries`` as tier ``home``'s internal gRPC service on
+    ``server`` (an internal server, never the public one)."""
+    servicer = BoundaryServicer(boundaries)
+    _ADD_SERVICER[_home(home)](servicer, server)
+    return servicer

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 from django.core.signals import request_finished, request_started
 
+from arcana.core.context import accept_request_id, call_context
 from arcana.core.exceptions import InvalidInput, Throttled
 from arcana.core.grpc import authenticated_as, client_address, public_methods
 from arcana.core.principal import authenticator_load
@@ -132,14 +133,24 @@ class _GuardingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         raise NotImplementedError
 
 
+REQUEST_ID = "x-request-id"
+
+
 class ErrorInterceptor(_GuardingInterceptor):
-    """Django's request boundaries, and the one exception -> status mapping."""
+    """Django's request boundaries, the request id (the caller's
+    ``x-request-id`` metadata when usable, else a new one; sent back as
+    initial metadata and forwarded on internal hops), and the one
+    exception -> status mapping."""
 
     @contextmanager
     def scope(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        sent = [value for key, value in context.invocation_metadata() or () if key == REQUEST_ID]
+        rid = accept_request_id(sent[0] if sent and isinstance(sent[0], str) else None)
+        context.send_initial_metadata(((REQUEST_ID, rid),))
         request_started.send(sender=self.__class__)
         try:
-            yield
+            with call_context(request=rid):
+                yield
         except Exception as exc:
             _abort(context, exc)
         finally:

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "arcana.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "arcana.middleware.JsonNotFoundMiddleware",
     # Serves the admin's and the API docs' static files from any WSGI server.

@@ -16,8 +16,8 @@ import pytest
 import authn
 import users
 from arcana.core import delegation
-from arcana.core.internal import RemoteRepository, RepositoryServicer
-from protos.arcana.internal.v1 import repository_pb2, repository_pb2_grpc
+from arcana.core.internal import BoundaryServicer, RemoteBoundary
+from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 
 # Fixtures reused from the public server's tests: its PKI, and the server itself
 # (for tests/grpc/test_parity.py run again across the hop).
@@ -28,7 +28,7 @@ live_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 USER_READS = ("user_get", "user_credentials", "user_password_hash", "user_list")
 
 
-class RecordingServicer(RepositoryServicer):
+class RecordingServicer(BoundaryServicer):
     """Notes every (boundary, method) that reached the repository tier."""
 
     def __init__(self, boundaries: Any) -> None:
@@ -36,8 +36,8 @@ class RecordingServicer(RepositoryServicer):
         self.calls: list[tuple[str, str]] = []
 
     def Invoke(
-        self, request: repository_pb2.InvokeRequest, context: grpc.ServicerContext
-    ) -> repository_pb2.InvokeReply:
+        self, request: boundary_pb2.InvokeRequest, context: grpc.ServicerContext
+    ) -> boundary_pb2.InvokeReply:
         self.calls.append((request.boundary, request.method))
         return super().Invoke(request, context)
 
@@ -61,8 +61,8 @@ class Flaky(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
             return grpc.unary_unary_rpc_method_handler(
                 refuse,
-                request_deserializer=repository_pb2.InvokeRequest.FromString,
-                response_serializer=repository_pb2.InvokeReply.SerializeToString,
+                request_deserializer=boundary_pb2.InvokeRequest.FromString,
+                response_serializer=boundary_pb2.InvokeReply.SerializeToString,
             )
         return continuation(handler_call_details)
 
@@ -88,7 +88,7 @@ def start_hop(boundaries: Any = None, credentials: grpc.ServerCredentials | None
     servicer = RecordingServicer(
         delegation.repository_boundaries() if boundaries is None else boundaries
     )
-    repository_pb2_grpc.add_RepositoryServicer_to_server(servicer, server)
+    boundary_pb2_grpc.add_RepositoryServicer_to_server(servicer, server)
     address = "127.0.0.1:0"
     port = (
         server.add_secure_port(address, credentials)
@@ -109,7 +109,7 @@ def remote(
     credentials: grpc.ChannelCredentials | None = None,
 ) -> Any:
     """A client of ``target`` (typed Any: its methods are the Protocol's, set at run time)."""
-    return RemoteRepository(
+    return RemoteBoundary(
         boundary,
         interface,
         reads=reads,

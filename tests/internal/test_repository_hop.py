@@ -12,12 +12,12 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 import users
+from arcana.core.context import call_context
 from arcana.core.exceptions import InvalidInput, Throttled, Unavailable
 from arcana.core.internal import (
+    RemoteBoundary,
     RemoteCallFailed,
-    RemoteRepository,
-    add_repository_servicer,
-    call_context,
+    add_boundary_servicer,
     channel_credentials,
     server_credentials,
 )
@@ -25,7 +25,7 @@ from arcana.core.wire import WireError
 from authn import services as auth_services
 from authn.errors import TokenInvalid
 from authn.interfaces import AuthRepositoryInterface
-from protos.arcana.internal.v1 import repository_pb2, repository_pb2_grpc
+from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 from tests.grpc.conftest import Pki
 from tests.internal.conftest import USER_READS, Hop, live_db, remote, start_hop
 from users import services
@@ -235,7 +235,7 @@ def test_only_the_protocols_methods_are_reachable(hop: Hop) -> None:
     client = remote("users.repo", UserRepositoryInterface, hop.target)
     assert not hasattr(client, "user_model_for_login")  # in users.repository, not the Protocol
     with grpc.insecure_channel(hop.target) as channel:
-        stub = repository_pb2_grpc.RepositoryStub(channel)
+        stub = boundary_pb2_grpc.RepositoryStub(channel)
         for boundary, method in [
             ("users.repo", "user_model_for_login"),
             ("users.repo", "invalidate"),
@@ -244,12 +244,12 @@ def test_only_the_protocols_methods_are_reachable(hop: Hop) -> None:
         ]:
             with pytest.raises(grpc.RpcError) as refused:
                 stub.Invoke(
-                    repository_pb2.InvokeRequest(boundary=boundary, method=method, arguments=b"{}")
+                    boundary_pb2.InvokeRequest(boundary=boundary, method=method, arguments=b"{}")
                 )
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
         with pytest.raises(grpc.RpcError) as bad:
             stub.Invoke(
-                repository_pb2.InvokeRequest(
+                boundary_pb2.InvokeRequest(
                     boundary="users.repo", method="user_get", arguments=b'{"pk": 1}'
                 )
             )
@@ -347,7 +347,7 @@ def test_plaintext_needs_internal_insecure(settings: Any) -> None:
 
 def test_remote_repository_refuses_no_targets() -> None:
     with pytest.raises(ImproperlyConfigured):
-        RemoteRepository(
+        RemoteBoundary(
             "users.repo",
             UserRepositoryInterface,
             reads=(),
@@ -361,13 +361,13 @@ def test_calls_are_balanced_over_the_targets_and_a_read_retries_on_the_next(
     probe_hop: Hop,
 ) -> None:
     second = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    add_repository_servicer(second, {"probe": (Probe, ProbeImpl())})
+    add_boundary_servicer(second, "repository", {"probe": (Probe, ProbeImpl())})
     port = second.add_insecure_port("127.0.0.1:0")
     second.start()
     gone = start_hop({"probe": (Probe, ProbeImpl())})
     gone.server.stop(None)
     try:
-        both = RemoteRepository(
+        both = RemoteBoundary(
             "probe",
             Probe,
             reads=("probe_read",),
@@ -379,7 +379,7 @@ def test_calls_are_balanced_over_the_targets_and_a_read_retries_on_the_next(
             assert both.probe_read() == "read"  # type: ignore[attr-defined]
         assert len(probe_hop.servicer.calls) == 2  # the other two went to ``second``
 
-        one_down = RemoteRepository(
+        one_down = RemoteBoundary(
             "probe",
             Probe,
             reads=("probe_read",),

@@ -10,14 +10,14 @@ import authn
 import users
 from arcana.core import delegation
 from arcana.core.exceptions import ApplicationError, Conflict, NotFound, Unauthenticated
-from arcana.core.internal import RemoteRepository
+from arcana.core.internal import RemoteBoundary
 from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of
 from authn.errors import CredentialsMissing, InvalidCredentials
-from authn.interfaces import AuthRepositoryInterface
+from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
 from tests.commands import refusal, run_manage
 from users import repository as users_repository
 from users.errors import EmailTaken, LastAdmin
-from users.interfaces import UserRepositoryInterface
+from users.interfaces import UserRepositoryInterface, UserServiceInterface
 from users.records import UserCredentials, UserPage, UserRecord
 
 WHEN = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
@@ -152,7 +152,7 @@ def test_the_service_tier_binds_remote_repositories_and_local_services(
         monkeypatch.delattr(app, "service")
         monkeypatch.delattr(app, "repo")
         app.bind()
-        assert isinstance(vars(app)["repo"], RemoteRepository)
+        assert isinstance(vars(app)["repo"], RemoteBoundary)
         assert vars(app)["service"].__name__ == f"{app.__name__}.services"
         vars(app)["repo"].close()
     assert users.repo.boundary == "users.repo"  # type: ignore[attr-defined]
@@ -179,18 +179,27 @@ def test_the_repository_tier_binds_local_and_serves_the_repositories(
     assert served["authn.repo"][0] is AuthRepositoryInterface
 
 
-def test_the_controller_tier_hop_is_not_built_yet(
+def test_the_controller_tier_calls_the_services_across_the_hop(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.ARCANA_INTERNAL_TLS_CERT = ""
     settings.ARCANA_DEPLOYMENT = dataclasses.replace(
         settings.ARCANA_DEPLOYMENT,
         mode="layered",
         tier="controller",
         service_targets=("10.0.0.1:7000",),
+        internal_insecure=True,
     )
-    monkeypatch.delattr(users, "service")
-    with pytest.raises(NotImplementedError, match=delegation.REMOTE_NOT_BUILT):
-        users.service  # noqa: B018
+    for app in (users, authn):
+        monkeypatch.delattr(app, "service")
+        service = app.service
+        assert isinstance(service, RemoteBoundary)
+        assert (service.boundary, service.home) == (f"{app.__name__}.service", "service")
+        service.close()
+    served = delegation.service_boundaries()
+    assert set(served) == {"users.service", "authn.service"}
+    assert served["users.service"][0] is UserServiceInterface
+    assert served["authn.service"][0] is AuthServiceInterface
 
 
 def test_a_service_tier_without_internal_tls_refuses_to_start() -> None:

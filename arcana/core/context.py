@@ -1,0 +1,41 @@
+"""What a request carries across every tier: its id and who is acting.
+
+The public edge (``arcana.middleware.RequestIdMiddleware`` for REST,
+``arcana.grpc.interceptors.ErrorInterceptor`` for gRPC) sets both for the
+duration of a call; the internal hops (``arcana.core.internal``) forward them
+as metadata and set them again on the far side, so every tier's log line of
+one call names the same request. Context variables, not thread locals: a
+value never outlives the call that set it.
+"""
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+request_id: ContextVar[str | None] = ContextVar("arcana_request_id", default=None)
+acting_user: ContextVar[str | None] = ContextVar("arcana_acting_user", default=None)
+
+# What a client (or a gateway) may name its request: short, and nothing that
+# could break a log line or a header.
+_ACCEPTED = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def accept_request_id(value: str | None) -> str:
+    """``value`` when it is a usable request id, else a new one."""
+    if value and _ACCEPTED.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def call_context(*, request: str | None = None, actor: str | None = None) -> Iterator[None]:
+    """Run the block with ``request_id`` / ``acting_user`` set."""
+    request_token = request_id.set(request)
+    actor_token = acting_user.set(actor)
+    try:
+        yield
+    finally:
+        acting_user.reset(actor_token)
+        request_id.reset(request_token)
