@@ -4,13 +4,13 @@ PY := .venv/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 GRPC_PORT ?= 50051
+MODE ?= monolithic
 
 .PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak ci clean
 
-run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (Ctrl-C stops both)
+run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered; Ctrl-C stops all)
 	@scripts/bootstrap.sh
-	@$(PY) manage.py migrate --noinput
-	@HOST=$(HOST) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) scripts/run.sh
+	@MODE=$(MODE) HOST=$(HOST) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) scripts/run.sh
 
 test:  ## Set up, then run the whole suite with coverage (SQLite, local-memory cache)
 	@scripts/bootstrap.sh --dev
@@ -38,8 +38,15 @@ migrate:
 	@scripts/bootstrap.sh
 	@$(PY) manage.py migrate --noinput
 
-superuser:  ## Create an admin (interactive, or from DJANGO_SUPERUSER_* with NOINPUT=1)
+superuser:  ## Create an admin where the users' data lives (MODE=layered: the repository tier)
+	@scripts/bootstrap.sh
+ifeq ($(MODE),layered)
+	@scripts/tier.sh repository migrate --noinput
+	@scripts/tier.sh repository createsuperuser $(if $(NOINPUT),--noinput,)
+else
+	@$(PY) manage.py migrate --noinput
 	@$(PY) manage.py createsuperuser $(if $(NOINPUT),--noinput,)
+endif
 
 bench:  ## REST vs gRPC side by side; prints a table, writes bench/out/bench.png
 	@scripts/bootstrap.sh --dev

@@ -1,18 +1,23 @@
 """Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve).
 
-Readiness needs the database. The cache only speeds things up and fails open
-(arcana/core/cache.py), so an unreachable cache shows as "degraded" but does not
-take the instance out of rotation.
+Readiness needs what the process depends on (:func:`dependency_ready`): the
+database in monolithic mode and in the repository tier; in layered mode's
+controller and service tiers, the tier below (its gRPC health: SERVING on at
+least one of its addresses), since they hold no database. The cache only
+speeds things up and fails open (arcana/core/cache.py), so an unreachable
+cache shows as "degraded" but does not take the instance out of rotation.
 
 The same dependency checks drive the gRPC health service (arcana/grpc/server.py).
 A failing dependency is logged when it starts failing and when it recovers,
 not on every probe.
 """
 
+import contextlib
 import logging
 import threading
 import uuid
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -45,6 +50,32 @@ def database_ready() -> bool:
     return _record("database", True)
 
 
+# The tier a layered-mode tier depends on: the one it calls.
+_NEXT_TIER = {"controller": "service", "service": "repository"}
+
+
+def dependency_ready() -> tuple[str, bool]:
+    """(what this process depends on, whether it is reachable now)."""
+    tier = getattr(settings.ARCANA_DEPLOYMENT, "tier", None)
+    below = _NEXT_TIER.get(str(tier)) if tier is not None else None
+    if below is None:
+        # A connection broken by an outage stays broken until closed; Django
+        # closes it at request boundaries, a watcher thread has none.
+        with contextlib.suppress(Exception):  # database_ready() reports the outage
+            connection.close_if_unusable_or_obsolete()
+        ready = database_ready()
+        if not ready:
+            connection.close()
+        return "database", ready
+    from arcana.core.internal import tier_serving  # grpc: only in layered tiers
+
+    try:
+        ok = tier_serving(below)
+    except Exception as exc:
+        return below, _record(below, False, exc)
+    return below, _record(below, ok, None if ok else ConnectionError(f"{below} tier not serving"))
+
+
 def cache_ready() -> bool:
     key = f"readyz:{uuid.uuid4().hex}"
     try:
@@ -63,12 +94,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    database = database_ready()
+    name, ready = dependency_ready()
     body = {
-        "status": "ok" if database else "unavailable",
+        "status": "ok" if ready else "unavailable",
         "checks": {
-            "database": "ok" if database else "unavailable",
+            name: "ok" if ready else "unavailable",
             "cache": "ok" if cache_ready() else "degraded",
         },
     }
-    return JsonResponse(body, status=200 if database else 503)
+    return JsonResponse(body, status=200 if ready else 503)

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from arcana.core.context import accept_request_id, call_context
 from arcana.core.rest import error_json
@@ -101,5 +101,8 @@ class JsonNotFoundMiddleware:
     @property
     def admin_prefix(self) -> str:
         if self._admin_prefix is None:
-            self._admin_prefix = reverse("admin:index")
+            try:
+                self._admin_prefix = reverse("admin:index")
+            except NoReverseMatch:  # a tier that serves no admin (layered mode's edge)
+                self._admin_prefix = "\0"  # matches no path
         return self._admin_prefix

@@ -55,3 +55,17 @@ def simple_jwt(keys: JwtKeys, *, verify_only: bool = False) -> dict[str, Any]:
         "SIGNING_KEY": None if verify_only else keys.private_pem,
         "VERIFYING_KEY": keys.public_pem,
     }
+
+
+_LAYERED_KEY = ed25519.Ed25519PrivateKey.generate()
+
+
+def tier_keys(tier: str) -> dict[str, str]:
+    """The JWT key a layered-mode tier holds, as environment (the settings
+    refuse any other): the private key for the service tier, the public key
+    at the controller, none for the repository tier."""
+    if tier == "service":
+        return {"JWT_PRIVATE_KEY": private_pem(_LAYERED_KEY)}
+    if tier == "controller":
+        return {"JWT_PUBLIC_KEY": public_pem(_LAYERED_KEY)}
+    return {}

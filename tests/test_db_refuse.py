@@ -11,6 +11,7 @@ from django.db import connections, transaction
 
 from arcana.db.refuse.base import SQL_SHOWN_CHARS, HiddenDatabaseUse
 from tests.commands import refusal, run_manage
+from tests.jwtkeys import tier_keys
 from users.models import User
 
 ALIAS = "no_database"
@@ -22,11 +23,14 @@ SERVICE_ENV = {
     # The service tier builds its repository clients at start-up: plaintext
     # must be allowed explicitly (tests/internal checks the refusal).
     "ARCANA_INTERNAL_INSECURE": "true",
+    **tier_keys("service"),
 }
 CONTROLLER_ENV = {
     "ARCANA_MODE": "layered",
     "ARCANA_TIER": "controller",
     "ARCANA_SERVICE_ADDR": "service:50052",
+    "ARCANA_INTERNAL_INSECURE": "true",
+    **tier_keys("controller"),
 }
 
 
@@ -126,7 +130,7 @@ def test_it_is_a_configuration_error_not_a_database_outage() -> None:
 
 
 def _import_base(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:
-    for name in ("DATABASE_URL", "ARCANA_MODE", "ARCANA_TIER"):
+    for name in ("DATABASE_URL", "ARCANA_MODE", "ARCANA_TIER", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

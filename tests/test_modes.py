@@ -6,9 +6,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from arcana.modes import Deployment, Mode, Tier, deployment_from_env, parse_targets
 from tests.commands import refusal, run_manage
+from tests.jwtkeys import tier_keys
 
-CONTROLLER = {"ARCANA_MODE": "layered", "ARCANA_TIER": "controller"}
-SERVICE = {"ARCANA_MODE": "layered", "ARCANA_TIER": "service"}
+CONTROLLER = {"ARCANA_MODE": "layered", "ARCANA_TIER": "controller", **tier_keys("controller")}
+SERVICE = {"ARCANA_MODE": "layered", "ARCANA_TIER": "service", **tier_keys("service")}
 REPOSITORY = {"ARCANA_MODE": "layered", "ARCANA_TIER": "repository"}
 ADDR_FORMS = "host:port[,host:port...] or dns:///name:port"
 

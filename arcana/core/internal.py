@@ -283,6 +283,50 @@ class RemoteBoundary:
             raise RemoteCallFailed() from None
 
 
+# --- the tier below's health ------------------------------------------------------
+
+_health_channels: dict[str, list[grpc.Channel]] = {}
+_health_lock = threading.Lock()
+HEALTH_TIMEOUT = 1.0
+
+
+def _channels_to(home: str) -> list[grpc.Channel]:
+    with _health_lock:
+        found = _health_channels.get(home)
+        if found is None:
+            deployment = settings.ARCANA_DEPLOYMENT
+            targets = (
+                deployment.service_targets if home == SERVICE else deployment.repository_targets
+            )
+            credentials = channel_credentials()
+            found = [
+                grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+                if credentials is not None
+                else grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+                for target in targets
+            ]
+            _health_channels[home] = found
+        return found
+
+
+def tier_serving(home: str) -> bool:
+    """Whether tier ``home`` answers SERVING for its internal service on at
+    least one of this process's targets for it (gRPC health ``Check``, within
+    ``HEALTH_TIMEOUT`` or the internal deadline, whichever is shorter)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    timeout = min(HEALTH_TIMEOUT, settings.ARCANA_DEPLOYMENT.internal_deadline)
+    request = health_pb2.HealthCheckRequest(service=SERVICE_NAMES[_home(home)])
+    for channel in _channels_to(home):
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout)
+        except grpc.RpcError:
+            continue
+        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+            return True
+    return False
+
+
 # --- the server ------------------------------------------------------------------
 
 

@@ -1,7 +1,11 @@
-"""Assembling and running the gRPC server.
+"""Assembling and running the gRPC servers.
 
 :func:`build_server` is used by ``grpcrunserver`` and by the tests alike, so
-tests exercise the production interceptors, health and reflection.
+tests exercise the production interceptors, health and reflection. With
+``internal="service"`` or ``internal="repository"`` it builds a layered-mode
+tier's internal server instead (``manage.py tierserver``): that tier's
+boundaries (``arcana.core.internal``), health, mutual TLS, and none of the
+public services.
 :func:`serve` runs one process until SIGTERM/SIGINT; :func:`supervise` runs N
 of them on one port (SO_REUSEPORT) and forwards those signals.
 """
@@ -30,9 +34,10 @@ from django.db import connection, connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as reflection_service
 
+from arcana.core import delegation
 from arcana.core import grpc_compat as compat
 from arcana.grpc.interceptors import CapacityInterceptor
-from arcana.health import database_ready
+from arcana.health import dependency_ready
 from authn.grpc.servicers import AuthServicer
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from users.grpc.servicers import UserServicer
@@ -61,9 +66,11 @@ def grpc_handlers(server: Any) -> None:
 class ArcanaServer:
     """A built, bound (not yet started) server and its health servicer.
 
-    While running, a watcher thread checks the database every
-    ``health_interval`` seconds and turns health NOT_SERVING while it is
-    unreachable, SERVING again once it is back (the gRPC twin of ``/readyz``).
+    While running, a watcher thread checks what this process depends on every
+    ``health_interval`` seconds (``arcana.health.dependency_ready``: the
+    database, or in layered mode the tier below) and turns health
+    NOT_SERVING while it is unreachable, SERVING again once it is back (the
+    gRPC twin of ``/readyz``).
     """
 
     server: grpc.Server
@@ -71,12 +78,13 @@ class ArcanaServer:
     port: int
     health_interval: float = 2.0
     security: str = "plaintext"  # or "TLS", "mutual TLS"
+    services: tuple[str, ...] = APPLICATION_SERVICES
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self.server.start()
         self._set_health(serving=True)
-        watcher = threading.Thread(target=self._watch_database, name="grpc-health", daemon=True)
+        watcher = threading.Thread(target=self._watch, name="grpc-health", daemon=True)
         watcher.start()
 
     def stop(self, grace: float) -> threading.Event:
@@ -92,21 +100,16 @@ class ArcanaServer:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in (OVERALL, *APPLICATION_SERVICES):
+        for name in (OVERALL, *self.services):
             self.health.set(name, status)  # ignored once shutdown has begun
 
-    def _watch_database(self) -> None:
+    def _watch(self) -> None:
         serving = True
         while not self._stopping.wait(self.health_interval):
             try:
-                # A connection broken by an outage stays broken until closed;
-                # Django closes it at request boundaries, this thread has none.
-                connection.close_if_unusable_or_obsolete()
-                ready = database_ready()
-                if not ready:
-                    connection.close()
+                _, ready = dependency_ready()
             except Exception:  # the watcher must outlive anything the check throws
-                logger.exception("health watcher: database check failed")
+                logger.exception("health watcher: dependency check failed")
                 ready = False
             if ready != serving:
                 self._set_health(serving=ready)
@@ -216,6 +219,7 @@ def build_server(
     max_connection_age: float | None = None,
     max_connection_age_grace: float | None = None,
     tls: TlsFiles | None = None,
+    internal: str | None = None,
 ) -> ArcanaServer:
     """A server on ``address`` with the project's interceptors, servicers,
     health and (unless ``reflection`` is off) reflection.
@@ -231,6 +235,12 @@ def build_server(
     left ``None`` come from the ``GRPC_*`` settings. Raises ``ValueError`` for
     limits that do not fit together and ``OSError`` when the address cannot
     be bound.
+
+    ``internal`` (a tier: ``"service"`` or ``"repository"``) builds that
+    tier's internal server: its boundaries only, no authentication
+    interceptors (callers are authenticated by mutual TLS from the
+    ``ARCANA_INTERNAL_TLS_*`` settings, or plaintext with
+    ``ARCANA_INTERNAL_INSECURE=true``), no reflection; ``tls`` must be None.
     """
     max_streams = max_streams or settings.GRPC_MAX_STREAMS
     max_concurrent_rpcs = max_concurrent_rpcs or settings.GRPC_MAX_CONCURRENT_RPCS
@@ -244,13 +254,17 @@ def build_server(
         request_timeout=request_timeout or settings.GRPC_REQUEST_TIMEOUT,
     )
     reflection = settings.GRPC_REFLECTION if reflection is None else reflection
+    if internal is not None:
+        if tls is not None:
+            raise ValueError("an internal server takes its TLS from ARCANA_INTERNAL_TLS_*")
+        reflection = False
     compat.ensure_grpc_logging()
     keep_caches_per_thread()
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=max_workers + max_streams, thread_name_prefix="grpc-worker"
         ),
-        interceptors=[capacity, *compat.server_interceptors()],
+        interceptors=[capacity] if internal else [capacity, *compat.server_interceptors()],
         options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -264,7 +278,20 @@ def build_server(
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    grpc_handlers(server)
+    services: tuple[str, ...]
+    if internal is None:
+        grpc_handlers(server)
+        services, credentials, security = APPLICATION_SERVICES, None, "plaintext"
+        if tls is not None:
+            credentials = tls.credentials()
+            security = "mutual TLS" if tls.mutual else "TLS"
+    else:
+        from arcana.core import internal as hop  # grpc's internal protos: tiers only
+
+        hop.add_boundary_servicer(server, internal, delegation.served_boundaries(internal))
+        services = (hop.SERVICE_NAMES[internal],)
+        credentials = hop.server_credentials()
+        security = "plaintext" if credentials is None else "mutual TLS"
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection:
@@ -272,10 +299,10 @@ def build_server(
             (*APPLICATION_SERVICES, health.SERVICE_NAME, reflection_service.SERVICE_NAME), server
         )
     try:
-        if tls is None:
+        if credentials is None:
             port = server.add_insecure_port(address)
         else:
-            port = server.add_secure_port(address, tls.credentials())
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:  # grpc >= 1.50 raises instead of returning 0
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if port == 0:
@@ -285,7 +312,8 @@ def build_server(
         health=health_servicer,
         port=port,
         health_interval=health_interval or settings.GRPC_HEALTH_INTERVAL,
-        security="plaintext" if tls is None else "mutual TLS" if tls.mutual else "TLS",
+        security=security,
+        services=services,
     )
 
 

@@ -14,7 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from arcana.core.jwtkeys import load_jwt_keys
-from arcana.modes import Deployment, Mode, deployment_from_env
+from arcana.modes import Deployment, Mode, Tier, deployment_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -359,6 +359,29 @@ if (
         "JWT_PRIVATE_KEY must be set in monolithic mode, whose processes mint tokens "
         "(JWT_PUBLIC_KEY alone only verifies them)."
     )
+
+if ARCANA_DEPLOYMENT.mode is Mode.LAYERED:
+    # Only the service tier can mint tokens: a shared HS256 secret would let
+    # every tier mint them, so layered mode signs with a key pair.
+    _tier = ARCANA_DEPLOYMENT.tier
+    if env.str("JWT_SIGNING_KEY", default=""):
+        raise ImproperlyConfigured(
+            "JWT_SIGNING_KEY (HS256) is not for layered mode, where only the service tier "
+            "may mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at the controller."
+        )
+    if _tier is Tier.SERVICE and (JWT_KEYS is None or JWT_KEYS.private_pem is None):
+        raise ImproperlyConfigured(
+            "JWT_PRIVATE_KEY must be set for the service tier (it mints tokens)."
+        )
+    if _tier is not Tier.SERVICE and env.str("JWT_PRIVATE_KEY", default=""):
+        raise ImproperlyConfigured(
+            f"JWT_PRIVATE_KEY must not be set for the {_tier} tier: only the service tier "
+            "mints tokens (give the controller JWT_PUBLIC_KEY)."
+        )
+    if _tier is Tier.CONTROLLER and JWT_KEYS is None:
+        raise ImproperlyConfigured(
+            "JWT_PUBLIC_KEY must be set for the controller tier (it verifies access tokens)."
+        )
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),

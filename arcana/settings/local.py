@@ -9,8 +9,10 @@ ever committed and tokens survive the autoreloader's restarts.
 import json
 import secrets
 
+from arcana.modes import Mode
+
 from .base import *  # noqa: F403
-from .base import BASE_DIR, JWT_KEYS, MIDDLEWARE, SIMPLE_JWT, env
+from .base import ARCANA_DEPLOYMENT, BASE_DIR, JWT_KEYS, MIDDLEWARE, SIMPLE_JWT, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
@@ -32,9 +34,10 @@ def _development_keys() -> dict[str, str]:
 
 _keys = _development_keys()
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_keys["DJANGO_SECRET_KEY"])
-JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=_keys["JWT_SIGNING_KEY"])
-if JWT_KEYS is None:  # HS256; else base set the key pair
-    SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+if ARCANA_DEPLOYMENT.mode is not Mode.LAYERED:  # layered mode signs with a key pair only
+    JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=_keys["JWT_SIGNING_KEY"])
+    if JWT_KEYS is None:  # HS256; else base set the key pair
+        SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
 
 # runserver serves static files itself; no collectstatic needed in development.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]

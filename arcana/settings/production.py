@@ -9,8 +9,18 @@ from collections.abc import Hashable, Sequence
 
 from django.core.exceptions import ImproperlyConfigured
 
+from arcana.modes import Mode
+
 from .base import *  # noqa: F403
-from .base import JWT_KEYS, REDIS_URL, REST_FRAMEWORK, SIMPLE_JWT, api_docs_mode, env
+from .base import (
+    ARCANA_DEPLOYMENT,
+    JWT_KEYS,
+    REDIS_URL,
+    REST_FRAMEWORK,
+    SIMPLE_JWT,
+    api_docs_mode,
+    env,
+)
 
 MIN_KEY_BYTES = 32
 # Estimated bits a key must carry (see key_entropy_bits). secrets.token_urlsafe(48)
@@ -85,7 +95,14 @@ def require_strong_key(name: str, value: str | None) -> str:
 
 DEBUG = False
 SECRET_KEY = require_strong_key("DJANGO_SECRET_KEY", env.str("DJANGO_SECRET_KEY", default=None))
-if JWT_KEYS is None:
+if ARCANA_DEPLOYMENT.internal_insecure:
+    raise ImproperlyConfigured(
+        "ARCANA_INTERNAL_INSECURE=true is for local runs only: production's internal calls "
+        "use mutual TLS (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA)."
+    )
+if JWT_KEYS is None and ARCANA_DEPLOYMENT.mode is Mode.LAYERED:
+    pass  # base refused what a tier must not hold; a repository tier needs no JWT key
+elif JWT_KEYS is None:
     JWT_SIGNING_KEY = require_strong_key(
         "JWT_SIGNING_KEY", env.str("JWT_SIGNING_KEY", default=None)
     )

@@ -42,8 +42,9 @@ def test_health_tracks_database(
     watched_server: ArcanaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert _status(watched_server.port) == SERVING
-    monkeypatch.setattr("arcana.grpc.server.database_ready", lambda: False)
+    database_ready = arcana_health.database_ready
+    monkeypatch.setattr("arcana.health.database_ready", lambda: False)
     assert _wait_for(watched_server.port, NOT_SERVING) == NOT_SERVING
     assert _wait_for(watched_server.port, NOT_SERVING, "arcana.v1.UserService") == NOT_SERVING
-    monkeypatch.setattr("arcana.grpc.server.database_ready", arcana_health.database_ready)
+    monkeypatch.setattr("arcana.health.database_ready", database_ready)
     assert _wait_for(watched_server.port, SERVING) == SERVING

@@ -15,6 +15,7 @@ from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of
 from authn.errors import CredentialsMissing, InvalidCredentials
 from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
 from tests.commands import refusal, run_manage
+from tests.jwtkeys import tier_keys
 from users import repository as users_repository
 from users.errors import EmailTaken, LastAdmin
 from users.interfaces import UserRepositoryInterface, UserServiceInterface
@@ -207,6 +208,7 @@ def test_a_service_tier_without_internal_tls_refuses_to_start() -> None:
         "ARCANA_MODE": "layered",
         "ARCANA_TIER": "service",
         "ARCANA_REPOSITORY_ADDR": "repository:50053",
+        **tier_keys("service"),
     }
     assert refusal(run_manage("check", env=env)) == (
         "internal calls need mutual TLS (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA) "

@@ -14,6 +14,7 @@ that this command is the one ``manage.py`` runs.
 import os
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.management.commands import createsuperuser
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
@@ -28,6 +29,12 @@ PASSWORD_ENV = "DJANGO_SUPERUSER_PASSWORD"  # noqa: S105 - a variable name
 
 class Command(createsuperuser.Command):
     def handle(self, *args: Any, **options: Any) -> None:
+        deployment = settings.ARCANA_DEPLOYMENT
+        if not deployment.holds_database:
+            raise CommandError(
+                f"createsuperuser runs where the users' data lives: the repository tier, "
+                f"not the {deployment.tier} tier (make superuser MODE=layered)."
+            )
         field = User.USERNAME_FIELD
         if not options["interactive"]:
             email = options[field] or os.environ.get(f"DJANGO_SUPERUSER_{field.upper()}")

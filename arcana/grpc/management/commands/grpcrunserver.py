@@ -132,6 +132,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tier = settings.ARCANA_DEPLOYMENT.tier
+        if tier is not None and str(tier) != "controller":
+            raise CommandError(
+                f"The public gRPC server runs in monolithic mode or the controller tier; "
+                f"the {tier} tier runs `manage.py tierserver`."
+            )
         address = parse_address(options["address"])
         if options["grace"] < 0:
             raise CommandError("--grace must not be negative.")

@@ -1,0 +1,101 @@
+"""``manage.py tierserver [ADDR:PORT]``: a layered-mode tier's internal gRPC server.
+
+The service tier (``ARCANA_TIER=service``, default port 50052) serves
+``arcana.internal.v1.Service``: the apps' services, called by the controller
+tier. The repository tier (``ARCANA_TIER=repository``, default port 50053)
+serves ``arcana.internal.v1.Repository``: the apps' repositories, called by
+the service tier. Both serve gRPC health (SERVING while the tier below, or
+the database, answers) and mutual TLS from ``ARCANA_INTERNAL_TLS_*``
+(plaintext only with ``ARCANA_INTERNAL_INSECURE=true``). Connections are
+closed after ``GRPC_MAX_CONNECTION_AGE`` so that callers re-resolve a
+``dns:///`` name and find new replicas.
+"""
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from arcana.grpc.management.commands.grpcrunserver import _positive_int, parse_address
+from arcana.grpc.server import ArcanaServer, serve, supervise
+
+DEFAULT_PORTS = {"service": 50052, "repository": 50053}
+
+
+class Command(BaseCommand):
+    help = (
+        "Run this layered-mode tier's internal gRPC server (ARCANA_TIER=service or "
+        "repository) until SIGTERM or SIGINT, then drain in-flight calls."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "address",
+            nargs="?",
+            help="ADDR:PORT or PORT to listen on (default 127.0.0.1:50052 for the service "
+            "tier, 127.0.0.1:50053 for the repository tier).",
+        )
+        parser.add_argument(
+            "--max-workers",
+            type=_positive_int,
+            default=settings.GRPC_MAX_WORKERS,
+            help="Threads serving calls, per process (default: GRPC_MAX_WORKERS).",
+        )
+        parser.add_argument(
+            "--workers",
+            type=_positive_int,
+            default=1,
+            help="Server processes sharing the port through SO_REUSEPORT (default 1).",
+        )
+        parser.add_argument(
+            "--grace",
+            type=float,
+            default=settings.GRPC_SHUTDOWN_GRACE,
+            help="Seconds in-flight calls get on shutdown (default: GRPC_SHUTDOWN_GRACE).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        deployment = settings.ARCANA_DEPLOYMENT
+        tier = str(deployment.tier) if deployment.tier is not None else None
+        if tier not in DEFAULT_PORTS:
+            where = f"the {tier} tier" if tier else f"{deployment.mode} mode"
+            raise CommandError(
+                f"tierserver runs the service or repository tier (ARCANA_MODE=layered, "
+                f"ARCANA_TIER=service|repository), not {where}."
+            )
+        address = parse_address(options["address"] or f"127.0.0.1:{DEFAULT_PORTS[tier]}")
+        if options["grace"] < 0:
+            raise CommandError("--grace must not be negative.")
+        server_options = {
+            "max_workers": options["max_workers"],
+            "max_message_bytes": settings.GRPC_MAX_MESSAGE_BYTES,
+            "grace": options["grace"],
+            "internal": tier,
+        }
+        workers = options["workers"]
+        if workers == 1:
+            try:
+                serve(address, on_ready=self._ready, **server_options)
+            except OSError as exc:
+                raise CommandError(str(exc)) from None
+            return
+        if address.endswith(":0"):
+            raise CommandError("--workers > 1 needs a fixed port to share.")
+        self.stdout.write(f"{tier} tier on {address}: starting {workers} worker processes")
+        status = supervise(
+            address,
+            processes=workers,
+            on_ready=lambda pids: self.stdout.write(f"worker pids: {pids}"),
+            **server_options,
+        )
+        if status:
+            raise CommandError("tier workers did not stop cleanly.", returncode=status)
+
+    def _ready(self, server: ArcanaServer) -> None:
+        tier = settings.ARCANA_DEPLOYMENT.tier
+        self.stdout.write(
+            f"{tier} tier listening on port {server.port} ({server.security}, "
+            f"pid {os.getpid()}); quit with SIGTERM or CONTROL-C."
+        )
+        self.stdout.flush()
