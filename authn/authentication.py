@@ -14,7 +14,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 import authn
 from arcana.core.context import acting_user
-from arcana.core.exceptions import ApplicationError
+from arcana.core.exceptions import ApplicationError, Unavailable
 from arcana.core.principal import Principal
 from authn.errors import AuthorizationHeaderInvalid, CredentialsMissing
 from authn.records import Authenticated
@@ -71,6 +71,8 @@ class JWTAuthentication(SimpleJWTAuthentication):
             if token is None:
                 return None  # DRF answers NotAuthenticated, as CredentialsMissing does
             auth = token_authenticate(token)
+        except Unavailable:
+            raise  # the tier behind is down: 503, not a verdict on the credentials
         except ApplicationError as exc:
             raise AuthenticationFailed(exc.message, code=exc.code) from None
         return Principal(auth), token

@@ -27,6 +27,16 @@ And the whole thing in one call::
         stack.query("SELECT COUNT(*) FROM users_user")   # the stack's own database
         extra = stack.spawn_rest(workers=1, env_overrides={...})  # more servers, same database
 
+With ``mode="layered"`` the same call starts layered mode's three tiers as
+production runs them: the repository tier (``tierserver``, the only process
+with ``DATABASE_URL``), ``service_replicas`` service tiers (``tierserver``,
+the only holders of the token-minting key) and the controller tier
+(gunicorn + grpcrunserver, with the public key only) on the public ports;
+internal calls use mutual TLS from a CA made for the run (:func:`tier_pki`).
+``stack.tiers`` holds the tier servers, ``stack.tier_env(tier)`` their
+environment; ``admin_port=True`` adds the repository tier's HTTP port (the
+Django admin) as ``stack.admin_port``.
+
 :func:`live_stack` creates its own database (``<prefix>_<random>``) on the
 server ``database_url`` points to (the database named in the URL is not
 touched), migrates it, creates an admin with ``createsuperuser --noinput``,
@@ -136,6 +146,99 @@ def create_admin(env: Mapping[str, str], *, email: str, name: str, password: str
         "createsuperuser",
         "--noinput",
     )
+
+
+# --- layered mode ---------------------------------------------------------------------
+
+TIER_READY_MARKER = "tier listening on port"
+
+
+@dataclass(frozen=True)
+class TierPki:
+    """PEM files of a CA made for one run and a certificate every tier presents
+    (as server and as client) for 127.0.0.1 / localhost."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            "ARCANA_INTERNAL_TLS_CERT": str(self.cert),
+            "ARCANA_INTERNAL_TLS_KEY": str(self.key),
+            "ARCANA_INTERNAL_TLS_CA": str(self.ca),
+        }
+
+
+def tier_pki(directory: Path) -> TierPki:
+    """Mutual-TLS files for the internal hops, written to ``directory`` (trustme:
+    a development dependency, as are the benchmarks and live tests)."""
+    trustme: Any = importlib.import_module("trustme")
+    ca = trustme.CA(organization_name="Arcana live-stack CA")
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    pki = TierPki(cert=directory / "tier.pem", key=directory / "tier.key", ca=directory / "ca.pem")
+    leaf.cert_chain_pems[0].write_to_path(str(pki.cert))
+    leaf.private_key_pem.write_to_path(str(pki.key))
+    ca.cert_pem.write_to_path(str(pki.ca))
+    pki.key.chmod(0o600)
+    return pki
+
+
+def jwt_key_pair() -> tuple[str, str]:
+    """(private, public) PEM of a fresh Ed25519 key: layered mode signs with a pair."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private.decode(), public.decode()
+
+
+def layered_envs(
+    env: Mapping[str, str],
+    *,
+    pki: TierPki,
+    jwt_keys: tuple[str, str],
+    service_addresses: Sequence[str],
+    repository_address: str,
+) -> dict[str, dict[str, str]]:
+    """Each tier's environment from a monolithic server's ``env``: the database
+    for the repository tier alone, the private key (of ``jwt_keys``, from
+    :func:`jwt_key_pair`) for the service tier alone, the public key at the
+    controller."""
+    private, public = jwt_keys
+    common = {
+        key: value
+        for key, value in env.items()
+        if key not in ("DATABASE_URL", "JWT_SIGNING_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY")
+    }
+    common.update(
+        ARCANA_MODE="layered",
+        ARCANA_SERVICE_ADDR=",".join(service_addresses),
+        ARCANA_REPOSITORY_ADDR=repository_address,
+        **pki.env(),
+    )
+    return {
+        "repository": {**common, "ARCANA_TIER": "repository", "DATABASE_URL": env["DATABASE_URL"]},
+        "service": {**common, "ARCANA_TIER": "service", "JWT_PRIVATE_KEY": private},
+        "controller": {**common, "ARCANA_TIER": "controller", "JWT_PUBLIC_KEY": public},
+    }
+
+
+def tier_server(env: Mapping[str, str], address: str, log_path: Path, *, name: str) -> Server:
+    """``manage.py tierserver ADDRESS`` (the tier is ``env``'s ``ARCANA_TIER``)."""
+    return Server(name, [PYTHON, "manage.py", "tierserver", address], dict(env), log_path)
+
+
+def wait_tier_ready(server: Server, timeout: float = 60) -> None:
+    server.wait_until(log_count(server, TIER_READY_MARKER, 1), timeout)
 
 
 # --- MySQL / MariaDB ----------------------------------------------------------------------
@@ -314,6 +417,25 @@ class LiveStack:
     password: str
     log_dir: Path
     _stack: ExitStack = field(repr=False)
+    mode: str = "monolithic"
+    # Layered mode: "repository" -> [its tierserver], "service" -> [one per replica].
+    tiers: dict[str, list[Server]] = field(default_factory=dict)
+    tier_envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    service_addresses: list[str] = field(default_factory=list)
+    repository_address: str = ""
+    admin_port: int = 0
+
+    def tier_env(self, tier: str) -> dict[str, str]:
+        """The environment of a layered-mode tier (``self.env`` is the controller's)."""
+        return self.tier_envs[tier]
+
+    def restart_tier(self, tier: str, index: int = 0) -> Server:
+        """Start a stopped tier server again, on the same address and environment."""
+        old = self.tiers[tier][index]
+        server = Server(old.name, old.argv, old.env, old.log_path.with_suffix(".restarted.log"))
+        self.tiers[tier][index] = server
+        self._launch(server, lambda: wait_tier_ready(server))
+        return server
 
     def rest_json(
         self, method: str, path: str, body: Any = None, token: str = "", timeout: float = 120
@@ -384,6 +506,9 @@ def live_stack(
     log_dir: Path | None = None,
     database_prefix: str = "arcana_live",
     stop_grace: float = 10,
+    mode: str = "monolithic",
+    service_replicas: int = 1,
+    admin_port: bool = False,
 ) -> Iterator[LiveStack]:
     """gunicorn + grpcrunserver on a database of their own; see the module docstring.
 
@@ -391,10 +516,13 @@ def live_stack(
     ``redis_url``. ``password`` is the admin's (tests pass one their secret
     scanner knows). Logs go to ``log_dir`` (a temporary directory, removed
     afterwards, if None). ``stop_grace`` is how long each server has to exit
-    on SIGTERM at the end before it is killed.
+    on SIGTERM at the end before it is killed. ``mode`` is ``"monolithic"``
+    or ``"layered"`` (see the module docstring).
     """
     if not is_mysql_url(database_url):
         raise RuntimeError("live_stack needs a mysql:// DATABASE_URL")
+    if mode not in ("monolithic", "layered"):
+        raise ValueError(f"no mode {mode!r}")
     with ExitStack() as stack:
         if log_dir is None:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="arcana-live-")))
@@ -417,9 +545,69 @@ def live_stack(
             "LOG_LEVEL": "INFO",
             **(env_overrides or {}),
         }
+        tiers: dict[str, list[Server]] = {}
+        tier_envs: dict[str, dict[str, str]] = {}
+        service_addresses: list[str] = []
+        repository_address = ""
+        if mode == "layered":
+            pki = tier_pki(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pki-"))))
+            service_addresses = [f"127.0.0.1:{free_port()}" for _ in range(service_replicas)]
+            repository_address = f"127.0.0.1:{free_port()}"
+            keys = jwt_key_pair()
+            setup_tiers, tier_envs = (
+                layered_envs(
+                    base,
+                    pki=pki,
+                    jwt_keys=keys,
+                    service_addresses=service_addresses,
+                    repository_address=repository_address,
+                )
+                for base in (setup_env, env)
+            )
+            setup_env = setup_tiers["repository"]
+            env = tier_envs["controller"]
         manage(setup_env, "migrate", "--noinput")
         admin_email = f"admin-{secrets.token_hex(3)}@live.example.com"
         create_admin(setup_env, email=admin_email, name="Live Admin", password=password)
+
+        admin_http = 0
+        if mode == "layered":
+            repository = tier_server(
+                tier_envs["repository"],
+                repository_address,
+                log_dir / "repository.log",
+                name="repository tier (tierserver)",
+            )
+            services = [
+                tier_server(
+                    tier_envs["service"],
+                    address,
+                    log_dir / f"service-{index}.log",
+                    name=f"service tier {index} (tierserver)",
+                )
+                for index, address in enumerate(service_addresses)
+            ]
+            tiers = {"repository": [repository], "service": services}
+            for server in (repository, *services):
+                stack.callback(server.stop, stop_grace)
+                server.start()
+            if admin_port:
+                manage(setup_env, "collectstatic", "--noinput")  # as the image build does
+                admin_http = free_port()
+                admin = rest_server(
+                    tier_envs["repository"],
+                    admin_http,
+                    log_dir / "admin.log",
+                    workers=1,
+                    name="repository tier admin (gunicorn)",
+                )
+                tiers["admin"] = [admin]
+                stack.callback(admin.stop, stop_grace)
+                admin.start()
+            for server in (repository, *services):
+                wait_tier_ready(server)
+            if admin_port:
+                wait_rest_ready(tiers["admin"][0], admin_http, 1)
 
         rest_port = free_port()
         grpc_address = f"127.0.0.1:{free_port()}"
@@ -456,6 +644,12 @@ def live_stack(
             password=password,
             log_dir=log_dir,
             _stack=stack,
+            mode=mode,
+            tiers=tiers,
+            tier_envs=tier_envs,
+            service_addresses=service_addresses,
+            repository_address=repository_address,
+            admin_port=admin_http,
         )
 
 

@@ -58,6 +58,11 @@ _CHANNEL_OPTIONS = (
     ("grpc.lb_policy_name", "round_robin"),
     # Retries are ours (reads only, once); gRPC's own would retry writes too.
     ("grpc.enable_retries", 0),
+    # A tier that comes back is found within a second or two: gRPC's default
+    # reconnect backoff grows to two minutes, far beyond any deadline here.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 )
 
 
