@@ -50,9 +50,14 @@ _boundaries = Boundaries(
     globals(),
     "authn",
     {"service": _local_service, "repo": _local_repo},
-    # In layered mode's service tier, ``repo`` is an internal gRPC client.
+    # In layered mode the controller tier's ``service`` and the service tier's
+    # ``repo`` are internal gRPC clients; ``reads`` may be tried once more.
     remote={
-        "service": Remote(interface=_service_interface, home="service"),
+        "service": Remote(
+            interface=_service_interface,
+            home="service",
+            reads=("access_user", "access_token_authenticate"),
+        ),
         "repo": Remote(interface=_repo_interface, reads=()),
     },
 )

@@ -51,9 +51,21 @@ _boundaries = Boundaries(
     globals(),
     "users",
     {"service": _local_service, "repo": _local_repo},
-    # In layered mode's service tier, ``repo`` is an internal gRPC client.
+    # In layered mode the controller tier's ``service`` and the service tier's
+    # ``repo`` are internal gRPC clients; ``reads`` change nothing, so a call
+    # that met an unavailable replica may be tried once more on another.
     remote={
-        "service": Remote(interface=_service_interface, home="service"),
+        "service": Remote(
+            interface=_service_interface,
+            home="service",
+            reads=(
+                "user_get",
+                "user_list",
+                "user_record",
+                "password_check",
+                "user_password_matches",
+            ),
+        ),
         "repo": Remote(
             interface=_repo_interface,
             reads=("user_get", "user_credentials", "user_password_hash", "user_list"),

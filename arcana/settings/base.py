@@ -308,6 +308,9 @@ GRPC_MAX_CONNECTION_AGE_GRACE = env.float(
     "GRPC_MAX_CONNECTION_AGE_GRACE", default=GRPC_SHUTDOWN_GRACE
 )
 # Seconds between the database checks behind the gRPC health status.
+# Layered mode's internal servers close connections sooner, so that callers
+# re-resolve a dns:/// name and spread over replicas added since.
+ARCANA_INTERNAL_MAX_CONNECTION_AGE = env.float("ARCANA_INTERNAL_MAX_CONNECTION_AGE", default=120.0)
 GRPC_HEALTH_INTERVAL = env.float("GRPC_HEALTH_INTERVAL", default=2.0)
 # Server reflection (what grpcurl uses to list and describe services). On by
 # default for development; production should consider switching it off.

@@ -197,6 +197,15 @@ def test_the_controller_tier_calls_the_services_across_the_hop(
         assert isinstance(service, RemoteBoundary)
         assert (service.boundary, service.home) == (f"{app.__name__}.service", "service")
         service.close()
+    # Only what changes nothing may be tried twice.
+    assert users.service._reads == {  # type: ignore[attr-defined]
+        "user_get",
+        "user_list",
+        "user_record",
+        "password_check",
+        "user_password_matches",
+    }
+    assert authn.service._reads == {"access_user", "access_token_authenticate"}  # type: ignore[attr-defined]
     served = delegation.service_boundaries()
     assert set(served) == {"users.service", "authn.service"}
     assert served["users.service"][0] is UserServiceInterface

@@ -7,8 +7,8 @@ serves ``arcana.internal.v1.Repository``: the apps' repositories, called by
 the service tier. Both serve gRPC health (SERVING while the tier below, or
 the database, answers) and mutual TLS from ``ARCANA_INTERNAL_TLS_*``
 (plaintext only with ``ARCANA_INTERNAL_INSECURE=true``). Connections are
-closed after ``GRPC_MAX_CONNECTION_AGE`` so that callers re-resolve a
-``dns:///`` name and find new replicas.
+closed after ``ARCANA_INTERNAL_MAX_CONNECTION_AGE`` (120 s) so that callers
+re-resolve a ``dns:///`` name and find new replicas.
 """
 
 import os
@@ -72,6 +72,7 @@ class Command(BaseCommand):
             "max_message_bytes": settings.GRPC_MAX_MESSAGE_BYTES,
             "grace": options["grace"],
             "internal": tier,
+            "max_connection_age": settings.ARCANA_INTERNAL_MAX_CONNECTION_AGE,
         }
         workers = options["workers"]
         if workers == 1:
