@@ -51,13 +51,10 @@ _boundaries = Boundaries(
     "authn",
     {"service": _local_service, "repo": _local_repo},
     # In layered mode the controller tier's ``service`` and the service tier's
-    # ``repo`` are internal gRPC clients; ``reads`` may be tried once more.
+    # ``repo`` are internal gRPC clients; every call of either changes state,
+    # so none is tried twice.
     remote={
-        "service": Remote(
-            interface=_service_interface,
-            home="service",
-            reads=("access_user", "access_token_authenticate"),
-        ),
+        "service": Remote(interface=_service_interface, home="service"),
         "repo": Remote(interface=_repo_interface, reads=()),
     },
 )

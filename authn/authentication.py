@@ -12,13 +12,12 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-import authn
 from arcana.core.context import acting_user
 from arcana.core.exceptions import ApplicationError, Unavailable
 from arcana.core.principal import Principal
 from authn.errors import AuthorizationHeaderInvalid, CredentialsMissing
 from authn.records import Authenticated
-from authn.services import access_token_verify
+from authn.services import access_token_verify, access_user
 
 
 def bearer_token(header: str | bytes | None) -> str | None:
@@ -41,12 +40,13 @@ def bearer_token(header: str | bytes | None) -> str | None:
 
 
 def token_authenticate(token: str) -> Authenticated:
-    """The caller behind an access token. The signature and expiry are checked
-    here, in the process that received the token (the controller tier needs
-    only the public key for it), so a forged or expired token never costs an
-    internal call; the user behind valid claims comes from ``authn.service``."""
+    """The caller behind an access token, checked in the process that received
+    it, whatever the deployment: the signature and expiry need only the public
+    key, so a forged or expired token never costs an internal call, and the
+    user behind valid claims comes from ``users.service`` (one hop from layered
+    mode's controller tier, none where users' data is local)."""
     claims = access_token_verify(token=token)  # refuses claims without a user id
-    auth = authn.service.access_user(user_id=claims.user_id or "", session_id=claims.session_id)
+    auth = access_user(user_id=claims.user_id or "", session_id=claims.session_id)
     # Named on every internal call from here on; the edge's call_context ends it.
     acting_user.set(auth.user.id)
     return auth

@@ -1,9 +1,12 @@
 """authn's two boundaries, as typed interfaces (see ``users.interfaces`` for
 why Protocols matched by the modules of functions themselves).
 
-``AuthServiceInterface`` is what controllers (REST, gRPC, the DRF
-authentication, the Django auth backend, the admin's unlock action) and
-users' ``password_changed`` receiver call; ``AuthRepositoryInterface`` is
+``AuthServiceInterface`` is what controllers (REST, gRPC, the Django auth
+backend) and users' ``password_changed`` receiver call; access tokens are not
+checked through it but where the request arrives (``authn.authentication``:
+the signature needs only the public key, and the user behind the claims
+comes from ``users.service``, so no deployment pays a hop through authn for
+it); ``AuthRepositoryInterface`` is
 what ``authn.services`` calls for the refresh-token tables. authn in turn
 reaches users only through ``users.service``.
 """
@@ -11,7 +14,7 @@ reaches users only through ``users.service``.
 from datetime import datetime
 from typing import Protocol
 
-from authn.records import Authenticated, TokenPair
+from authn.records import TokenPair
 from users.records import Actor, UserRecord
 
 
@@ -37,12 +40,6 @@ class AuthServiceInterface(Protocol):
         new_password: str,
         session_id: str | None = None,
     ) -> None: ...
-
-    def access_token_authenticate(self, *, token: str) -> Authenticated: ...
-
-    # The controller tier verifies the token itself (authn.tokens, with the
-    # public key only) and asks for the user behind its claims.
-    def access_user(self, *, user_id: str, session_id: str | None = None) -> Authenticated: ...
 
     def credentials_verify(self, *, email: str, password: str, client: str) -> UserRecord: ...
 

@@ -205,7 +205,7 @@ def test_the_controller_tier_calls_the_services_across_the_hop(
         "password_check",
         "user_password_matches",
     }
-    assert authn.service._reads == {"access_user", "access_token_authenticate"}  # type: ignore[attr-defined]
+    assert authn.service._reads == frozenset()  # type: ignore[attr-defined]
     served = delegation.service_boundaries()
     assert set(served) == {"users.service", "authn.service"}
     assert served["users.service"][0] is UserServiceInterface
