@@ -55,7 +55,7 @@ _boundaries = Boundaries(
     # so none is tried twice.
     remote={
         "service": Remote(interface=_service_interface, home="service"),
-        "repo": Remote(interface=_repo_interface, reads=()),
+        "repo": Remote(interface=_repo_interface, reads=("refresh_token_revoked",)),
     },
 )
 

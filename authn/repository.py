@@ -125,6 +125,11 @@ def refresh_tokens_revoke_all(*, user_id: str, keep_jti: str | None = None) -> i
     return _blacklist(live.values_list("id", flat=True))
 
 
+def refresh_token_revoked(*, jti: str) -> bool:
+    """Whether the refresh token ``jti`` is blacklisted (rotated or logged out)."""
+    return BlacklistedToken.objects.filter(token__jti=jti).exists()
+
+
 def refresh_token_owner(*, jti: str) -> str | None:
     owner = OutstandingToken.objects.filter(jti=jti).values_list("user_id", flat=True).first()
     return str(owner) if owner else None

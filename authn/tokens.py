@@ -30,6 +30,7 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
+import authn
 from arcana.core.jwtkeys import public_jwk
 
 SESSION_CLAIM = "sid"
@@ -143,6 +144,12 @@ class ArcanaRefreshToken(RefreshToken):
             self.check_blacklist()
         except TokenError:
             raise RefreshTokenReused(family=self.family) from None
+
+    def check_blacklist(self) -> None:
+        """simplejwt's check, asked of ``authn.repo``: where the token tables
+        live is the repository's business (another tier in layered mode)."""
+        if authn.repo.refresh_token_revoked(jti=str(self["jti"])):
+            raise TokenError("Token is blacklisted")
 
     @property
     def access_token(self) -> AccessToken:

@@ -163,7 +163,7 @@ def test_the_service_tier_binds_remote_repositories_and_local_services(
         "user_password_hash",
         "user_list",
     }
-    assert authn.repo._reads == frozenset()  # type: ignore[attr-defined]
+    assert authn.repo._reads == {"refresh_token_revoked"}  # type: ignore[attr-defined]
 
 
 def test_the_repository_tier_binds_local_and_serves_the_repositories(
