@@ -1,32 +1,39 @@
-"""Refresh-token families, beside simplejwt's token_blacklist tables.
+"""Refresh tokens: one row per token issued, its family, and whether it is revoked.
 
-simplejwt's ``OutstandingToken`` keeps each refresh token whole, but a claim
-inside it cannot be queried. A replayed token names its family in its ``fam``
-claim (authn/tokens.py); these rows, one per rotated token and keyed by its
-``jti``, are how every token of that family is found.
+authn keeps its own table rather than simplejwt's ``token_blacklist`` app:
+that app's ``OutstandingToken`` has a foreign key to the user model, and the
+token table must live where users' tables may not (the auth service's own
+database in microservices mode; ARCHITECTURE: "a foreign key never crosses a
+service that may be deployed apart"). So the user is a plain id, checked when
+it matters: at every refresh the user must still exist and be active
+(``authn.services``). simplejwt's token classes are kept (``authn.tokens``);
+only its storage is replaced, and one row per token replaces its two tables
+(outstanding + blacklisted) and the family lineage table before them:
+
+- ``family`` is the ``jti`` of the login (or registration) token that started
+  the token's rotation chain (its own ``jti`` for that first token), so a
+  replayed token's whole family is found with one indexed query;
+- ``revoked_at`` is set once, by a conditional ``UPDATE ... WHERE revoked_at IS
+  NULL``: of several concurrent rotations of one token exactly one wins.
 """
 
 from django.db import models
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 
-class RefreshTokenLineage(models.Model):
-    """The family of one refresh token issued by rotation.
-
-    A family's first token (from a login or a registration) needs no row: its
-    ``jti`` is the family id. The row goes when simplejwt's
-    ``flushexpiredtokens`` deletes its outstanding token.
-    """
-
-    token = models.OneToOneField(
-        OutstandingToken,
-        to_field="jti",
-        db_column="jti",
-        primary_key=True,
-        on_delete=models.CASCADE,
-        related_name="lineage",
-    )
+class RefreshToken(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    jti = models.CharField(max_length=255, unique=True)
+    # The user's id as the users app has it; no foreign key (see above).
+    user_id = models.CharField(max_length=64, db_index=True)
     family = models.CharField(max_length=255, db_index=True)
+    token = models.TextField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user_id", "revoked_at"], name="authn_refresh_user_live")]
 
     def __str__(self) -> str:
-        return f"{self.token_id} in family {self.family}"
+        state = "revoked" if self.revoked_at else "live"
+        return f"refresh token {self.jti} of user {self.user_id} ({state})"

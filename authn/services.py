@@ -190,6 +190,12 @@ def user_sessions_end(*, user_id: str, keep_session: str | None = None) -> int:
     return authn.repo.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
 
 
+def tokens_flush_expired() -> int:
+    """Delete expired refresh tokens' rows (they can no longer be used or
+    replayed); returns how many. Run it daily: ``manage.py flushexpiredtokens``."""
+    return authn.repo.refresh_tokens_flush_expired()
+
+
 def password_change(
     *,
     actor: Actor,

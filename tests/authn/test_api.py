@@ -7,6 +7,7 @@ from django.contrib.auth.hashers import make_password
 from django.test import Client
 from rest_framework.test import APIClient
 
+from authn.models import RefreshToken
 from tests.conftest import client_for, decode_access, tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from users.models import Role, User
@@ -245,6 +246,17 @@ def test_refresh_for_deactivated_user_is_401(anon_client: APIClient, user: User)
     pair = tokens_for(user)
     user.is_active = False
     user.save()
+    response = anon_client.post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json")
+    assert response.status_code == 401
+
+
+def test_refresh_for_deleted_user_is_401(anon_client: APIClient, user: User) -> None:
+    """The token table keeps a plain user id, no foreign key: the row outlives
+    the user, and the refresh-time check is what refuses it."""
+    pair = tokens_for(user)
+    user_id = str(user.pk)
+    user.delete()
+    assert RefreshToken.objects.filter(user_id=user_id).exists()
     response = anon_client.post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json")
     assert response.status_code == 401
 

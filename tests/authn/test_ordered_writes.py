@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from django.db import OperationalError
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+from authn.models import RefreshToken
 from tests.conftest import client_for, tokens_for
 from tests.factories import DEFAULT_PASSWORD
 from users.models import User
@@ -47,7 +47,7 @@ def test_register_commits_the_user_before_the_first_session(
     assert response.status_code == 503
     created = User.objects.get(email="half.way@example.com")
     assert created.check_password(STRONG)
-    assert not OutstandingToken.objects.filter(user_id=created.pk).exists()
+    assert not RefreshToken.objects.filter(user_id=str(created.pk)).exists()
     assert login(body["email"], STRONG) == 200
     retried = anon_client.post("/api/v1/auth/register", body, format="json")
     assert (retried.status_code, retried.json()["code"]) == (409, "email_taken")
