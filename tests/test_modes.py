@@ -241,3 +241,66 @@ def test_manage_check_passes_in_every_runnable_mode(env: dict[str, str]) -> None
     result = run_manage("check", env=env)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+# --- the JWT key each layered tier holds -------------------------------------------------
+
+# Runnable tiers but for their JWT keys: each test adds (or leaves out) the key.
+_LAYERED = {"ARCANA_MODE": "layered", "ARCANA_INTERNAL_INSECURE": "true"}
+_BARE = {
+    "controller": {**_LAYERED, "ARCANA_TIER": "controller", "ARCANA_SERVICE_ADDR": "svc:50052"},
+    "service": {**_LAYERED, "ARCANA_TIER": "service", "ARCANA_REPOSITORY_ADDR": "repo:50053"},
+    "repository": {**_LAYERED, "ARCANA_TIER": "repository"},
+}
+KEY_REFUSALS: list[tuple[dict[str, str], str]] = [
+    (
+        # HS256 would let every tier that verifies tokens mint them too.
+        {**_BARE["service"], **tier_keys("service"), "JWT_SIGNING_KEY": "s" * 48},
+        "JWT_SIGNING_KEY (HS256) is not for layered mode, where only the service tier may "
+        "mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at the controller.",
+    ),
+    (
+        {**_BARE["repository"], "JWT_SIGNING_KEY": "s" * 48},
+        "JWT_SIGNING_KEY (HS256) is not for layered mode, where only the service tier may "
+        "mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at the controller.",
+    ),
+    (_BARE["service"], "JWT_PRIVATE_KEY must be set for the service tier (it mints tokens)."),
+    (
+        # The public half alone cannot mint.
+        {**_BARE["service"], **tier_keys("controller")},
+        "JWT_PRIVATE_KEY must be set for the service tier (it mints tokens).",
+    ),
+    (
+        {**_BARE["controller"], **tier_keys("service")},
+        "JWT_PRIVATE_KEY must not be set for the controller tier: only the service tier "
+        "mints tokens (give the controller JWT_PUBLIC_KEY).",
+    ),
+    (
+        {**_BARE["repository"], **tier_keys("service")},
+        "JWT_PRIVATE_KEY must not be set for the repository tier: only the service tier "
+        "mints tokens (give the controller JWT_PUBLIC_KEY).",
+    ),
+    (
+        _BARE["controller"],
+        "JWT_PUBLIC_KEY must be set for the controller tier (it verifies access tokens).",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    KEY_REFUSALS,
+    ids=[
+        "signing-key-at-service",
+        "signing-key-at-repository",
+        "service-without-private-key",
+        "service-with-public-key-only",
+        "private-key-at-controller",
+        "private-key-at-repository",
+        "controller-without-public-key",
+    ],
+)
+def test_a_tier_holding_the_wrong_jwt_key_stops_with_the_line(
+    env: dict[str, str], message: str
+) -> None:
+    assert refusal(run_manage("check", env=env)) == message
