@@ -58,6 +58,11 @@ _CHANNEL_OPTIONS = (
     ("grpc.lb_policy_name", "round_robin"),
     # Retries are ours (reads only, once); gRPC's own would retry writes too.
     ("grpc.enable_retries", 0),
+    # gRPC's reconnect backoff grows to 120 s: a peer tier back after an
+    # outage would stay unreachable (calls UNAVAILABLE, health NOT_SERVING)
+    # for up to two minutes. Peers are on the same network: retry every second.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 )
 
 

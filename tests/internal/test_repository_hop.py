@@ -392,3 +392,34 @@ def test_calls_are_balanced_over_the_targets_and_a_read_retries_on_the_next(
         assert len(probe_hop.servicer.calls) == 5
     finally:
         second.stop(None)
+
+
+def test_every_channel_to_a_peer_tier_reconnects_within_a_second(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """gRPC's own reconnect backoff grows to two minutes: a tier back from an
+    outage would stay unreachable, calls and health checks alike, that long."""
+    import dataclasses
+
+    from arcana.core import internal
+
+    built: list[dict[str, Any]] = []
+    real = grpc.insecure_channel
+
+    def spy(target: str, options: Any = None, **kwargs: Any) -> grpc.Channel:
+        built.append(dict(options or ()))
+        return real(target, options=options, **kwargs)
+
+    monkeypatch.setattr(grpc, "insecure_channel", spy)
+    monkeypatch.setattr(internal, "_health_channels", {})
+    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
+        settings.ARCANA_DEPLOYMENT, repository_targets=("127.0.0.1:1",), internal_insecure=True
+    )
+    remote("users.repo", UserRepositoryInterface, "127.0.0.1:1").close()
+    assert internal.tier_serving("repository") is False  # nothing listens on port 1
+    assert len(built) == 2  # the boundary's channel, then the health check's
+    for options in built:
+        assert options["grpc.max_reconnect_backoff_ms"] <= 1000
+        assert options["grpc.initial_reconnect_backoff_ms"] <= 1000
+    for channel in internal._health_channels["repository"]:
+        channel.close()
