@@ -8,6 +8,7 @@ the tests that use it are transactional (see tests/grpc/conftest.py).
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +22,7 @@ from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 
 # Fixtures reused from the public server's tests: its PKI, and the server itself
 # (for tests/grpc/test_parity.py run again across the hop).
-from tests.grpc.conftest import grpc_channel, grpc_server, pki  # noqa: F401
+from tests.grpc.conftest import Pki, grpc_channel, grpc_server, pki  # noqa: F401
 
 live_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -143,3 +144,17 @@ def across(hop: Hop, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hop]:
     yield hop
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def tls_settings(pki: Pki, tmp_path: Path, settings: Any) -> Pki:  # noqa: F811 - the fixture
+    """ARCANA_INTERNAL_TLS_*: one CA (``pki.ca``) signs every tier's certificate;
+    this process uses one (``pki.server``, for 127.0.0.1) for both ends."""
+    cert, key, ca = tmp_path / "tier.pem", tmp_path / "tier.key", tmp_path / "ca.pem"
+    pki.server.cert_chain_pems[0].write_to_path(str(cert))
+    pki.server.private_key_pem.write_to_path(str(key))
+    pki.ca.cert_pem.write_to_path(str(ca))
+    settings.ARCANA_INTERNAL_TLS_CERT = str(cert)
+    settings.ARCANA_INTERNAL_TLS_KEY = str(key)
+    settings.ARCANA_INTERNAL_TLS_CA = str(ca)
+    return pki

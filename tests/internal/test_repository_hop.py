@@ -4,7 +4,6 @@ repositories answer from a real internal gRPC server on loopback."""
 import time
 from concurrent import futures
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -287,19 +286,6 @@ def test_metadata_reaches_the_repository_tier(
 
 
 # --- transport security ------------------------------------------------------------
-
-
-@pytest.fixture
-def tls_settings(pki: Pki, tmp_path: Path, settings: Any) -> Pki:
-    """One CA signs every tier's certificate; this process uses one for both ends."""
-    cert, key, ca = tmp_path / "tier.pem", tmp_path / "tier.key", tmp_path / "ca.pem"
-    pki.server.cert_chain_pems[0].write_to_path(str(cert))
-    pki.server.private_key_pem.write_to_path(str(key))
-    pki.ca.cert_pem.write_to_path(str(ca))
-    settings.ARCANA_INTERNAL_TLS_CERT = str(cert)
-    settings.ARCANA_INTERNAL_TLS_KEY = str(key)
-    settings.ARCANA_INTERNAL_TLS_CA = str(ca)
-    return pki
 
 
 def test_mutual_tls_from_settings(tls_settings: Pki) -> None:
