@@ -7,7 +7,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from arcana.grpc.server import ArcanaServer, TlsError, TlsFiles
+from arcana.core.pem import TlsError
+from arcana.grpc.server import ArcanaServer, TlsFiles
 from protos.arcana.v1 import auth_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
 from tests.factories import DEFAULT_PASSWORD

@@ -3,6 +3,7 @@ its tier's boundaries and health only, on mutual TLS from ``ARCANA_INTERNAL_TLS_
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -145,3 +146,45 @@ def test_an_internal_server_needs_tls_or_an_explicit_plaintext(settings: Any) ->
             assert other_tier.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         plaintext.stop(grace=0).wait()
+
+
+@pytest.mark.parametrize(
+    ("setting", "content", "message"),
+    [
+        (
+            "ARCANA_INTERNAL_TLS_CERT",
+            "junk",
+            r"^ARCANA_INTERNAL_TLS_CERT: TLS certificate \S+ holds no PEM certificate\.$",
+        ),
+        (
+            "ARCANA_INTERNAL_TLS_KEY",
+            "junk",
+            r"^ARCANA_INTERNAL_TLS_KEY: TLS key \S+ is not an unencrypted PEM private key",
+        ),
+        (
+            "ARCANA_INTERNAL_TLS_KEY",
+            "another key",
+            r"^ARCANA_INTERNAL_TLS_KEY: TLS key \S+ does not belong to the certificate in \S+\.$",
+        ),
+        (
+            "ARCANA_INTERNAL_TLS_CA",
+            "junk",
+            r"^ARCANA_INTERNAL_TLS_CA: TLS CA \S+ holds no PEM certificate\.$",
+        ),
+    ],
+    ids=["junk-cert", "junk-key", "key-of-another-cert", "junk-ca"],
+)
+def test_a_bad_tls_file_is_named_before_grpc_sees_it(
+    tls_settings: Pki, tmp_path: Path, settings: Any, setting: str, content: str, message: str
+) -> None:
+    """grpc would say only that it cannot listen (the server) or connect (a client)."""
+    bad = tmp_path / "bad.pem"
+    if content == "another key":
+        tls_settings.client.private_key_pem.write_to_path(str(bad))
+    else:
+        bad.write_text("not a PEM file\n")
+    setattr(settings, setting, str(bad))
+    with pytest.raises(ImproperlyConfigured, match=message):
+        internal_server()
+    with pytest.raises(ImproperlyConfigured, match=message):
+        channel_credentials()
