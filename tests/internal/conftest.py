@@ -30,16 +30,24 @@ USER_READS = ("user_get", "user_credentials", "user_password_hash", "user_list")
 
 
 class RecordingServicer(BoundaryServicer):
-    """Notes every (boundary, method) that reached the repository tier."""
+    """Notes every (boundary, method) that reached the tier, and the metadata it came with."""
 
     def __init__(self, boundaries: Any) -> None:
         super().__init__(boundaries)
         self.calls: list[tuple[str, str]] = []
+        self.metadata: list[dict[str, str]] = []
 
     def Invoke(
         self, request: boundary_pb2.InvokeRequest, context: grpc.ServicerContext
     ) -> boundary_pb2.InvokeReply:
         self.calls.append((request.boundary, request.method))
+        self.metadata.append(
+            {
+                key: value
+                for key, value in context.invocation_metadata()
+                if key.startswith("x-") and isinstance(value, str)
+            }
+        )
         return super().Invoke(request, context)
 
 
@@ -83,13 +91,25 @@ class Hop:
         return [method for _, method in self.servicer.calls]
 
 
-def start_hop(boundaries: Any = None, credentials: grpc.ServerCredentials | None = None) -> Hop:
+_ADD_SERVICER = {
+    "repository": boundary_pb2_grpc.add_RepositoryServicer_to_server,
+    "service": boundary_pb2_grpc.add_ServiceServicer_to_server,
+}
+
+
+def start_hop(
+    boundaries: Any = None,
+    credentials: grpc.ServerCredentials | None = None,
+    *,
+    home: str = "repository",
+) -> Hop:
+    """Tier ``home``'s internal server (its own boundaries unless ``boundaries``)."""
     flaky = Flaky()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[flaky])
     servicer = RecordingServicer(
-        delegation.repository_boundaries() if boundaries is None else boundaries
+        delegation.served_boundaries(home) if boundaries is None else boundaries
     )
-    boundary_pb2_grpc.add_RepositoryServicer_to_server(servicer, server)
+    _ADD_SERVICER[home](servicer, server)
     address = "127.0.0.1:0"
     port = (
         server.add_secure_port(address, credentials)
@@ -108,16 +128,19 @@ def remote(
     reads: tuple[str, ...] = (),
     deadline: float = 2.0,
     credentials: grpc.ChannelCredentials | None = None,
+    home: str = "repository",
 ) -> Any:
-    """A client of ``target`` (typed Any: its methods are the Protocol's, set at run time)."""
+    """A client of ``target`` (typed Any: its methods are the Protocol's, set at
+    run time), called from the tier above ``home``."""
     return RemoteBoundary(
         boundary,
         interface,
+        home=home,
         reads=reads,
         targets=(target,),
         deadline=deadline,
         credentials=credentials,
-        caller_tier="service",
+        caller_tier="controller" if home == "service" else "service",
     )
 
 
