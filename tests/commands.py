@@ -22,11 +22,11 @@ def child_env(settings: str, env: dict[str, str] | None = None) -> dict[str, str
     return child
 
 
-def run_manage(
-    *args: str, settings: str = "arcana.settings.test", env: dict[str, str] | None = None
+def _run(
+    command: list[str], settings: str, env: dict[str, str] | None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        command,
         cwd=ROOT,
         env=child_env(settings, env),
         capture_output=True,
@@ -34,21 +34,19 @@ def run_manage(
         timeout=60,
         check=False,
     )
+
+
+def run_manage(
+    *args: str, settings: str = "arcana.settings.test", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, "manage.py", *args], settings, env)
 
 
 def run_tier(
     tier: str, *args: str, settings: str = "arcana.settings.test", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``scripts/tier.sh TIER ARGS...``: manage.py with that tier's environment."""
-    return subprocess.run(
-        [TIER_SH, tier, *args],
-        cwd=ROOT,
-        env=child_env(settings, env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return _run([TIER_SH, tier, *args], settings, env)
 
 
 def refusal(

@@ -8,17 +8,16 @@ from typing import Any
 
 import grpc
 import pytest
-import trustme
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from arcana.core.internal import channel_credentials
+from arcana.core import internal
 from arcana.grpc.server import ArcanaServer, build_server
 from authn.interfaces import AuthRepositoryInterface
 from protos.arcana.v1 import users_pb2, users_pb2_grpc
-from tests.grpc.conftest import Pki
+from tests.grpc.conftest import Pki, channel_credentials, health_over, refused
 from tests.internal.conftest import live_db, remote
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -45,47 +44,25 @@ def mtls_server(tls_settings: Pki) -> Iterator[ArcanaServer]:
     server.stop(grace=0).wait()
 
 
-def client_credentials(trusted: trustme.CA, client: trustme.LeafCert | None) -> Any:
-    if client is None:
-        return grpc.ssl_channel_credentials(root_certificates=trusted.cert_pem.bytes())
-    return grpc.ssl_channel_credentials(
-        root_certificates=trusted.cert_pem.bytes(),
-        private_key=client.private_key_pem.bytes(),
-        certificate_chain=client.cert_chain_pems[0].bytes(),
-    )
-
-
-def health_status(channel: grpc.Channel, service: str = REPOSITORY) -> int:
-    stub = health_pb2_grpc.HealthStub(channel)
-    return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status)
-
-
-def refused(channel: grpc.Channel) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as caught:
-        health_status(channel)
-    code: grpc.StatusCode = caught.value.code()
-    return code
-
-
 def test_it_serves_mutual_tls_to_a_tier_the_ca_signed(mtls_server: ArcanaServer, pki: Pki) -> None:
     assert mtls_server.security == "mutual TLS"
     service_tier = pki.ca.issue_cert("service.internal")
     address = f"127.0.0.1:{mtls_server.port}"
-    with grpc.secure_channel(address, client_credentials(pki.ca, service_tier)) as channel:
-        assert health_status(channel) == SERVING
-        assert health_status(channel, "") == SERVING
+    with grpc.secure_channel(address, channel_credentials(pki.ca, service_tier)) as channel:
+        assert health_over(channel, REPOSITORY) == SERVING
+        assert health_over(channel, "") == SERVING
 
 
 def test_a_client_without_a_certificate_is_refused(mtls_server: ArcanaServer, pki: Pki) -> None:
     address = f"127.0.0.1:{mtls_server.port}"
-    with grpc.secure_channel(address, client_credentials(pki.ca, None)) as channel:
+    with grpc.secure_channel(address, channel_credentials(pki.ca)) as channel:
         assert refused(channel) == grpc.StatusCode.UNAVAILABLE
 
 
 def test_a_certificate_from_another_ca_is_refused(mtls_server: ArcanaServer, pki: Pki) -> None:
     outsider = pki.stranger.issue_cert("service.internal")
     address = f"127.0.0.1:{mtls_server.port}"
-    with grpc.secure_channel(address, client_credentials(pki.ca, outsider)) as channel:
+    with grpc.secure_channel(address, channel_credentials(pki.ca, outsider)) as channel:
         assert refused(channel) == grpc.StatusCode.UNAVAILABLE
 
 
@@ -97,7 +74,7 @@ def test_a_plaintext_client_is_refused(mtls_server: ArcanaServer) -> None:
 @live_db
 def test_a_boundary_call_with_the_tiers_own_credentials(mtls_server: ArcanaServer) -> None:
     """What the service tier does: its client credentials from the same settings."""
-    target, credentials = f"127.0.0.1:{mtls_server.port}", channel_credentials()
+    target, credentials = f"127.0.0.1:{mtls_server.port}", internal.channel_credentials()
     client = remote("authn.repo", AuthRepositoryInterface, target, credentials=credentials)
     try:
         assert client.refresh_tokens_revoke_all(user_id=NOBODY) == 0
@@ -108,15 +85,13 @@ def test_a_boundary_call_with_the_tiers_own_credentials(mtls_server: ArcanaServe
 def test_it_serves_none_of_the_public_services(mtls_server: ArcanaServer, pki: Pki) -> None:
     """No UserService, AuthService or reflection on a tier's internal port."""
     address = f"127.0.0.1:{mtls_server.port}"
-    with grpc.secure_channel(address, client_credentials(pki.ca, pki.server)) as channel:
+    with grpc.secure_channel(address, channel_credentials(pki.ca, pki.server)) as channel:
         with pytest.raises(grpc.RpcError) as caught:
             users_pb2_grpc.UserServiceStub(channel).GetUser(
                 users_pb2.GetUserRequest(id=NOBODY), timeout=5
             )
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        with pytest.raises(grpc.RpcError) as unknown:
-            health_status(channel, "arcana.v1.UserService")
-        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        assert refused(channel, "arcana.v1.UserService") == grpc.StatusCode.NOT_FOUND
         listing = reflection_pb2.ServerReflectionRequest(list_services="")
         replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
             iter([listing]), timeout=5
@@ -140,10 +115,9 @@ def test_an_internal_server_needs_tls_or_an_explicit_plaintext(settings: Any) ->
     try:
         assert plaintext.security == "plaintext"
         with grpc.insecure_channel(f"127.0.0.1:{plaintext.port}") as channel:
-            assert health_status(channel, "arcana.internal.v1.Service") == SERVING
-            with pytest.raises(grpc.RpcError) as other_tier:
-                health_status(channel, REPOSITORY)  # the service tier serves only its own
-            assert other_tier.value.code() == grpc.StatusCode.NOT_FOUND
+            assert health_over(channel, "arcana.internal.v1.Service") == SERVING
+            # The service tier serves only its own.
+            assert refused(channel, REPOSITORY) == grpc.StatusCode.NOT_FOUND
     finally:
         plaintext.stop(grace=0).wait()
 
@@ -187,4 +161,4 @@ def test_a_bad_tls_file_is_named_before_grpc_sees_it(
     with pytest.raises(ImproperlyConfigured, match=message):
         internal_server()
     with pytest.raises(ImproperlyConfigured, match=message):
-        channel_credentials()
+        internal.channel_credentials()
