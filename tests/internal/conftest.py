@@ -7,8 +7,10 @@ the tests that use it are transactional (see tests/grpc/conftest.py).
 
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -142,6 +144,22 @@ def remote(
         credentials=credentials,
         caller_tier="controller" if home == "service" else "service",
     )
+
+
+@contextmanager
+def serving_tier(
+    monkeypatch: pytest.MonkeyPatch, app: ModuleType, interface: type
+) -> Iterator[Hop]:
+    """``app.service`` is a client of a service tier's internal server (as at the
+    edge) for the block; the server serves the local services."""
+    started = start_hop(home="service")
+    client = remote(f"{app.__name__}.service", interface, started.target, home="service")
+    monkeypatch.setattr(app, "service", client)
+    try:
+        yield started
+    finally:
+        client.close()
+        started.server.stop(None)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import authn
 from authn.interfaces import AuthServiceInterface
 from tests.conftest import client_for, expired_token, forged_token
-from tests.internal.conftest import Hop, live_db, remote, start_hop
+from tests.internal.conftest import Hop, live_db, serving_tier
 from users.models import User
 
 pytestmark = live_db
@@ -18,12 +18,8 @@ pytestmark = live_db
 @pytest.fixture
 def service_tier(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hop]:
     """``authn.service`` is a client of a service tier's internal server, as at the edge."""
-    started = start_hop(home="service")
-    client = remote("authn.service", AuthServiceInterface, started.target, home="service")
-    monkeypatch.setattr(authn, "service", client)
-    yield started
-    client.close()
-    started.server.stop(None)
+    with serving_tier(monkeypatch, authn, AuthServiceInterface) as started:
+        yield started
 
 
 @pytest.mark.parametrize("bad", [forged_token, expired_token], ids=["forged", "expired"])

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 import users
 from protos.arcana.v1 import users_pb2, users_pb2_grpc
 from tests.conftest import client_for, tokens_for
-from tests.internal.conftest import Hop, live_db, remote, start_hop
+from tests.internal.conftest import Hop, live_db, serving_tier
 from users.interfaces import UserServiceInterface
 from users.models import User
 
@@ -78,12 +78,8 @@ def service_hop(across: Hop, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hop]:
     """The controller -> service hop above ``across``: REST views call
     ``users.service`` across it, and the services there call ``users.repo``
     across the repository hop."""
-    started = start_hop(home="service")
-    client = remote("users.service", UserServiceInterface, started.target, home="service")
-    monkeypatch.setattr(users, "service", client)
-    yield started
-    client.close()
-    started.server.stop(None)
+    with serving_tier(monkeypatch, users, UserServiceInterface) as started:
+        yield started
 
 
 def test_both_hops_carry_the_id_and_the_user(service_hop: Hop, across: Hop, user: User) -> None:
