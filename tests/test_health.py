@@ -1,12 +1,20 @@
 """Probes and API docs."""
 
+import dataclasses
 import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.test import Client
+
+from arcana.core import internal
+from arcana.grpc.server import ArcanaServer, build_server
+from arcana.modes import Mode, Tier
 
 pytestmark = pytest.mark.django_db
 
@@ -152,3 +160,95 @@ def test_openapi_user_list_is_one_page_with_documented_query() -> None:
     assert (parameters["size"]["minimum"], parameters["size"]["maximum"]) == (1, 100)
     assert parameters["sync_status"]["enum"] == ["synced", "pending", "failed"]
     assert parameters["search"]["type"] == "string"
+
+
+# --- readiness in the tiers without a database: the tier below ------------------------
+
+
+@dataclasses.dataclass
+class Below:
+    """The tier below, in this process: its internal server, started and stopped at will."""
+
+    home: str
+    port: int = 0
+    server: ArcanaServer | None = None
+
+    def start(self) -> None:
+        self.server = build_server(
+            f"127.0.0.1:{self.port}",  # the same port again once it has one
+            max_workers=2,
+            max_message_bytes=django_settings.GRPC_MAX_MESSAGE_BYTES,
+            health_interval=3600,  # its own watcher would look at this process's deployment
+            internal=self.home,
+        )
+        self.server.start()
+        self.port = self.server.port
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.server.stop(grace=0).wait()
+        self.server = None
+
+
+@pytest.fixture
+def below(request: pytest.FixtureRequest, settings: Any) -> Iterator[Below]:
+    """This process is the tier ``request.param`` names; the one below it serves here."""
+    tier, home = request.param
+    settings.ARCANA_INTERNAL_TLS_CERT = ""
+    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
+        settings.ARCANA_DEPLOYMENT, mode=Mode.LAYERED, tier=Tier(tier), internal_insecure=True
+    )
+    started = Below(home)
+    started.start()
+    targets = (f"127.0.0.1:{started.port}",)
+    field = "service_targets" if home == "service" else "repository_targets"
+    settings.ARCANA_DEPLOYMENT = dataclasses.replace(settings.ARCANA_DEPLOYMENT, **{field: targets})
+    internal._health_channels.clear()  # built from the deployment on first use
+    yield started
+    if started.server is not None:
+        started.stop()
+    for channels in internal._health_channels.values():
+        for channel in channels:
+            channel.close()
+    internal._health_channels.clear()
+
+
+def _wait_ready(client: Client, status: int) -> Any:
+    deadline = time.monotonic() + 10
+    response = client.get("/readyz")
+    while response.status_code != status and time.monotonic() < deadline:
+        time.sleep(0.05)
+        response = client.get("/readyz")
+    return response
+
+
+@pytest.mark.parametrize(
+    "below",
+    [("controller", "service"), ("service", "repository")],
+    indirect=True,
+    ids=["controller", "service"],
+)
+def test_readyz_follows_the_tier_below(below: Below, caplog: pytest.LogCaptureFixture) -> None:
+    client = Client()
+    name = below.home
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {name: "ok", "cache": "ok"}}
+
+    with caplog.at_level(logging.WARNING, logger="arcana.health"):
+        below.stop()
+        response = _wait_ready(client, 503)
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "checks": {name: "unavailable", "cache": "ok"},
+        }
+        assert client.get("/readyz").status_code == 503
+
+        below.start()  # back on its port: the cached channel reconnects
+        response = _wait_ready(client, 200)
+        assert response.status_code == 200
+        assert response.json()["checks"][name] == "ok"
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages.count(f"readiness: {name} unavailable (ConnectionError)") == 1
+    assert messages.count(f"readiness: {name} available again") == 1

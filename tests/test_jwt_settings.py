@@ -150,3 +150,35 @@ def test_production_passes_check_deploy_for_a_verifying_controller_tier(tmp_path
     )
     code, output = check_deploy(env)
     assert code == 0, output
+
+
+# --- production, layered mode ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tier_env",
+    [
+        {
+            "ARCANA_TIER": "controller",
+            "ARCANA_SERVICE_ADDR": "service:50052",
+            "JWT_PUBLIC_KEY": public_pem(private_key("ed25519")),
+        },
+        # The repository tier calls nothing, but would serve its port in plaintext.
+        {"ARCANA_TIER": "repository"},
+    ],
+    ids=["controller", "repository"],
+)
+def test_production_refuses_plaintext_between_tiers(tier_env: dict[str, str]) -> None:
+    env = production_env(ARCANA_MODE="layered", ARCANA_INTERNAL_INSECURE="true", **tier_env)
+    assert refusal(run_manage("check", settings=PRODUCTION, env=env)) == (
+        "ARCANA_INTERNAL_INSECURE=true is for local runs only: production's internal calls "
+        "use mutual TLS (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA)."
+    )
+
+
+def test_production_passes_check_deploy_for_a_repository_tier_without_a_jwt_key() -> None:
+    """It neither mints nor verifies tokens: no JWT_SIGNING_KEY is demanded of it,
+    as it would be in monolithic mode."""
+    code, output = check_deploy(production_env(ARCANA_MODE="layered", ARCANA_TIER="repository"))
+    assert code == 0, output
+    assert "no issues" in output

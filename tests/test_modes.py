@@ -1,12 +1,21 @@
-"""ARCANA_MODE, ARCANA_TIER and the peer addresses: parsed once, refused loudly."""
+"""ARCANA_MODE, ARCANA_TIER and the peer addresses: parsed once, refused loudly;
+and what each tier serves over HTTP."""
+
+import dataclasses
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
 
+import arcana.urls
 from arcana.modes import Deployment, Mode, Tier, deployment_from_env, parse_targets
 from tests.commands import refusal, run_manage
-from tests.jwtkeys import tier_keys
+from tests.jwtkeys import key_pair, simple_jwt, tier_keys
 
 CONTROLLER = {"ARCANA_MODE": "layered", "ARCANA_TIER": "controller", **tier_keys("controller")}
 SERVICE = {"ARCANA_MODE": "layered", "ARCANA_TIER": "service", **tier_keys("service")}
@@ -241,3 +250,146 @@ def test_manage_check_passes_in_every_runnable_mode(env: dict[str, str]) -> None
     result = run_manage("check", env=env)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+# --- the JWT key each layered tier holds -------------------------------------------------
+
+# Runnable tiers but for their JWT keys: each test adds (or leaves out) the key.
+_LAYERED = {"ARCANA_MODE": "layered", "ARCANA_INTERNAL_INSECURE": "true"}
+_BARE = {
+    "controller": {**_LAYERED, "ARCANA_TIER": "controller", "ARCANA_SERVICE_ADDR": "svc:50052"},
+    "service": {**_LAYERED, "ARCANA_TIER": "service", "ARCANA_REPOSITORY_ADDR": "repo:50053"},
+    "repository": {**_LAYERED, "ARCANA_TIER": "repository"},
+}
+KEY_REFUSALS: list[tuple[dict[str, str], str]] = [
+    (
+        # HS256 would let every tier that verifies tokens mint them too.
+        {**_BARE["service"], **tier_keys("service"), "JWT_SIGNING_KEY": "s" * 48},
+        "JWT_SIGNING_KEY (HS256) is not for layered mode, where only the service tier may "
+        "mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at the controller.",
+    ),
+    (
+        {**_BARE["repository"], "JWT_SIGNING_KEY": "s" * 48},
+        "JWT_SIGNING_KEY (HS256) is not for layered mode, where only the service tier may "
+        "mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at the controller.",
+    ),
+    (_BARE["service"], "JWT_PRIVATE_KEY must be set for the service tier (it mints tokens)."),
+    (
+        # The public half alone cannot mint.
+        {**_BARE["service"], **tier_keys("controller")},
+        "JWT_PRIVATE_KEY must be set for the service tier (it mints tokens).",
+    ),
+    (
+        {**_BARE["controller"], **tier_keys("service")},
+        "JWT_PRIVATE_KEY must not be set for the controller tier: only the service tier "
+        "mints tokens (give the controller JWT_PUBLIC_KEY).",
+    ),
+    (
+        {**_BARE["repository"], **tier_keys("service")},
+        "JWT_PRIVATE_KEY must not be set for the repository tier: only the service tier "
+        "mints tokens (give the controller JWT_PUBLIC_KEY).",
+    ),
+    (
+        _BARE["controller"],
+        "JWT_PUBLIC_KEY must be set for the controller tier (it verifies access tokens).",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    KEY_REFUSALS,
+    ids=[
+        "signing-key-at-service",
+        "signing-key-at-repository",
+        "service-without-private-key",
+        "service-with-public-key-only",
+        "private-key-at-controller",
+        "private-key-at-repository",
+        "controller-without-public-key",
+    ],
+)
+def test_a_tier_holding_the_wrong_jwt_key_stops_with_the_line(
+    env: dict[str, str], message: str
+) -> None:
+    assert refusal(run_manage("check", env=env)) == message
+
+
+# --- what each tier serves over HTTP ------------------------------------------------------
+
+NOT_FOUND = {"error": "Not found.", "code": "not_found"}
+
+
+@pytest.fixture
+def serve_as(settings: Any) -> Iterator[Callable[[str], Client]]:
+    """A client of this process routed as ``tier`` would route it: arcana/urls.py
+    imported afresh (under another name) with that tier's deployment."""
+    loaded: list[str] = []
+
+    def serve(tier: str) -> Client:
+        settings.ARCANA_DEPLOYMENT = dataclasses.replace(
+            settings.ARCANA_DEPLOYMENT, mode=Mode.LAYERED, tier=Tier(tier)
+        )
+        name = f"tests._urls_of_the_{tier}_tier"
+        spec = importlib.util.spec_from_file_location(name, arcana.urls.__file__)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        loaded.append(name)
+        spec.loader.exec_module(module)
+        settings.ROOT_URLCONF = name  # setting_changed clears the URL caches
+        return Client()
+
+    yield serve
+    for name in loaded:
+        del sys.modules[name]
+
+
+def _refused(response: Any) -> bool:
+    """The contract's JSON 404: the route is not there."""
+    return bool(response.status_code == 404 and response.json() == NOT_FOUND)
+
+
+@pytest.mark.django_db
+def test_the_controller_tier_serves_the_api_and_the_jwks_but_not_the_admin(
+    serve_as: Callable[[str], Client], settings: Any
+) -> None:
+    settings.SIMPLE_JWT = simple_jwt(key_pair(), verify_only=True)  # the controller's key
+    client = serve_as("controller")
+    refused_login = client.post("/api/v1/auth/login", {}, content_type="application/json")
+    assert refused_login.status_code == 400  # routed: the serializer refused the empty body
+    assert client.get("/api/v1/users").status_code == 401
+    jwks = client.get("/.well-known/jwks.json")
+    assert jwks.status_code == 200
+    assert jwks.json()["keys"][0]["kty"] == "OKP"
+    assert client.get("/api/schema").status_code == 200
+    assert client.get("/healthz").status_code == 200
+    assert _refused(client.get("/admin/"))
+    assert _refused(client.get("/admin/login/"))
+
+
+@pytest.mark.django_db
+def test_the_repository_tier_serves_the_admin_and_the_probes_but_not_the_api(
+    serve_as: Callable[[str], Client],
+) -> None:
+    client = serve_as("repository")
+    admin = client.get("/admin/")
+    assert admin.status_code == 302
+    assert admin["Location"].startswith("/admin/login/")
+    assert client.get("/admin/login/").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    login = client.post("/api/v1/auth/login", {}, content_type="application/json")
+    assert _refused(login)
+    assert _refused(client.get("/api/v1/users"))
+    assert _refused(client.get("/.well-known/jwks.json"))
+    assert _refused(client.get("/api/schema"))
+
+
+def test_the_service_tier_serves_the_probes_only(serve_as: Callable[[str], Client]) -> None:
+    client = serve_as("service")
+    assert client.get("/healthz").json() == {"status": "ok"}
+    for path in ("/admin/", "/api/v1/users", "/.well-known/jwks.json", "/api/docs"):
+        assert _refused(client.get(path)), path

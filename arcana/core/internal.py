@@ -45,6 +45,7 @@ from django.core.signals import request_finished, request_started
 
 from arcana.core.context import acting_user, call_context, request_id
 from arcana.core.exceptions import ApplicationError, Unavailable
+from arcana.core.pem import TlsError, check_private_key, pem_certificates
 from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 
@@ -58,8 +59,9 @@ _CHANNEL_OPTIONS = (
     ("grpc.lb_policy_name", "round_robin"),
     # Retries are ours (reads only, once); gRPC's own would retry writes too.
     ("grpc.enable_retries", 0),
-    # A tier that comes back is found within a second or two: gRPC's default
-    # reconnect backoff grows to two minutes, far beyond any deadline here.
+    # gRPC's reconnect backoff grows to 120 s: a peer tier back after an
+    # outage would stay unreachable (calls UNAVAILABLE, health NOT_SERVING)
+    # for up to two minutes. Peers are on the same network: retry every second.
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 1000),
@@ -103,7 +105,21 @@ def _tls_files() -> tuple[bytes, bytes, bytes] | None:
             contents.append(Path(path).read_bytes())
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}={path!r}: {exc.strerror}") from None
-    return contents[0], contents[1], contents[2]
+    (cert, key, ca), (chain, private_key, authority) = paths, contents
+    # grpc would take junk here, then fail to listen or to connect without saying why.
+    try:
+        certificate = pem_certificates("certificate", cert, chain)[0]
+    except TlsError as exc:
+        raise ImproperlyConfigured(f"ARCANA_INTERNAL_TLS_CERT: {exc}") from None
+    try:
+        check_private_key(key=key, pem=private_key, cert=cert, certificate=certificate)
+    except TlsError as exc:
+        raise ImproperlyConfigured(f"ARCANA_INTERNAL_TLS_KEY: {exc}") from None
+    try:
+        pem_certificates("CA", ca, authority)
+    except TlsError as exc:
+        raise ImproperlyConfigured(f"ARCANA_INTERNAL_TLS_CA: {exc}") from None
+    return chain, private_key, authority
 
 
 def channel_credentials() -> grpc.ChannelCredentials | None:

@@ -25,9 +25,6 @@ from typing import Any
 
 import grpc
 from asgiref.local import Local, _ThreadCriticalLocal
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.cache import caches
 from django.db import connection, connections
@@ -36,6 +33,7 @@ from grpc_reflection.v1alpha import reflection as reflection_service
 
 from arcana.core import delegation
 from arcana.core import grpc_compat as compat
+from arcana.core.pem import check_private_key, pem_certificates, read_pem
 from arcana.grpc.interceptors import CapacityInterceptor
 from arcana.health import dependency_ready
 from authn.grpc.servicers import AuthServicer
@@ -117,10 +115,6 @@ class ArcanaServer:
         connection.close()
 
 
-class TlsError(ValueError):
-    """A TLS file that is missing, unreadable or not what it should be (one line)."""
-
-
 @dataclass(frozen=True)
 class TlsFiles:
     """PEM contents of the server's certificate chain and key and, for mutual
@@ -138,21 +132,14 @@ class TlsFiles:
     def read(cls, *, cert: str, key: str, client_ca: str | None = None) -> "TlsFiles":
         """Read and check the files; raises :class:`TlsError` saying which one is wrong."""
         files = cls(
-            cert_chain=_read("certificate", cert),
-            private_key=_read("key", key),
-            client_ca=_read("client CA", client_ca) if client_ca else None,
+            cert_chain=read_pem("certificate", cert),
+            private_key=read_pem("key", key),
+            client_ca=read_pem("client CA", client_ca) if client_ca else None,
         )
-        chain = _certificates("certificate", cert, files.cert_chain)
-        try:
-            private_key = serialization.load_pem_private_key(files.private_key, password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise TlsError(
-                f"TLS key {key} is not an unencrypted PEM private key ({exc})."
-            ) from None
-        if _public_der(private_key.public_key()) != _public_der(chain[0].public_key()):
-            raise TlsError(f"TLS key {key} does not belong to the certificate in {cert}.")
+        chain = pem_certificates("certificate", cert, files.cert_chain)
+        check_private_key(key=key, pem=files.private_key, cert=cert, certificate=chain[0])
         if client_ca and files.client_ca is not None:
-            _certificates("client CA", client_ca, files.client_ca)
+            pem_certificates("client CA", client_ca, files.client_ca)
         return files
 
     @property
@@ -166,31 +153,6 @@ class TlsFiles:
             root_certificates=self.client_ca,
             require_client_auth=self.mutual,
         )
-
-
-def _read(what: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except OSError as exc:
-        raise TlsError(f"cannot read TLS {what} {path}: {exc.strerror or exc}.") from None
-
-
-def _certificates(what: str, path: str, pem: bytes) -> list[x509.Certificate]:
-    try:
-        certificates = x509.load_pem_x509_certificates(pem)
-    except ValueError:
-        certificates = []
-    if not certificates:
-        raise TlsError(f"TLS {what} {path} holds no PEM certificate.")
-    return certificates
-
-
-def _public_der(key: Any) -> bytes:
-    der: bytes = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return der
 
 
 # Server keepalive: a peer that vanished (no FIN: a cut cable, a dead host)

@@ -16,6 +16,7 @@ import grpc
 import pytest
 import trustme
 from django.conf import settings
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcana.grpc.server import ArcanaServer, TlsFiles, build_server
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2_grpc
@@ -148,6 +149,20 @@ def pem_files(pki: Pki, tmp_path: Path) -> dict[str, str]:
     pki.client.private_key_pem.write_to_path(str(paths["other_key"]))
     paths["junk"].write_text("not a certificate\n")
     return {name: str(path) for name, path in paths.items()}
+
+
+def health_over(channel: grpc.Channel, service: str = "") -> int:
+    """The health status of ``service`` (the whole server by default) over ``channel``."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status)
+
+
+def refused(channel: grpc.Channel, service: str = "") -> grpc.StatusCode:
+    """The status a health check that must fail failed with."""
+    with pytest.raises(grpc.RpcError) as caught:
+        health_over(channel, service)
+    code: grpc.StatusCode = caught.value.code()
+    return code
 
 
 def channel_credentials(

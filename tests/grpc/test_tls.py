@@ -5,13 +5,21 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from arcana.grpc.server import ArcanaServer, TlsError, TlsFiles
+from arcana.core.pem import TlsError
+from arcana.grpc.server import ArcanaServer, TlsFiles
 from protos.arcana.v1 import auth_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
 from tests.factories import DEFAULT_PASSWORD
-from tests.grpc.conftest import Pki, channel_credentials, live_db, start_server
+from tests.grpc.conftest import (
+    Pki,
+    channel_credentials,
+    health_over,
+    live_db,
+    refused,
+    start_server,
+)
 from users.models import User
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -29,18 +37,6 @@ def mtls_server(pki: Pki) -> Iterator[ArcanaServer]:
     server = start_server(health_interval=3600, tls=pki.files(mutual=True))
     yield server
     server.stop(grace=0).wait()
-
-
-def health_over(channel: grpc.Channel) -> int:
-    stub = health_pb2_grpc.HealthStub(channel)
-    return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
-
-
-def refused(channel: grpc.Channel) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as caught:
-        health_over(channel)
-    code: grpc.StatusCode = caught.value.code()
-    return code
 
 
 # --- TLS ------------------------------------------------------------------------------------

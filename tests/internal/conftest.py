@@ -7,7 +7,10 @@ the tests that use it are transactional (see tests/grpc/conftest.py).
 
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -21,7 +24,7 @@ from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 
 # Fixtures reused from the public server's tests: its PKI, and the server itself
 # (for tests/grpc/test_parity.py run again across the hop).
-from tests.grpc.conftest import grpc_channel, grpc_server, pki  # noqa: F401
+from tests.grpc.conftest import Pki, grpc_channel, grpc_server, pki  # noqa: F401
 
 live_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -29,16 +32,24 @@ USER_READS = ("user_get", "user_credentials", "user_password_hash", "user_list")
 
 
 class RecordingServicer(BoundaryServicer):
-    """Notes every (boundary, method) that reached the repository tier."""
+    """Notes every (boundary, method) that reached the tier, and the metadata it came with."""
 
     def __init__(self, boundaries: Any) -> None:
         super().__init__(boundaries)
         self.calls: list[tuple[str, str]] = []
+        self.metadata: list[dict[str, str]] = []
 
     def Invoke(
         self, request: boundary_pb2.InvokeRequest, context: grpc.ServicerContext
     ) -> boundary_pb2.InvokeReply:
         self.calls.append((request.boundary, request.method))
+        self.metadata.append(
+            {
+                key: value
+                for key, value in context.invocation_metadata()
+                if key.startswith("x-") and isinstance(value, str)
+            }
+        )
         return super().Invoke(request, context)
 
 
@@ -82,13 +93,25 @@ class Hop:
         return [method for _, method in self.servicer.calls]
 
 
-def start_hop(boundaries: Any = None, credentials: grpc.ServerCredentials | None = None) -> Hop:
+_ADD_SERVICER = {
+    "repository": boundary_pb2_grpc.add_RepositoryServicer_to_server,
+    "service": boundary_pb2_grpc.add_ServiceServicer_to_server,
+}
+
+
+def start_hop(
+    boundaries: Any = None,
+    credentials: grpc.ServerCredentials | None = None,
+    *,
+    home: str = "repository",
+) -> Hop:
+    """Tier ``home``'s internal server (its own boundaries unless ``boundaries``)."""
     flaky = Flaky()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[flaky])
     servicer = RecordingServicer(
-        delegation.repository_boundaries() if boundaries is None else boundaries
+        delegation.served_boundaries(home) if boundaries is None else boundaries
     )
-    boundary_pb2_grpc.add_RepositoryServicer_to_server(servicer, server)
+    _ADD_SERVICER[home](servicer, server)
     address = "127.0.0.1:0"
     port = (
         server.add_secure_port(address, credentials)
@@ -107,17 +130,36 @@ def remote(
     reads: tuple[str, ...] = (),
     deadline: float = 2.0,
     credentials: grpc.ChannelCredentials | None = None,
+    home: str = "repository",
 ) -> Any:
-    """A client of ``target`` (typed Any: its methods are the Protocol's, set at run time)."""
+    """A client of ``target`` (typed Any: its methods are the Protocol's, set at
+    run time), called from the tier above ``home``."""
     return RemoteBoundary(
         boundary,
         interface,
+        home=home,
         reads=reads,
         targets=(target,),
         deadline=deadline,
         credentials=credentials,
-        caller_tier="service",
+        caller_tier="controller" if home == "service" else "service",
     )
+
+
+@contextmanager
+def serving_tier(
+    monkeypatch: pytest.MonkeyPatch, app: ModuleType, interface: type
+) -> Iterator[Hop]:
+    """``app.service`` is a client of a service tier's internal server (as at the
+    edge) for the block; the server serves the local services."""
+    started = start_hop(home="service")
+    client = remote(f"{app.__name__}.service", interface, started.target, home="service")
+    monkeypatch.setattr(app, "service", client)
+    try:
+        yield started
+    finally:
+        client.close()
+        started.server.stop(None)
 
 
 @pytest.fixture
@@ -143,3 +185,17 @@ def across(hop: Hop, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hop]:
     yield hop
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def tls_settings(pki: Pki, tmp_path: Path, settings: Any) -> Pki:  # noqa: F811 - the fixture
+    """ARCANA_INTERNAL_TLS_*: one CA (``pki.ca``) signs every tier's certificate;
+    this process uses one (``pki.server``, for 127.0.0.1) for both ends."""
+    cert, key, ca = tmp_path / "tier.pem", tmp_path / "tier.key", tmp_path / "ca.pem"
+    pki.server.cert_chain_pems[0].write_to_path(str(cert))
+    pki.server.private_key_pem.write_to_path(str(key))
+    pki.ca.cert_pem.write_to_path(str(ca))
+    settings.ARCANA_INTERNAL_TLS_CERT = str(cert)
+    settings.ARCANA_INTERNAL_TLS_KEY = str(key)
+    settings.ARCANA_INTERNAL_TLS_CA = str(ca)
+    return pki

@@ -4,7 +4,6 @@ repositories answer from a real internal gRPC server on loopback."""
 import time
 from concurrent import futures
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -289,19 +288,6 @@ def test_metadata_reaches_the_repository_tier(
 # --- transport security ------------------------------------------------------------
 
 
-@pytest.fixture
-def tls_settings(pki: Pki, tmp_path: Path, settings: Any) -> Pki:
-    """One CA signs every tier's certificate; this process uses one for both ends."""
-    cert, key, ca = tmp_path / "tier.pem", tmp_path / "tier.key", tmp_path / "ca.pem"
-    pki.server.cert_chain_pems[0].write_to_path(str(cert))
-    pki.server.private_key_pem.write_to_path(str(key))
-    pki.ca.cert_pem.write_to_path(str(ca))
-    settings.ARCANA_INTERNAL_TLS_CERT = str(cert)
-    settings.ARCANA_INTERNAL_TLS_KEY = str(key)
-    settings.ARCANA_INTERNAL_TLS_CA = str(ca)
-    return pki
-
-
 def test_mutual_tls_from_settings(tls_settings: Pki) -> None:
     served = start_hop(credentials=server_credentials())
     try:
@@ -392,3 +378,34 @@ def test_calls_are_balanced_over_the_targets_and_a_read_retries_on_the_next(
         assert len(probe_hop.servicer.calls) == 5
     finally:
         second.stop(None)
+
+
+def test_every_channel_to_a_peer_tier_reconnects_within_a_second(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """gRPC's own reconnect backoff grows to two minutes: a tier back from an
+    outage would stay unreachable, calls and health checks alike, that long."""
+    import dataclasses
+
+    from arcana.core import internal
+
+    built: list[dict[str, Any]] = []
+    real = grpc.insecure_channel
+
+    def spy(target: str, options: Any = None, **kwargs: Any) -> grpc.Channel:
+        built.append(dict(options or ()))
+        return real(target, options=options, **kwargs)
+
+    monkeypatch.setattr(grpc, "insecure_channel", spy)
+    monkeypatch.setattr(internal, "_health_channels", {})
+    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
+        settings.ARCANA_DEPLOYMENT, repository_targets=("127.0.0.1:1",), internal_insecure=True
+    )
+    remote("users.repo", UserRepositoryInterface, "127.0.0.1:1").close()
+    assert internal.tier_serving("repository") is False  # nothing listens on port 1
+    assert len(built) == 2  # the boundary's channel, then the health check's
+    for options in built:
+        assert options["grpc.max_reconnect_backoff_ms"] <= 1000
+        assert options["grpc.initial_reconnect_backoff_ms"] <= 1000
+    for channel in internal._health_channels["repository"]:
+        channel.close()

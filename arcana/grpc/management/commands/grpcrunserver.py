@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from arcana.grpc.server import ArcanaServer, TlsError, TlsFiles, serve, supervise
+from arcana.core.pem import TlsError
+from arcana.grpc.server import ArcanaServer, TlsFiles, serve, supervise
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
