@@ -529,6 +529,10 @@ def test_dockerfile_wires_the_entry_point_and_the_health_check() -> None:
     assert "/healthz" not in runtime.split("HEALTHCHECK", 1)[1]  # not HTTP for every role
     # Non-root from the last build step on.
     assert runtime.rindex("USER arcana") > runtime.rindex("RUN ")
-    assert dockerfile.count('ARG EXTRA_CA_CERT=""') == 2  # both stages download
+    # The optional build CA is in the stage both others start from, and not trusted at run time.
+    assert dockerfile.count('ARG EXTRA_CA_CERT=""') == 1
+    assert "FROM base AS build" in dockerfile
+    assert "FROM base AS runtime" in dockerfile
+    assert 'rm "$EXTRA_CA_FILE" && update-ca-certificates --fresh' in runtime
     assert os.access(ENTRYPOINT, os.X_OK)
     assert subprocess.run(["sh", "-n", str(ENTRYPOINT)], check=False).returncode == 0
