@@ -346,7 +346,7 @@ def test_tier_check_with_the_containers_own_certificate(
     port = grpc_health_server.start(credentials)
     grpc_health_server.set(health_pb2.HealthCheckResponse.SERVING)
     hc.check("tier", None, tier_env(dev_secrets, group, port))
-    # Without a client certificate the server refuses the call.
+    # A plaintext check gets no answer from the mutual-TLS port.
     with pytest.raises(hc.Unhealthy, match="UNAVAILABLE"):
         hc.check("tier", port, {"ARCANA_INTERNAL_INSECURE": "true"})
 
