@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak compose-check compose-secrets ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -55,6 +55,13 @@ bench:  ## REST vs gRPC side by side; prints a table, writes bench/out/bench.png
 soak:  ## Five-minute load run with the figures printed at the end
 	@scripts/bootstrap.sh --dev
 	@$(PY) bench/soak.py --seconds 300
+
+compose-check:  ## Validate docker/compose.*.yml with docker-compose config -q (no engine needed)
+	@scripts/compose_check.sh
+
+compose-secrets:  ## Make the development secrets the compose files mount (docker/secrets/, git-ignored)
+	@scripts/bootstrap.sh
+	@$(PY) scripts/compose_secrets.py
 
 ci:
 	@bash .ci/run

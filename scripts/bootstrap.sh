@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: the Debian packages mysqlclient needs to build (only
-# when missing), a virtual environment in .venv, and the pinned dependencies.
+# when missing; with --dev also docker-compose), a virtual environment in .venv,
+# and the pinned dependencies.
 # Idempotent and quick when everything is already in place.
 #   scripts/bootstrap.sh            runtime dependencies
 #   scripts/bootstrap.sh --dev      runtime + test and dev tools
@@ -20,11 +21,19 @@ if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists mariad
   need_apt+=(default-libmysqlclient-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
+  need_apt+=(build-essential)
+fi
+# Development: docker-compose validates the compose files offline (no engine
+# needed; tests/test_compose.py, scripts/compose_check.sh).
+if [ $want_dev -eq 1 ] && ! command -v docker-compose >/dev/null 2>&1; then
+  need_apt+=(docker-compose)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" build-essential >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,0 +1,59 @@
+#!/bin/sh
+# The image's entry point: docker/entrypoint.sh ROLE [ARGS...]
+#   rest     gunicorn arcana.wsgi -c docker/gunicorn.conf.py        (port 8000)
+#   grpc     manage.py grpcrunserver 0.0.0.0:50051 --workers ${GRPC_WORKERS:-2}
+#   tier     manage.py tierserver 0.0.0.0:${TIER_PORT}                (required)
+#   migrate  manage.py migrate --noinput, then exits
+# ARGS are appended to the command. The mode, tier and service come from the
+# environment (ARCANA_MODE, ARCANA_TIER, ARCANA_SERVICE), never from the role.
+#
+# Secrets as files: for DJANGO_SECRET_KEY, JWT_SIGNING_KEY, DATABASE_URL and
+# REDIS_URL, NAME_FILE=/run/secrets/x sets NAME to the file's content (compose
+# and Kubernetes mount secrets as files). JWT_PRIVATE_KEY, JWT_PUBLIC_KEY and
+# ARCANA_INTERNAL_TLS_* take a file's path themselves.
+#
+# The server replaces this shell (exec), so it is PID 1 and gets SIGTERM itself.
+set -eu
+cd "$(dirname "$0")/.."
+
+die() {
+  echo "entrypoint: $*" >&2
+  exit 2
+}
+
+for name in DJANGO_SECRET_KEY JWT_SIGNING_KEY DATABASE_URL REDIS_URL; do
+  eval "path=\${${name}_FILE:-}"
+  [ -n "$path" ] || continue
+  eval "value=\${${name}:-}"
+  [ -z "$value" ] || die "set $name or ${name}_FILE, not both"
+  [ -r "$path" ] || die "${name}_FILE=$path is not a readable file"
+  value=$(cat "$path")
+  [ -n "$value" ] || die "${name}_FILE=$path is empty"
+  export "$name=$value"
+  unset "${name}_FILE"
+done
+unset name path value
+
+role=${1:-}
+if [ $# -gt 0 ]; then shift; fi
+case "$role" in
+  rest)
+    exec gunicorn arcana.wsgi -c docker/gunicorn.conf.py "$@"
+    ;;
+  grpc)
+    exec python manage.py grpcrunserver 0.0.0.0:50051 --workers "${GRPC_WORKERS:-2}" "$@"
+    ;;
+  tier)
+    [ -n "${TIER_PORT:-}" ] || die "the tier role needs TIER_PORT (layered: service 50052, repository 50053; microservices: 50052)"
+    exec python manage.py tierserver "0.0.0.0:$TIER_PORT" "$@"
+    ;;
+  migrate)
+    exec python manage.py migrate --noinput "$@"
+    ;;
+  "")
+    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier or migrate"
+    ;;
+  *)
+    die "unknown role '$role' (rest, grpc, tier or migrate); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
+    ;;
+esac

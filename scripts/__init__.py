@@ -1,0 +1,1 @@
+"""Project scripts; compose_secrets is importable for the tests."""
