@@ -309,22 +309,17 @@ def can_connect(rendered: Rendered, source: Workload, target: Workload, port: in
     return egress and ingress
 
 
-def egress_outside(rendered: Rendered, workload: Workload) -> set[int]:
-    """TCP ports this pod may reach outside the namespace (0: any port)."""
-    ports: set[int] = set()
-    for policy in _policies_for(rendered, workload, "Egress"):
-        for rule in policy["spec"].get("egress", []):
-            if _allows(rule.get("to"), None):
-                allowed = _ports(rule)
-                ports |= {0} if allowed is None else allowed
-    return ports
+_PEERS = {"Egress": ("egress", "to"), "Ingress": ("ingress", "from")}
 
 
-def ingress_from_outside(rendered: Rendered, workload: Workload) -> set[int]:
+def outside_ports(rendered: Rendered, workload: Workload, direction: str) -> set[int]:
+    """TCP ports this pod may reach (Egress) or be reached on (Ingress) from
+    outside the namespace (0: any port)."""
+    rules, peers = _PEERS[direction]
     ports: set[int] = set()
-    for policy in _policies_for(rendered, workload, "Ingress"):
-        for rule in policy["spec"].get("ingress", []):
-            if _allows(rule.get("from"), None):
+    for policy in _policies_for(rendered, workload, direction):
+        for rule in policy["spec"].get(rules, []):
+            if _allows(rule.get(peers), None):
                 allowed = _ports(rule)
                 ports |= {0} if allowed is None else allowed
     return ports
@@ -656,7 +651,7 @@ def test_each_tier_reaches_only_the_next(mode: tuple[Mode, Rendered]) -> None:
 def test_only_the_data_holders_reach_mysql(mode: tuple[Mode, Rendered]) -> None:
     expected, rendered = mode
     for workload in rendered.workloads.values():
-        outside = egress_outside(rendered, workload)
+        outside = outside_ports(rendered, workload, "Egress")
         assert 0 not in outside, f"{workload.name} may reach any port outside"
         assert (3306 in outside) == (workload.name in expected.database), workload.name
         assert workload.labels.get("arcana.cloud/database") == (
@@ -669,7 +664,7 @@ def test_only_the_data_holders_reach_mysql(mode: tuple[Mode, Rendered]) -> None:
 def test_only_the_edge_is_reached_from_outside(mode: tuple[Mode, Rendered]) -> None:
     expected, rendered = mode
     for workload in rendered.workloads.values():
-        inbound = ingress_from_outside(rendered, workload)
+        inbound = outside_ports(rendered, workload, "Ingress")
         if workload.name in expected.edge:
             assert container_ports(workload) <= inbound <= {8000, 50051}, workload.name
         else:
