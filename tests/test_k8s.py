@@ -1,0 +1,815 @@
+"""The Kubernetes manifests (docker/k8s), as ``kubectl kustomize`` renders them.
+
+What each overlay must be, from the agreed deployment design: which pods hold
+the database credentials and the token-minting key (only the data holders;
+the edge none), that every Deployment has its three probes, resources,
+hardening, a PodDisruptionBudget and an autoscaler, that every internal
+Service is headless, that the network rules let each tier reach only the next
+and only the data holders reach MySQL, that each overlay migrates, and that
+the rendered objects are valid for the Kubernetes versions scripts/k8s_check.sh
+names. kubectl is part of the machine image: without it these tests fail
+rather than skip (an artifact nobody can render is broken).
+"""
+
+import base64
+import functools
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_validate import utils as kubernetes_validate  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "docker" / "k8s"
+CHECK = ROOT / "scripts" / "k8s_check.sh"
+OVERLAYS = ("monolithic", "layered", "microservices")
+
+Obj = dict[str, Any]
+
+
+# --- what each mode must be (/work/notes/modes-design.md, README "Kubernetes") ---------
+
+
+@dataclass(frozen=True)
+class Mode:
+    deployments: frozenset[str]
+    jobs: frozenset[str]
+    # Workloads (Deployments and Jobs) that hold DATABASE_URL, and so reach MySQL.
+    database: frozenset[str]
+    # Workloads holding the key that mints tokens: JWT_PRIVATE_KEY's file, or HS256's key.
+    private_key: frozenset[str]
+    signing_key: frozenset[str]
+    # Pods the ingress controller may reach.
+    edge: frozenset[str]
+    # Inside the namespace: workload -> the workloads it may open connections to.
+    reaches: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Groups that must not share a database (microservices: one per service).
+    own_databases: tuple[frozenset[str], ...] = ()
+
+
+def _set(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+USERS = _set("users-rest", "users-grpc", "users-internal")
+AUTH = _set("auth-rest", "auth-grpc", "auth-internal")
+MODES: dict[str, Mode] = {
+    "monolithic": Mode(
+        deployments=_set("rest", "grpc"),
+        jobs=_set("migrate"),
+        database=_set("rest", "grpc", "migrate"),
+        private_key=_set(),
+        signing_key=_set("rest", "grpc", "migrate"),
+        edge=_set("rest", "grpc"),
+    ),
+    "layered": Mode(
+        deployments=_set("rest", "grpc", "service", "repository", "admin"),
+        jobs=_set("migrate"),
+        database=_set("repository", "admin", "migrate"),
+        private_key=_set("service"),
+        signing_key=_set(),
+        edge=_set("rest", "grpc"),
+        reaches={
+            "rest": _set("service"),
+            "grpc": _set("service"),
+            "service": _set("repository"),
+        },
+    ),
+    "microservices": Mode(
+        deployments=_set("gateway") | USERS | AUTH,
+        jobs=_set("migrate-users", "migrate-auth"),
+        database=USERS | AUTH | _set("migrate-users", "migrate-auth"),
+        private_key=AUTH,
+        signing_key=_set(),
+        edge=_set("gateway"),
+        reaches={
+            "gateway": _set("users-rest", "users-grpc", "auth-rest", "auth-grpc"),
+            **{name: _set("auth-internal") for name in USERS},
+            **{name: _set("users-internal") for name in AUTH},
+        },
+        own_databases=(USERS | _set("migrate-users"), AUTH | _set("migrate-auth")),
+    ),
+}
+PRIVATE_KEY_FILE = "jwt-private.pem"
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.fail("kubectl is not installed: docker/k8s cannot be rendered (kubectl kustomize)")
+    return path
+
+
+def render(directory: Path) -> list[Obj]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory}:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def base_name(name: str) -> str:
+    """A generated ConfigMap's or Secret's name without kustomize's hash suffix."""
+    return re.sub(r"-[a-z0-9]{10}$", "", name)
+
+
+@dataclass
+class Workload:
+    kind: str
+    name: str
+    obj: Obj
+
+    @property
+    def template(self) -> Obj:
+        template: Obj = self.obj["spec"]["template"]
+        return template
+
+    @property
+    def pod(self) -> Obj:
+        pod: Obj = self.template["spec"]
+        return pod
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels: dict[str, str] = self.template["metadata"]["labels"]
+        return labels
+
+    @property
+    def containers(self) -> list[Obj]:
+        containers: list[Obj] = self.pod["containers"]
+        return containers + list(self.pod.get("initContainers", []))
+
+
+class Rendered:
+    """One overlay's objects, and what its pods hold and may reach."""
+
+    def __init__(self, objects: list[Obj]) -> None:
+        self.objects = objects
+
+    def of_kind(self, kind: str) -> list[Obj]:
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def named(self, kind: str) -> dict[str, Obj]:
+        return {obj["metadata"]["name"]: obj for obj in self.of_kind(kind)}
+
+    @functools.cached_property
+    def workloads(self) -> dict[str, Workload]:
+        return {
+            obj["metadata"]["name"]: Workload(obj["kind"], obj["metadata"]["name"], obj)
+            for obj in self.objects
+            if obj["kind"] in ("Deployment", "Job")
+        }
+
+    def deployments(self) -> list[Workload]:
+        return [w for w in self.workloads.values() if w.kind == "Deployment"]
+
+    def secret_keys(self, name: str) -> set[str]:
+        secret = self.named("Secret")[name]
+        return set(secret.get("data", {})) | set(secret.get("stringData", {}))
+
+    def configmap_keys(self, name: str) -> set[str]:
+        return set(self.named("ConfigMap")[name].get("data", {}))
+
+    def secrets_referenced(self, workload: Workload) -> dict[str, set[str]]:
+        """Secret name -> the keys of it this pod can read, however it refers to it."""
+        held: dict[str, set[str]] = {}
+        for container in workload.containers:
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    name = source["secretRef"]["name"]
+                    held.setdefault(name, set()).update(self.secret_keys(name))
+            for variable in container.get("env", []):
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    held.setdefault(ref["name"], set()).add(ref["key"])
+        for volume in workload.pod.get("volumes", []):
+            sources = [volume] + [
+                source for source in volume.get("projected", {}).get("sources", [])
+            ]
+            for source in sources:
+                secret = source.get("secret")
+                if secret:
+                    name = secret.get("secretName") or secret["name"]
+                    items = {item["key"] for item in secret.get("items", [])}
+                    held.setdefault(name, set()).update(items or self.secret_keys(name))
+        return held
+
+    def holds(self, workload: Workload, key: str) -> bool:
+        return any(key in keys for keys in self.secrets_referenced(workload).values())
+
+    def env_names(self, workload: Workload) -> set[str]:
+        names: set[str] = set()
+        for container in workload.containers:
+            names |= {variable["name"] for variable in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    names |= self.secret_keys(source["secretRef"]["name"])
+                if "configMapRef" in source:
+                    names |= self.configmap_keys(source["configMapRef"]["name"])
+        return names
+
+
+@pytest.fixture(scope="module")
+def overlays() -> dict[str, Rendered]:
+    return {name: Rendered(render(K8S / "overlays" / name)) for name in OVERLAYS}
+
+
+@pytest.fixture(params=OVERLAYS)
+def mode(request: pytest.FixtureRequest, overlays: dict[str, Rendered]) -> tuple[Mode, Rendered]:
+    return MODES[request.param], overlays[request.param]
+
+
+# --- label selectors and network policies --------------------------------------------------
+
+
+def selects(selector: Obj | None, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics (an empty selector selects everything)."""
+    if selector is None:
+        return False
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = set(expression.get("values", []))
+        matched = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def _policies_for(rendered: Rendered, workload: Workload, direction: str) -> list[Obj]:
+    return [
+        policy
+        for policy in rendered.of_kind("NetworkPolicy")
+        if direction in policy["spec"].get("policyTypes", [])
+        and selects(policy["spec"]["podSelector"], workload.labels)
+    ]
+
+
+def _ports(rule: Obj) -> set[int] | None:
+    """The TCP ports a rule allows (None: every port)."""
+    if "ports" not in rule:
+        return None
+    return {port["port"] for port in rule["ports"] if port.get("protocol", "TCP") == "TCP"}
+
+
+def _port_allowed(rule: Obj, port: int) -> bool:
+    allowed = _ports(rule)
+    return allowed is None or port in allowed
+
+
+def _allows(rule_peers: list[Obj] | None, peer: Workload | None) -> bool:
+    """Whether a rule's peer list admits ``peer`` (a pod of this namespace) or, for
+    None, something outside the namespace."""
+    if not rule_peers:
+        return True  # no "from"/"to": every peer
+    for entry in rule_peers:
+        if peer is None and ("ipBlock" in entry or "namespaceSelector" in entry):
+            return True
+        # Only a bare podSelector means this namespace's pods.
+        bare = set(entry) == {"podSelector"}
+        if bare and peer is not None and selects(entry["podSelector"], peer.labels):
+            return True
+    return False
+
+
+def can_connect(rendered: Rendered, source: Workload, target: Workload, port: int) -> bool:
+    """Both ends' policies must allow it: egress at the source, ingress at the target."""
+    egress = any(
+        _allows(rule.get("to"), target) and _port_allowed(rule, port)
+        for policy in _policies_for(rendered, source, "Egress")
+        for rule in policy["spec"].get("egress", [])
+    )
+    ingress = any(
+        _allows(rule.get("from"), source) and _port_allowed(rule, port)
+        for policy in _policies_for(rendered, target, "Ingress")
+        for rule in policy["spec"].get("ingress", [])
+    )
+    return egress and ingress
+
+
+_PEERS = {"Egress": ("egress", "to"), "Ingress": ("ingress", "from")}
+
+
+def outside_ports(rendered: Rendered, workload: Workload, direction: str) -> set[int]:
+    """TCP ports this pod may reach (Egress) or be reached on (Ingress) from
+    outside the namespace (0: any port)."""
+    rules, peers = _PEERS[direction]
+    ports: set[int] = set()
+    for policy in _policies_for(rendered, workload, direction):
+        for rule in policy["spec"].get(rules, []):
+            if _allows(rule.get(peers), None):
+                allowed = _ports(rule)
+                ports |= {0} if allowed is None else allowed
+    return ports
+
+
+def container_ports(workload: Workload) -> set[int]:
+    return {
+        port["containerPort"]
+        for container in workload.containers
+        for port in container.get("ports", [])
+    }
+
+
+# --- the workloads and their secrets ---------------------------------------------------------
+
+
+def test_each_overlay_runs_the_workloads_of_its_mode(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    assert {w.name for w in rendered.deployments()} == expected.deployments
+    assert set(rendered.named("Job")) == expected.jobs
+    assert all(
+        obj["metadata"].get("namespace") == "arcana"
+        for obj in rendered.objects
+        if obj["kind"] != "Namespace"
+    )
+
+
+def test_only_the_data_holders_get_database_url(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    with_url = {
+        w.name for w in rendered.workloads.values() if "DATABASE_URL" in rendered.env_names(w)
+    }
+    assert with_url == expected.database
+    # Nowhere but in a Secret: no literal, no ConfigMap.
+    for configmap in rendered.of_kind("ConfigMap"):
+        assert "DATABASE_URL" not in configmap.get("data", {}), configmap["metadata"]["name"]
+    for workload in rendered.workloads.values():
+        for container in workload.containers:
+            for variable in container.get("env", []):
+                assert variable["name"] != "DATABASE_URL" or "valueFrom" in variable
+
+
+def test_no_other_pod_references_a_database_secret(mode: tuple[Mode, Rendered]) -> None:
+    """The edge (controller tier, gateway) and the middle tiers cannot read a
+    Secret holding DATABASE_URL by any route: env, envFrom or a mounted volume."""
+    expected, rendered = mode
+    for workload in rendered.workloads.values():
+        if workload.name in expected.database:
+            continue
+        for name, keys in rendered.secrets_referenced(workload).items():
+            assert "DATABASE_URL" not in rendered.secret_keys(name), (workload.name, name)
+            assert "DATABASE_URL" not in keys
+
+
+def test_the_edge_holds_no_database_secret(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    for name in expected.edge - expected.database:  # monolithic: the edge holds everything
+        workload = rendered.workloads[name]
+        assert not rendered.holds(workload, "DATABASE_URL"), name
+        assert workload.labels.get("arcana.cloud/database") != "true", name
+
+
+def test_each_service_has_its_own_database(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    databases: list[set[str]] = []
+    for group in expected.own_databases:
+        secrets_of_group = {
+            base_name(name)
+            for member in group
+            for name in rendered.secrets_referenced(rendered.workloads[member])
+            if "DATABASE_URL" in rendered.secret_keys(name)
+        }
+        assert len(secrets_of_group) == 1, (sorted(group), secrets_of_group)
+        databases.append(secrets_of_group)
+    assert len({frozenset(db) for db in databases}) == len(databases)
+
+
+def test_only_the_minting_pods_hold_the_private_key(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    workloads = rendered.workloads.values()
+    assert {
+        w.name for w in workloads if rendered.holds(w, PRIVATE_KEY_FILE)
+    } == expected.private_key
+    assert {w.name for w in workloads if "JWT_PRIVATE_KEY" in rendered.env_names(w)} == (
+        expected.private_key
+    )
+    assert {w.name for w in workloads if rendered.holds(w, "JWT_SIGNING_KEY")} == (
+        expected.signing_key
+    )
+
+
+def test_secrets_are_mounted_where_they_are_read(mode: tuple[Mode, Rendered]) -> None:
+    """A Secret volume is mounted by the container, and the env names its files."""
+    _, rendered = mode
+    for workload in rendered.workloads.values():
+        mounts = {
+            mount["name"]: mount["mountPath"]
+            for container in workload.containers
+            for mount in container.get("volumeMounts", [])
+        }
+        values = {
+            variable.get("value", "")
+            for container in workload.containers
+            for variable in container.get("env", [])
+        }
+        for volume in workload.pod.get("volumes", []):
+            if "secret" not in volume:
+                continue
+            assert volume["name"] in mounts, (workload.name, volume["name"])
+            path = mounts[volume["name"]]
+            assert any(value.startswith(path + "/") for value in values), (workload.name, path)
+
+
+def test_committed_secrets_are_placeholders(mode: tuple[Mode, Rendered]) -> None:
+    """Nothing real is committed: every value is marked as an example, and
+    production settings refuse the keys ("change-me")."""
+    _, rendered = mode
+    generated = rendered.of_kind("Secret") + [
+        configmap
+        for configmap in rendered.of_kind("ConfigMap")
+        if base_name(configmap["metadata"]["name"]) == "arcana-jwt-public"
+    ]
+    assert generated
+    for obj in generated:
+        for key, value in obj.get("data", {}).items():
+            text = base64.b64decode(value).decode() if obj["kind"] == "Secret" else value
+            assert "EXAMPLE ONLY" in text or "change-me" in text or ".example.invalid" in text, (
+                obj["metadata"]["name"],
+                key,
+            )
+            if key.endswith("_KEY"):
+                assert "change-me" in text
+
+
+# --- pods: probes, resources, hardening, budgets, autoscalers --------------------------------
+
+
+def test_every_deployment_has_three_probes_and_resources(mode: tuple[Mode, Rendered]) -> None:
+    _, rendered = mode
+    for workload in rendered.deployments():
+        for container in workload.containers:
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert probe in container, (workload.name, probe)
+            resources = container.get("resources", {})
+            for bound in ("requests", "limits"):
+                assert set(resources.get(bound, {})) >= {"cpu", "memory"}, (workload.name, bound)
+
+
+def test_probes_fit_each_role(mode: tuple[Mode, Rendered]) -> None:
+    """REST: HTTP /healthz and /readyz. Public gRPC: native grpc readiness.
+    Internal tiers (mutual TLS, which the kubelet cannot speak): the exec
+    probe with the pod's certificate. Liveness never follows a dependency."""
+    _, rendered = mode
+    roles = {w.name: w.labels.get("arcana.cloud/role") for w in rendered.deployments()}
+    for workload in rendered.deployments():
+        (container,) = workload.pod["containers"]
+        role = roles[workload.name]
+        ready, live, start = (
+            container[probe] for probe in ("readinessProbe", "livenessProbe", "startupProbe")
+        )
+        if role in ("rest", "gateway"):
+            assert live["httpGet"]["path"] == start["httpGet"]["path"] == "/healthz"
+        if role == "rest":
+            assert ready["httpGet"]["path"] == "/readyz"
+            assert {"name": "Host", "value": "localhost"} in ready["httpGet"]["httpHeaders"]
+        elif role == "grpc":
+            assert ready["grpc"]["port"] == 50051
+            for probe in (live, start):
+                assert probe["exec"]["command"][1:] == [
+                    "/app/docker/grpc_probe.py",
+                    "50051",
+                    "--alive",
+                ]
+        elif role == "tier":
+            assert "grpc" not in ready
+            assert "grpc" not in live
+            assert ready["exec"]["command"][1:] == ["/app/docker/grpc_probe.py", "--tls"]
+            for probe in (live, start):
+                assert probe["exec"]["command"][1:] == [
+                    "/app/docker/grpc_probe.py",
+                    "--tls",
+                    "--alive",
+                ]
+            env = {variable["name"]: variable.get("value") for variable in container["env"]}
+            assert int(env["TIER_PORT"]) in container_ports(workload)
+            assert {
+                "ARCANA_INTERNAL_TLS_CERT",
+                "ARCANA_INTERNAL_TLS_KEY",
+                "ARCANA_INTERNAL_TLS_CA",
+            } <= set(env)
+        else:
+            assert role == "gateway", (workload.name, role)
+
+
+def test_containers_are_non_root_and_read_only(mode: tuple[Mode, Rendered]) -> None:
+    _, rendered = mode
+    for workload in rendered.workloads.values():
+        pod_security = workload.pod.get("securityContext", {})
+        assert workload.pod.get("automountServiceAccountToken") is False, workload.name
+        for container in workload.containers:
+            security = {**pod_security, **container.get("securityContext", {})}
+            assert security.get("runAsNonRoot") is True, workload.name
+            assert security.get("readOnlyRootFilesystem") is True, workload.name
+            assert security.get("allowPrivilegeEscalation") is False, workload.name
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], workload.name
+            assert set(container.get("resources", {}).get("limits", {})) >= {"cpu", "memory"}
+            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]  # noqa: S108
+            assert len(tmp) == 1, workload.name
+            (volume,) = [v for v in workload.pod["volumes"] if v["name"] == tmp[0]["name"]]
+            assert "emptyDir" in volume
+
+
+def test_every_deployment_has_a_budget_and_an_autoscaler(mode: tuple[Mode, Rendered]) -> None:
+    _, rendered = mode
+    deployments = rendered.deployments()
+    budgets = rendered.of_kind("PodDisruptionBudget")
+    scalers = rendered.of_kind("HorizontalPodAutoscaler")
+    assert all(obj["apiVersion"] == "autoscaling/v2" for obj in scalers)
+    for workload in deployments:
+        mine = [b for b in budgets if selects(b["spec"]["selector"], workload.labels)]
+        assert len(mine) == 1, workload.name
+        # The budget selects this Deployment's pods and no other's.
+        others = [w for w in deployments if w is not workload]
+        assert not any(selects(mine[0]["spec"]["selector"], w.labels) for w in others)
+        assert "replicas" not in workload.obj["spec"], f"{workload.name}: the autoscaler owns it"
+        (scaler,) = [s for s in scalers if s["spec"]["scaleTargetRef"]["name"] == workload.name]
+        assert scaler["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        # One unavailable at a time: a single-replica workload can still be drained.
+        assert mine[0]["spec"].get("maxUnavailable") == 1
+
+
+def test_migration_jobs_run_migrate_with_their_database(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    for name in expected.jobs:
+        job = rendered.workloads[name]
+        (container,) = job.pod["containers"]
+        assert container["args"] == ["migrate"]
+        assert job.pod["restartPolicy"] in ("Never", "OnFailure")
+        assert rendered.holds(job, "DATABASE_URL")
+
+
+def test_processes_run_their_role(mode: tuple[Mode, Rendered]) -> None:
+    """docker/entrypoint.sh ROLE with the role its label (and probes) say."""
+    _, rendered = mode
+    for workload in rendered.deployments():
+        role = workload.labels["arcana.cloud/role"]
+        (container,) = workload.pod["containers"]
+        if role == "gateway":
+            assert container["command"][0] == "nginx"
+            assert rendered.secrets_referenced(workload) == {}
+            continue
+        assert container["command"] == ["/app/docker/entrypoint.sh"]
+        assert container["args"] == [role]
+
+
+# --- Services, Ingress, network rules --------------------------------------------------------
+
+
+def test_internal_services_are_headless(mode: tuple[Mode, Rendered]) -> None:
+    """Every Service but the Ingress backends is headless: gRPC callers resolve
+    each replica (dns:///name:port) and balance per call."""
+    expected, rendered = mode
+    backends = {
+        path["backend"]["service"]["name"]
+        for ingress in rendered.of_kind("Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert backends == {"rest", "grpc"}
+    services = rendered.named("Service")
+    for name, service in services.items():
+        selected = [
+            w
+            for w in rendered.deployments()
+            if selects({"matchLabels": service["spec"]["selector"]}, w.labels)
+        ]
+        assert selected, f"Service {name} selects no pods"
+        for workload in selected:
+            names = {p.get("name") for c in workload.containers for p in c.get("ports", [])}
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] in names | container_ports(workload), (name, port)
+        if name in backends:
+            assert {w.name for w in selected} <= expected.edge
+        else:
+            assert service["spec"].get("clusterIP") == "None", f"Service {name} is not headless"
+
+
+def test_peer_addresses_name_headless_services(mode: tuple[Mode, Rendered]) -> None:
+    _, rendered = mode
+    services = rendered.named("Service")
+    for workload in rendered.workloads.values():
+        for container in workload.containers:
+            for variable in container.get("env", []):
+                if not variable["name"].endswith("_ADDR"):
+                    continue
+                match = re.fullmatch(r"dns:///([a-z0-9-]+):(\d+)", variable["value"])
+                assert match, (workload.name, variable)
+                service = services[match.group(1)]
+                assert service["spec"]["clusterIP"] == "None"
+                assert int(match.group(2)) in {port["port"] for port in service["spec"]["ports"]}
+
+
+def test_everything_is_denied_unless_allowed(mode: tuple[Mode, Rendered]) -> None:
+    _, rendered = mode
+    deny = [
+        policy
+        for policy in rendered.of_kind("NetworkPolicy")
+        if policy["spec"]["podSelector"] == {}
+        and set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not policy["spec"].get("ingress")
+        and not policy["spec"].get("egress")
+    ]
+    assert len(deny) == 1
+
+
+def test_each_tier_reaches_only_the_next(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    workloads = rendered.workloads.values()
+    for source in workloads:
+        reached = {
+            target.name
+            for target in workloads
+            if target is not source
+            and any(can_connect(rendered, source, target, port) for port in container_ports(target))
+        }
+        assert reached == expected.reaches.get(source.name, frozenset()), source.name
+
+
+def test_only_the_data_holders_reach_mysql(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    for workload in rendered.workloads.values():
+        outside = outside_ports(rendered, workload, "Egress")
+        assert 0 not in outside, f"{workload.name} may reach any port outside"
+        assert (3306 in outside) == (workload.name in expected.database), workload.name
+        assert workload.labels.get("arcana.cloud/database") == (
+            "true" if workload.name in expected.database else None
+        )
+        # DNS, Redis (and its Sentinels) and, for data holders, MySQL: nothing else.
+        assert outside <= {53, 6379, 26379, 3306}, workload.name
+
+
+def test_only_the_edge_is_reached_from_outside(mode: tuple[Mode, Rendered]) -> None:
+    expected, rendered = mode
+    for workload in rendered.workloads.values():
+        inbound = outside_ports(rendered, workload, "Ingress")
+        if workload.name in expected.edge:
+            assert container_ports(workload) <= inbound <= {8000, 50051}, workload.name
+        else:
+            assert inbound == set(), workload.name
+
+
+# --- validity for Kubernetes, the check script, and the production recipe ---------------------
+
+
+def supported_versions() -> list[str]:
+    """The versions scripts/k8s_check.sh validates against (its K8S_VERSIONS default)."""
+    match = re.search(r"K8S_VERSIONS:-([0-9. ]+)\}", CHECK.read_text())
+    assert match, "scripts/k8s_check.sh names no default K8S_VERSIONS"
+    return match.group(1).split()
+
+
+@pytest.fixture
+def cached_schemas(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kubernetes-validate parses its 1.5 MB definitions file for every object.
+    monkeypatch.setattr(
+        kubernetes_validate,
+        "schema_contents",
+        functools.lru_cache(maxsize=None)(kubernetes_validate.schema_contents),
+    )
+
+
+@pytest.mark.usefixtures("cached_schemas")
+@pytest.mark.parametrize("version", supported_versions())
+def test_rendered_objects_are_valid_kubernetes(overlays: dict[str, Rendered], version: str) -> None:
+    for rendered in overlays.values():
+        for obj in rendered.objects:
+            # Raises on an unknown kind (no schema) and, strict, on an unknown field.
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_check_script_passes_and_fails(tmp_path: Path) -> None:
+    """scripts/k8s_check.sh (what CI runs) passes a valid overlay and fails an
+    invalid field and a kind with no schema."""
+    kubectl()
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (good / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: b}\n"
+    )
+    field = tmp_path / "field"
+    shutil.copytree(good, field)
+    (field / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: b}\nbogus: 1\n"
+    )
+    kind = tmp_path / "kind"
+    shutil.copytree(good, kind)
+    (kind / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMapX\nmetadata: {name: x}\n")
+    env = {**os.environ, "K8S_VERSIONS": supported_versions()[0]}
+    for directory, status in ((good, 0), (field, 1), (kind, 1)):
+        result = subprocess.run(
+            ["bash", str(CHECK), str(directory)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == status, (directory.name, result.stdout, result.stderr)
+
+
+def _secret_names(workload: Workload) -> set[str]:
+    names = {
+        source["secretRef"]["name"]
+        for container in workload.containers
+        for source in container.get("envFrom", [])
+        if "secretRef" in source
+    }
+    return names | {
+        volume["secret"]["secretName"]
+        for volume in workload.pod.get("volumes", [])
+        if "secret" in volume
+    }
+
+
+def test_a_production_overlay_replaces_every_example(
+    overlays: dict[str, Rendered], tmp_path: Path
+) -> None:
+    """README "Kubernetes": an overlay of one's own with behavior: replace for
+    the generated Secrets (and the public key), and $patch: delete for those made
+    elsewhere (the TLS ones, by cert-manager), leaves no example behind."""
+    for overlay, shown in overlays.items():
+        source = K8S / "overlays" / overlay
+        directory = tmp_path / overlay
+        directory.mkdir()
+        secrets_yaml: list[Obj] = []
+        configmaps_yaml: list[Obj] = []
+        deleted: list[str] = []
+        for obj in shown.of_kind("Secret") + shown.of_kind("ConfigMap"):
+            name = base_name(obj["metadata"]["name"])
+            if obj["kind"] == "ConfigMap" and name != "arcana-jwt-public":
+                continue
+            if obj.get("type") == "kubernetes.io/tls":
+                # Made elsewhere (cert-manager): the generated one is deleted.
+                deleted.append(name)
+                continue
+            files = []
+            for key in obj["data"]:
+                (directory / f"{name}.{key}").write_text(f"real-{secrets.token_hex(16)}\n")
+                files.append(f"{key}={name}.{key}")
+            entry = {"name": name, "behavior": "replace", "files": files}
+            (secrets_yaml if obj["kind"] == "Secret" else configmaps_yaml).append(entry)
+        (directory / "kustomization.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "resources": [os.path.relpath(source, directory)],
+                    "secretGenerator": secrets_yaml,
+                    "configMapGenerator": configmaps_yaml,
+                    "patches": [
+                        {
+                            "patch": yaml.safe_dump(
+                                {
+                                    "apiVersion": "v1",
+                                    "kind": "Secret",
+                                    "metadata": {"name": name, "namespace": "arcana"},
+                                    "$patch": "delete",
+                                }
+                            )
+                        }
+                        for name in deleted
+                    ],
+                    "images": [
+                        {"name": "arcana", "newName": "registry.test/arcana", "newTag": "9.9.9"}
+                    ],
+                }
+            )
+        )
+        replaced = Rendered(render(directory))
+        for obj in replaced.of_kind("Secret"):
+            for value in obj["data"].values():
+                assert base64.b64decode(value).decode().startswith("real-"), obj["metadata"]["name"]
+        # Every reference follows the new names, and the image is production's.
+        assert {s["metadata"]["name"] for s in replaced.of_kind("Secret")}.isdisjoint(
+            {s["metadata"]["name"] for s in shown.of_kind("Secret")}
+        )
+        assert deleted or overlay == "monolithic"
+        for workload in replaced.workloads.values():
+            for name in _secret_names(workload):
+                # A generated Secret under its new name, or one made elsewhere by its own.
+                assert name in replaced.named("Secret") or name in deleted, (workload.name, name)
+            (container,) = workload.pod["containers"]
+            if workload.name != "gateway":  # nginx's image
+                assert container["image"] == "registry.test/arcana:9.9.9", workload.name
