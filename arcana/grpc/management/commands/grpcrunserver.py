@@ -153,29 +153,37 @@ class Command(BaseCommand):
             "reflection": options["reflection"],
             "tls": tls_files(options["tls_cert"], options["tls_key"], options["tls_client_ca"]),
         }
-        workers = options["workers"]
-        if workers == 1:
-            try:
-                serve(address, on_ready=self._ready, **server_options)
-            except OSError as exc:
-                raise CommandError(str(exc)) from None
-            return
-        if address.endswith(":0"):
-            raise CommandError("--workers > 1 needs a fixed port to share.")
-        self.stdout.write(f"gRPC server on {address}: starting {workers} worker processes")
-        status = supervise(
-            address,
-            processes=workers,
-            on_ready=lambda pids: self.stdout.write(f"worker pids: {pids}"),
-            **server_options,
-        )
-        if status:
-            raise CommandError("gRPC workers did not stop cleanly.", returncode=status)
+        run_servers(self, address, options["workers"], "gRPC server", server_options)
 
-    def _ready(self, server: ArcanaServer) -> None:
-        self.stdout.write(
-            f"gRPC server listening on port {server.port} ({server.security}, "
-            f"pid {os.getpid()}); "
-            "quit with SIGTERM or CONTROL-C."
+
+def run_servers(
+    command: BaseCommand, address: str, workers: int, what: str, server_options: dict[str, Any]
+) -> None:
+    """Serve on ``address`` until SIGTERM/SIGINT: in this process, or in
+    ``workers`` processes sharing the port. ``what`` names the server in
+    the lines it prints ("gRPC server", "service tier")."""
+
+    def ready(server: ArcanaServer) -> None:
+        command.stdout.write(
+            f"{what} listening on port {server.port} ({server.security}, "
+            f"pid {os.getpid()}); quit with SIGTERM or CONTROL-C."
         )
-        self.stdout.flush()  # whoever started us may be waiting for this line
+        command.stdout.flush()  # whoever started us may be waiting for this line
+
+    if workers == 1:
+        try:
+            serve(address, on_ready=ready, **server_options)
+        except OSError as exc:
+            raise CommandError(str(exc)) from None
+        return
+    if address.endswith(":0"):
+        raise CommandError("--workers > 1 needs a fixed port to share.")
+    command.stdout.write(f"{what} on {address}: starting {workers} worker processes")
+    status = supervise(
+        address,
+        processes=workers,
+        on_ready=lambda pids: command.stdout.write(f"worker pids: {pids}"),
+        **server_options,
+    )
+    if status:
+        raise CommandError(f"{what} workers did not stop cleanly.", returncode=status)

@@ -11,14 +11,16 @@ closed after ``ARCANA_INTERNAL_MAX_CONNECTION_AGE`` (120 s) so that callers
 re-resolve a ``dns:///`` name and find new replicas.
 """
 
-import os
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from arcana.grpc.management.commands.grpcrunserver import _positive_int, parse_address
-from arcana.grpc.server import ArcanaServer, serve, supervise
+from arcana.grpc.management.commands.grpcrunserver import (
+    _positive_int,
+    parse_address,
+    run_servers,
+)
 
 DEFAULT_PORTS = {"service": 50052, "repository": 50053}
 
@@ -74,29 +76,4 @@ class Command(BaseCommand):
             "internal": tier,
             "max_connection_age": settings.ARCANA_INTERNAL_MAX_CONNECTION_AGE,
         }
-        workers = options["workers"]
-        if workers == 1:
-            try:
-                serve(address, on_ready=self._ready, **server_options)
-            except OSError as exc:
-                raise CommandError(str(exc)) from None
-            return
-        if address.endswith(":0"):
-            raise CommandError("--workers > 1 needs a fixed port to share.")
-        self.stdout.write(f"{tier} tier on {address}: starting {workers} worker processes")
-        status = supervise(
-            address,
-            processes=workers,
-            on_ready=lambda pids: self.stdout.write(f"worker pids: {pids}"),
-            **server_options,
-        )
-        if status:
-            raise CommandError("tier workers did not stop cleanly.", returncode=status)
-
-    def _ready(self, server: ArcanaServer) -> None:
-        tier = settings.ARCANA_DEPLOYMENT.tier
-        self.stdout.write(
-            f"{tier} tier listening on port {server.port} ({server.security}, "
-            f"pid {os.getpid()}); quit with SIGTERM or CONTROL-C."
-        )
-        self.stdout.flush()
+        run_servers(self, address, options["workers"], f"{tier} tier", server_options)
