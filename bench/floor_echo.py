@@ -15,14 +15,13 @@ the same kind of certificate), so the two measurements differ only in TLS.
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from concurrent import futures
 from pathlib import Path
-from types import FrameType
 
 import grpc
+
+from bench.servers import stop_on_signals
 
 SERVICE = "bench.Echo"
 METHOD = f"/{SERVICE}/Invoke"
@@ -46,13 +45,7 @@ def main() -> int:
     def invoke(request: bytes, context: grpc.ServicerContext) -> bytes:
         return reply
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+    stop = stop_on_signals()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.max_workers),
         options=[("grpc.so_reuseport", 0)],
