@@ -48,7 +48,7 @@ else
 	@$(PY) manage.py createsuperuser $(if $(NOINPUT),--noinput,)
 endif
 
-bench:  ## REST vs gRPC side by side; prints a table, writes bench/out/bench.png
+bench:  ## REST vs gRPC, monolithic vs layered mode, side by side; prints a table, writes bench/out/bench.png
 	@scripts/bootstrap.sh --dev
 	@$(PY) bench/run.py
 

@@ -11,14 +11,14 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from concurrent import futures
-from types import FrameType
 
 import django
 import grpc
 from django.core.signals import request_finished, request_started
 from django.db import connections
+
+from bench.servers import stop_on_signals
 
 SERVICE = "bench.Floor"
 METHOD = f"/{SERVICE}/GetUser"
@@ -41,13 +41,7 @@ def get_user(request: bytes, context: grpc.ServicerContext) -> bytes:
 
 
 def _serve(address: str, max_workers: int) -> None:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+    stop = stop_on_signals()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         options=[("grpc.so_reuseport", 1)],
@@ -79,13 +73,7 @@ def main() -> int:
         context.Process(target=_serve, args=(args.address, args.max_workers))
         for _ in range(args.workers)
     ]
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+    stop = stop_on_signals()
     for child in children:
         child.start()
     while not stop.wait(timeout=0.5):

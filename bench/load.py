@@ -1,10 +1,10 @@
 """Load generation: a pool of client processes, each with its own connections.
 
 Every client process holds one keep-alive ``http.client`` connection per REST
-server and one gRPC channel per gRPC server for the whole run, and runs one
-operation in a closed loop (next request as soon as the previous answered)
-when told to. Processes, not threads, so the GIL of the load generator never
-caps the server.
+server and one gRPC channel per gRPC server (of every mode measured, and the
+floors) for the whole run, and runs one operation in a closed loop (next
+request as soon as the previous answered) when told to. Processes, not
+threads, so the GIL of the load generator never caps the server.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import http.client
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -28,25 +28,58 @@ REST = "rest"
 GRPC = "grpc"
 REST_FLOOR = "rest-floor"
 GRPC_FLOOR = "grpc-floor"
+# The hop floor (bench.floor_echo): one bare grpcio unary call, in plaintext and
+# with mutual TLS as the internal hops use.
+ECHO = "echo"
+ECHO_TLS = "echo-mtls"
+ECHO_KINDS = (ECHO, ECHO_TLS)
+
+# Deployment modes a measurement of REST or GRPC can target.
+MONOLITHIC = "monolithic"
+LAYERED = "layered"
+MODES = (MONOLITHIC, LAYERED)
 
 GET = "get-by-id"
 LIST = "list-20"
 CREATE = "create"
 LOGIN = "login"
 OPERATIONS = (GET, LIST, CREATE, LOGIN)
+ECHO_OPERATION = "hop echo"  # the only operation of the ECHO kinds
 FLOOR_METHOD = "/bench.Floor/GetUser"
+ECHO_METHOD = "/bench.Echo/Invoke"
 CALL_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One mode's public servers and the admin's token there (each mode signs its own)."""
+
+    rest_port: int
+    grpc_address: str
+    admin_token: str
+
+
+@dataclass(frozen=True)
+class Echo:
+    """The hop floor's two ports, the client certificate for the mutual-TLS one,
+    and the request to send (as many bytes as a real internal call's)."""
+
+    plain_address: str
+    tls_address: str
+    cert: str
+    key: str
+    ca: str
+    request: bytes
 
 
 @dataclass(frozen=True)
 class Target:
     """Everything a client needs to reach the servers and act as the admin."""
 
-    rest_port: int
+    endpoints: Mapping[str, Endpoint]  # by mode
     rest_floor_port: int
-    grpc_address: str
     grpc_floor_address: str
-    admin_token: str
+    echo: Echo | None
     user_ids: tuple[str, ...]
     login_email: str
     password: str
@@ -60,6 +93,7 @@ class Measure:
     start_at: float  # time.monotonic() value (system-wide clock, same in every process)
     warmup: float
     duration: float
+    mode: str = MONOLITHIC  # for REST and GRPC; floors and the echo have none
 
 
 @dataclass
@@ -72,26 +106,58 @@ class Sample:
     first_error: str | None = None
 
 
+class _Mode:
+    """One mode's connections: a keep-alive REST connection, a gRPC channel, stubs."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.rest = http.client.HTTPConnection(
+            "127.0.0.1", endpoint.rest_port, timeout=CALL_TIMEOUT
+        )
+        self.channel = grpc.insecure_channel(endpoint.grpc_address)
+        grpc.channel_ready_future(self.channel).result(timeout=30)
+        self.users = users_pb2_grpc.UserServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.metadata = (("authorization", f"Bearer {endpoint.admin_token}"),)
+        self.rest_headers = {"Authorization": f"Bearer {endpoint.admin_token}"}
+        self.json_headers = {**self.rest_headers, "Content-Type": "application/json"}
+
+    def close(self) -> None:
+        self.rest.close()
+        self.channel.close()
+
+
 class _Client:
     def __init__(self, index: int, target: Target) -> None:
         self.index = index
         self.target = target
         self.random = random.Random(index)  # noqa: S311  (load pattern, not security)
         self.sequence = 0
-        self.rest = http.client.HTTPConnection("127.0.0.1", target.rest_port, timeout=CALL_TIMEOUT)
+        self.modes = {mode: _Mode(endpoint) for mode, endpoint in target.endpoints.items()}
         self.rest_floor = http.client.HTTPConnection(
             "127.0.0.1", target.rest_floor_port, timeout=CALL_TIMEOUT
         )
-        self.channel = grpc.insecure_channel(target.grpc_address)
         self.floor_channel = grpc.insecure_channel(target.grpc_floor_address)
-        for channel in (self.channel, self.floor_channel):
+        self.channels = [self.floor_channel]
+        self.echo_calls: dict[str, Callable[..., Any]] = {}
+        self.echo_request = b""
+        if target.echo is not None:
+            echo = target.echo
+            self.echo_request = echo.request
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(echo.ca),
+                private_key=_read(echo.key),
+                certificate_chain=_read(echo.cert),
+            )
+            plain = grpc.insecure_channel(echo.plain_address)
+            tls = grpc.secure_channel(echo.tls_address, credentials)
+            self.channels += [plain, tls]
+            self.echo_calls = {
+                ECHO: plain.unary_unary(ECHO_METHOD, None, None),
+                ECHO_TLS: tls.unary_unary(ECHO_METHOD, None, None),
+            }
+        for channel in self.channels:
             grpc.channel_ready_future(channel).result(timeout=30)
-        self.users = users_pb2_grpc.UserServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.floor_get = self.floor_channel.unary_unary(FLOOR_METHOD, None, None)
-        self.metadata = (("authorization", f"Bearer {target.admin_token}"),)
-        self.rest_headers = {"Authorization": f"Bearer {target.admin_token}"}
-        self.json_headers = {**self.rest_headers, "Content-Type": "application/json"}
         # Built once, so neither protocol pays for formatting the request in the loop.
         self.get_paths = [f"/api/v1/users/{user_id}" for user_id in target.user_ids]
         self.floor_paths = [f"/floor/users/{user_id}" for user_id in target.user_ids]
@@ -103,10 +169,11 @@ class _Client:
         self.login_request = auth_pb2.LoginRequest(**login)
 
     def close(self) -> None:
-        self.rest.close()
+        for mode in self.modes.values():
+            mode.close()
         self.rest_floor.close()
-        self.channel.close()
-        self.floor_channel.close()
+        for channel in self.channels:
+            channel.close()
 
     # --- one request each; True on the expected success ---------------------------
 
@@ -140,48 +207,52 @@ class _Client:
             "password": self.target.password,
         }
 
-    def operation(self, kind: str, operation: str) -> Callable[[], bool]:
+    def operation(self, kind: str, operation: str, mode: str = MONOLITHIC) -> Callable[[], bool]:
         pick = self.random.randrange
         count = len(self.target.user_ids)
-        md = self.metadata
-        if kind == REST and operation == GET:
-            return lambda: self._http(
-                self.rest, "GET", self.get_paths[pick(count)], self.rest_headers, None, 200
-            )
+        if kind in self.echo_calls and operation == ECHO_OPERATION:
+            echo, request = self.echo_calls[kind], self.echo_request
+            return lambda: bool(echo(request, timeout=CALL_TIMEOUT))
         if kind == REST_FLOOR and operation == GET:
             return lambda: self._http(
                 self.rest_floor, "GET", self.floor_paths[pick(count)], {}, None, 200
-            )
-        if kind == GRPC and operation == GET:
-            return lambda: bool(
-                self.users.GetUser(
-                    self.get_requests[pick(count)], metadata=md, timeout=CALL_TIMEOUT
-                )
             )
         if kind == GRPC_FLOOR and operation == GET:
             return lambda: bool(
                 json.loads(self.floor_get(self.floor_requests[pick(count)], timeout=CALL_TIMEOUT))
             )
+        if mode not in self.modes:
+            raise ValueError(f"no {mode} servers in this run")
+        m = self.modes[mode]
+        md = m.metadata
+        if kind == REST and operation == GET:
+            return lambda: self._http(
+                m.rest, "GET", self.get_paths[pick(count)], m.rest_headers, None, 200
+            )
+        if kind == GRPC and operation == GET:
+            return lambda: bool(
+                m.users.GetUser(self.get_requests[pick(count)], metadata=md, timeout=CALL_TIMEOUT)
+            )
         if kind == REST and operation == LIST:
             return lambda: self._http(
-                self.rest, "GET", "/api/v1/users?page=0&size=20", self.rest_headers, None, 200
+                m.rest, "GET", "/api/v1/users?page=0&size=20", m.rest_headers, None, 200
             )
         if kind == GRPC and operation == LIST:
             return lambda: bool(
-                self.users.ListUsers(self.list_request, metadata=md, timeout=CALL_TIMEOUT).users
+                m.users.ListUsers(self.list_request, metadata=md, timeout=CALL_TIMEOUT).users
             )
         if kind == REST and operation == CREATE:
             return lambda: self._http(
-                self.rest,
+                m.rest,
                 "POST",
                 "/api/v1/users",
-                self.json_headers,
+                m.json_headers,
                 json.dumps(self._new_user()).encode(),
                 201,
             )
         if kind == GRPC and operation == CREATE:
             return lambda: bool(
-                self.users.CreateUser(
+                m.users.CreateUser(
                     users_pb2.CreateUserRequest(**self._new_user()),
                     metadata=md,
                     timeout=CALL_TIMEOUT,
@@ -189,7 +260,7 @@ class _Client:
             )
         if kind == REST and operation == LOGIN:
             return lambda: self._http(
-                self.rest,
+                m.rest,
                 "POST",
                 "/api/v1/auth/login",
                 {"Content-Type": "application/json"},
@@ -197,15 +268,16 @@ class _Client:
                 200,
             )
         if kind == GRPC and operation == LOGIN:
-            return lambda: bool(self.auth.Login(self.login_request, timeout=CALL_TIMEOUT).access)
+            return lambda: bool(m.auth.Login(self.login_request, timeout=CALL_TIMEOUT).access)
         raise ValueError(f"no {operation} for {kind}")
 
     def handle(self, command: Measure) -> Sample:
         """One measurement: ``command``'s operation in a closed loop over its window."""
-        call = self.operation(command.kind, command.operation)
+        call = self.operation(command.kind, command.operation, command.mode)
         # Fresh REST connections per measurement: a connection left idle between
         # measurements may have been closed by the server's keep-alive timeout.
-        self.rest.close()
+        for mode in self.modes.values():
+            mode.rest.close()
         self.rest_floor.close()
         measured_from = command.start_at + command.warmup
         until = measured_from + command.duration
@@ -233,6 +305,11 @@ class _Client:
                 sample.errors += 1
                 sample.first_error = sample.first_error or error
         return sample
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def _describe(exc: Exception) -> str:

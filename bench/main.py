@@ -1,10 +1,15 @@
-"""The benchmark run: set up a database, start the four servers, seed, measure, report.
+"""The benchmark run: set up a database, start the servers, seed, measure, report.
 
-Four servers run side by side for the whole run, all with the same number of
-processes: the service over REST (gunicorn ``arcana.wsgi``), the service over
-gRPC (``manage.py grpcrunserver --workers N``), and each protocol's floor
-(``bench.floor_wsgi`` on gunicorn, ``bench.floor_grpc`` on bare grpcio). Each
-measurement loads one of them from the same pool of client processes.
+The servers run side by side for the whole run, on one database: for each
+mode measured (``--modes``), the service over REST (gunicorn ``arcana.wsgi``)
+and over gRPC (``manage.py grpcrunserver --workers N``) -- in layered mode
+these are the controller tier, with the service and repository tiers
+(``manage.py tierserver``, ``--tier-replicas`` of each, mutual TLS between
+them) behind; each protocol's floor (``bench.floor_wsgi`` on gunicorn,
+``bench.floor_grpc`` on bare grpcio), with the same number of processes; and
+the hop floor (``bench.floor_echo``: a bare grpcio unary echo, plaintext and
+mutual TLS). Each measurement loads one of them from the same pool of client
+processes.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
-from bench import load, profile, report
+from bench import floor_echo, load, profile, report
 from bench.servers import (
     PYTHON,
     ROOT,
@@ -43,14 +48,20 @@ from bench.servers import (
 from bench.stack import (
     BENCH_GUNICORN_CONF,
     PASSWORD,
+    TierPki,
     create_admin,
     grpc_server,
+    jwt_key_pair,
+    layered_envs,
     manage,
     mysql_database_ensure,
     rest_json,
     rest_server,
+    tier_pki,
+    tier_server,
     wait_grpc_ready,
     wait_rest_ready,
+    wait_tier_ready,
 )
 from bench.stack import server_env as stack_server_env
 
@@ -60,6 +71,9 @@ DEFAULT_OUT = ROOT / "bench" / "out"
 @dataclass(frozen=True)
 class Options:
     workers: int
+    modes: tuple[str, ...]
+    tier_replicas: int
+    internal_deadline: float
     duration: float
     slow_duration: float
     warmup: float
@@ -78,6 +92,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "Uses DATABASE_URL / REDIS_URL when set, else a temporary SQLite file.",
     )
     parser.add_argument("--workers", type=int, default=2, help="server processes per server")
+    parser.add_argument(
+        "--modes",
+        default=",".join(load.MODES),
+        help=f"deployment modes to measure, comma-separated (default {','.join(load.MODES)})",
+    )
+    parser.add_argument(
+        "--tier-replicas",
+        type=int,
+        default=2,
+        help="layered mode: service and repository tier processes each, on ports of their "
+        "own that the tier above balances per call (default 2)",
+    )
     parser.add_argument("--duration", type=float, help="measured seconds per read (default 5)")
     parser.add_argument(
         "--slow-duration",
@@ -104,6 +130,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="sample server workers with py-spy during reads; writes out/profile.md "
         "(perturbs that run's numbers a little)",
     )
+    parser.add_argument(
+        "--internal-deadline",
+        type=float,
+        default=10.0,
+        help="layered mode: ARCANA_INTERNAL_DEADLINE, seconds per internal call (default 10, "
+        "not the deployed 2: at concurrency 8 Argon2 queues for longer than 2 s on 2 cores, "
+        "and a benchmark measures the queue rather than shedding it as 503s)",
+    )
     args = parser.parse_args(argv)
     try:
         concurrency = tuple(sorted({int(part) for part in args.concurrency.split(",") if part}))
@@ -112,8 +146,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     operations = tuple(part for part in args.operations.split(",") if part)
     if unknown := set(operations) - set(load.OPERATIONS):
         parser.error(f"unknown operations: {', '.join(sorted(unknown))}")
-    if not concurrency or min(concurrency) < 1 or args.workers < 1:
-        parser.error("--workers and --concurrency must be positive")
+    if not concurrency or min(concurrency) < 1 or args.workers < 1 or args.tier_replicas < 1:
+        parser.error("--workers, --tier-replicas and --concurrency must be positive")
+    if not args.internal_deadline > 0:
+        parser.error("--internal-deadline must be positive")
+    modes = tuple(part for part in args.modes.split(",") if part)
+    if unknown := set(modes) - set(load.MODES):
+        parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
+    if not modes:
+        parser.error(f"--modes takes some of {','.join(load.MODES)}")
     quick = bool(args.quick)
     duration = args.duration or (0.5 if quick else 5.0)
     users = args.users or (10 if quick else 200)
@@ -121,6 +162,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error("--users must be positive")
     return Options(
         workers=args.workers,
+        modes=tuple(mode for mode in load.MODES if mode in modes),
+        tier_replicas=args.tier_replicas,
+        internal_deadline=args.internal_deadline,
         duration=duration,
         slow_duration=args.slow_duration or (2.0 if quick else 5.0),
         warmup=args.warmup if args.warmup is not None else (0.25 if quick else 1.0),
@@ -226,33 +270,131 @@ def server_env(options: Options, db: Backend) -> dict[str, str]:
 
 
 @dataclass
-class Servers:
+class ModeServers:
+    """One mode's public servers and, in layered mode, the tiers behind them."""
+
+    mode: str
     rest: Server
     grpc: Server
+    rest_port: int
+    grpc_address: str
+    env: dict[str, str]  # the public servers' (the controller tier's in layered mode)
+    tiers: list[Server] = field(default_factory=list)
+
+    def rest_servers(self) -> list[Server]:
+        """Every process a REST request of this mode runs in."""
+        return [self.rest, *self.tiers]
+
+    def grpc_servers(self) -> list[Server]:
+        return [self.grpc, *self.tiers]
+
+
+@dataclass
+class Servers:
+    modes: dict[str, ModeServers]
     rest_floor: Server
     grpc_floor: Server
-    rest_port: int
+    echo: Server
     rest_floor_port: int
-    grpc_address: str
     grpc_floor_address: str
+    echo_plain_address: str
+    echo_tls_address: str
 
-    def by_kind(self) -> dict[str, Server]:
+    def for_measure(self, kind: str, mode: str) -> list[Server]:
+        """The servers one measurement loads (whose CPU it counts)."""
+        if kind == load.REST:
+            return self.modes[mode].rest_servers()
+        if kind == load.GRPC:
+            return self.modes[mode].grpc_servers()
         return {
-            load.REST: self.rest,
-            load.GRPC: self.grpc,
-            load.REST_FLOOR: self.rest_floor,
-            load.GRPC_FLOOR: self.grpc_floor,
-        }
+            load.REST_FLOOR: [self.rest_floor],
+            load.GRPC_FLOOR: [self.grpc_floor],
+            load.ECHO: [self.echo],
+            load.ECHO_TLS: [self.echo],
+        }[kind]
 
 
-def start_servers(stack: ExitStack, options: Options, env: dict[str, str], logs: Path) -> Servers:
-    rest_port, rest_floor_port, grpc_port, grpc_floor_port = (free_port() for _ in range(4))
-    grpc_address = f"127.0.0.1:{grpc_port}"
+def _launch(stack: ExitStack, *servers: Server) -> None:
+    for server in servers:
+        stack.callback(server.stop)  # registered first: stopped even if never ready
+        server.start()
+
+
+def start_public(
+    stack: ExitStack, options: Options, env: dict[str, str], logs: Path, mode: str
+) -> ModeServers:
+    """gunicorn + grpcrunserver with ``env`` (monolithic, or layered's controller tier)."""
+    rest_port = free_port()
+    grpc_address = f"127.0.0.1:{free_port()}"
+    prefix = "" if mode == load.MONOLITHIC else f"{mode}-"
+    servers = ModeServers(
+        mode=mode,
+        rest=rest_server(
+            env,
+            rest_port,
+            logs / f"{prefix}rest.log",
+            config=BENCH_GUNICORN_CONF,
+            name=f"REST {mode} (gunicorn arcana.wsgi)",
+        ),
+        grpc=grpc_server(
+            env,
+            grpc_address,
+            logs / f"{prefix}grpc.log",
+            workers=options.workers,
+            name=f"gRPC {mode} (grpcrunserver)",
+        ),
+        rest_port=rest_port,
+        grpc_address=grpc_address,
+        env=env,
+    )
+    _launch(stack, servers.rest, servers.grpc)
+    return servers
+
+
+def start_tiers(
+    stack: ExitStack, options: Options, env: dict[str, str], logs: Path, pki: TierPki
+) -> tuple[dict[str, str], list[Server]]:
+    """Layered mode's service and repository tiers (``--tier-replicas`` each,
+    every one on its own port, so the tier above balances per call rather than
+    per connection); returns the controller tier's environment and the tiers."""
+    replicas = options.tier_replicas
+    service_addresses = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
+    repository_addresses = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
+    envs = layered_envs(
+        {**env, "ARCANA_INTERNAL_DEADLINE": str(options.internal_deadline)},
+        pki=pki,
+        jwt_keys=jwt_key_pair(),
+        service_addresses=service_addresses,
+        repository_address=",".join(repository_addresses),
+    )
+    tiers = [
+        tier_server(envs[tier], address, logs / f"{tier}-{index}.log", name=f"{tier} tier {index}")
+        for tier, addresses in (
+            ("repository", repository_addresses),
+            ("service", service_addresses),
+        )
+        for index, address in enumerate(addresses)
+    ]
+    _launch(stack, *tiers)
+    return envs["controller"], tiers
+
+
+def start_servers(
+    stack: ExitStack, options: Options, env: dict[str, str], logs: Path, pki: TierPki
+) -> Servers:
+    rest_floor_port, grpc_floor_port, echo_port, echo_tls_port = (free_port() for _ in range(4))
     grpc_floor_address = f"127.0.0.1:{grpc_floor_port}"
     floor_env = {**env, "DJANGO_SETTINGS_MODULE": "bench.floor_settings"}
+    modes: dict[str, ModeServers] = {}
+    tiers: list[Server] = []
+    for mode in options.modes:
+        mode_env = env
+        if mode == load.LAYERED:
+            mode_env, tiers = start_tiers(stack, options, env, logs, pki)
+        modes[mode] = start_public(stack, options, mode_env, logs, mode)
+        modes[mode].tiers = tiers if mode == load.LAYERED else []
     servers = Servers(
-        rest=rest_server(env, rest_port, logs / "rest.log", config=BENCH_GUNICORN_CONF),
-        grpc=grpc_server(env, grpc_address, logs / "grpc.log", workers=options.workers),
+        modes=modes,
         rest_floor=rest_server(
             floor_env,
             rest_floor_port,
@@ -277,44 +419,110 @@ def start_servers(stack: ExitStack, options: Options, env: dict[str, str], logs:
             floor_env,
             logs / "grpc-floor.log",
         ),
-        rest_port=rest_port,
+        echo=Server(
+            "hop floor (bare grpcio echo)",
+            [
+                PYTHON,
+                "-m",
+                "bench.floor_echo",
+                "--plain",
+                f"127.0.0.1:{echo_port}",
+                "--tls",
+                f"127.0.0.1:{echo_tls_port}",
+                "--cert",
+                str(pki.cert),
+                "--key",
+                str(pki.key),
+                "--ca",
+                str(pki.ca),
+                "--reply-bytes",
+                str(len(echo_reply())),
+                "--max-workers",
+                env.get("GRPC_MAX_WORKERS", "10"),
+            ],
+            floor_env,
+            logs / "echo.log",
+        ),
         rest_floor_port=rest_floor_port,
-        grpc_address=grpc_address,
         grpc_floor_address=grpc_floor_address,
+        echo_plain_address=f"127.0.0.1:{echo_port}",
+        echo_tls_address=f"127.0.0.1:{echo_tls_port}",
     )
-    for server in servers.by_kind().values():
-        stack.callback(server.stop)
-        server.start()
+    _launch(stack, servers.rest_floor, servers.grpc_floor, servers.echo)
     n = options.workers
-    wait_rest_ready(servers.rest, rest_port, n)
+    for tier in tiers:
+        wait_tier_ready(tier)
+    for mode_servers in modes.values():
+        wait_rest_ready(mode_servers.rest, mode_servers.rest_port, n)
+        wait_grpc_ready(mode_servers.grpc, mode_servers.grpc_address, n)
     servers.rest_floor.wait_until(log_count(servers.rest_floor, "Booting worker with pid", n))
     servers.rest_floor.wait_until(http_ok(rest_floor_port, "/floor/ping"))
-    wait_grpc_ready(servers.grpc, grpc_address, n)
     servers.grpc_floor.wait_until(log_count(servers.grpc_floor, "floor ready pid", n))
+    servers.echo.wait_until(log_count(servers.echo, floor_echo.READY, 1))
     return servers
+
+
+# What one internal call of users.repo.user_get carries, for the hop floor's
+# messages: the request as the service tier sends it, the reply as the
+# repository tier answers (a UserRecord as arcana.core.wire encodes it).
+_SAMPLE_ID = "0b0c7d3e-9a41-4c47-8f0e-2d6a1b5c9e77"
+_SAMPLE_RECORD = {
+    "id": _SAMPLE_ID,
+    "name": "Bench User 123",
+    "email": "seed-0123abcd-123@bench.example.com",
+    "roles": ["user"],
+    "sync_status": "synced",
+    "is_active": True,
+    "created_at": "2026-12-01T23:20:59.123456+00:00",
+    "updated_at": "2026-12-01T23:20:59.123456+00:00",
+    "is_superuser": False,
+}
+
+
+def echo_request() -> bytes:
+    from protos.arcana.internal.v1 import boundary_pb2
+
+    arguments = json.dumps({"user_id": _SAMPLE_ID}, separators=(",", ":")).encode()
+    return boundary_pb2.InvokeRequest(
+        boundary="users.repo", method="user_get", arguments=arguments
+    ).SerializeToString()
+
+
+def echo_reply() -> bytes:
+    from protos.arcana.internal.v1 import boundary_pb2
+
+    result = json.dumps(_SAMPLE_RECORD, separators=(",", ":")).encode()
+    return boundary_pb2.InvokeReply(result=result).SerializeToString()
 
 
 # --- seeding ---------------------------------------------------------------------------------
 
 
-def seed(options: Options, servers: Servers, env: dict[str, str], run_id: str) -> load.Target:
-    """One admin (``createsuperuser``, as an operator would), then users through the
-    REST API as that admin. Every password is hashed with the production Argon2."""
-    admin_email = f"admin-{run_id}@bench.example.com"
-    create_admin(env, email=admin_email, name="Bench Admin", password=PASSWORD)
+def _login(port: int, email: str) -> str:
     status, body = rest_json(
-        servers.rest_port,
-        "POST",
-        "/api/v1/auth/login",
-        {"email": admin_email, "password": PASSWORD},
+        port, "POST", "/api/v1/auth/login", {"email": email, "password": PASSWORD}
     )
     if status != 200:
         raise RuntimeError(f"admin login failed: HTTP {status} {body}")
-    token = str(body["access"])
+    return str(body["access"])
+
+
+def seed(
+    options: Options, servers: Servers, env: dict[str, str], run_id: str, pki: TierPki
+) -> load.Target:
+    """One admin (``createsuperuser``, as an operator would), then users through the
+    REST API of the first mode as that admin. Every password is hashed with the
+    production Argon2. Every mode runs on the same database; each signs its own
+    tokens, so the admin logs in to each."""
+    admin_email = f"admin-{run_id}@bench.example.com"
+    create_admin(env, email=admin_email, name="Bench Admin", password=PASSWORD)
+    tokens = {mode: _login(ms.rest_port, admin_email) for mode, ms in servers.modes.items()}
+    seeder = next(iter(servers.modes.values()))
+    token = tokens[seeder.mode]
 
     def create(index: int) -> str:
         status, body = rest_json(
-            servers.rest_port,
+            seeder.rest_port,
             "POST",
             "/api/v1/users",
             {
@@ -332,11 +540,20 @@ def seed(options: Options, servers: Servers, env: dict[str, str], run_id: str) -
     with ThreadPoolExecutor(max_workers=options.workers) as pool:
         user_ids = tuple(pool.map(create, range(options.users)))
     return load.Target(
-        rest_port=servers.rest_port,
+        endpoints={
+            mode: load.Endpoint(ms.rest_port, ms.grpc_address, tokens[mode])
+            for mode, ms in servers.modes.items()
+        },
         rest_floor_port=servers.rest_floor_port,
-        grpc_address=servers.grpc_address,
         grpc_floor_address=servers.grpc_floor_address,
-        admin_token=token,
+        echo=load.Echo(
+            plain_address=servers.echo_plain_address,
+            tls_address=servers.echo_tls_address,
+            cert=str(pki.cert),
+            key=str(pki.key),
+            ca=str(pki.ca),
+            request=echo_request(),
+        ),
         user_ids=user_ids,
         login_email=f"seed-{run_id}-0@bench.example.com",
         password=PASSWORD,
@@ -345,30 +562,35 @@ def seed(options: Options, servers: Servers, env: dict[str, str], run_id: str) -
 
 
 def check_same_answer(target: load.Target) -> None:
-    """The same token reads the same user over both protocols (and each floor)."""
+    """The same user over both protocols in every mode (and each floor)."""
     import grpc
 
     from protos.arcana.v1 import users_pb2, users_pb2_grpc
 
     user_id = target.user_ids[0]
-    status, rest_user = rest_json(
-        target.rest_port, "GET", f"/api/v1/users/{user_id}", token=target.admin_token
-    )
+    seen: dict[str, str] = {}
+    for mode, endpoint in target.endpoints.items():
+        status, rest_user = rest_json(
+            endpoint.rest_port, "GET", f"/api/v1/users/{user_id}", token=endpoint.admin_token
+        )
+        if status != 200:
+            raise RuntimeError(f"{mode} REST: HTTP {status} {rest_user}")
+        seen[f"{mode} REST"] = rest_user["email"]
+        with grpc.insecure_channel(endpoint.grpc_address) as channel:
+            stub = users_pb2_grpc.UserServiceStub(channel)  # type: ignore[no-untyped-call]
+            seen[f"{mode} gRPC"] = stub.GetUser(
+                users_pb2.GetUserRequest(id=user_id),
+                metadata=(("authorization", f"Bearer {endpoint.admin_token}"),),
+                timeout=10,
+            ).email
     _, floor_user = rest_json(target.rest_floor_port, "GET", f"/floor/users/{user_id}")
-    with grpc.insecure_channel(target.grpc_address) as channel:
-        stub = users_pb2_grpc.UserServiceStub(channel)  # type: ignore[no-untyped-call]
-        grpc_user = stub.GetUser(
-            users_pb2.GetUserRequest(id=user_id),
-            metadata=(("authorization", f"Bearer {target.admin_token}"),),
-            timeout=10,
-        )
+    seen["REST floor"] = floor_user["email"]
     with grpc.insecure_channel(target.grpc_floor_address) as channel:
-        grpc_floor_user = json.loads(
+        seen["gRPC floor"] = json.loads(
             channel.unary_unary(load.FLOOR_METHOD, None, None)(user_id.encode())
-        )
-    emails = {rest_user["email"], floor_user["email"], grpc_user.email, grpc_floor_user["email"]}
-    if status != 200 or len(emails) != 1:
-        raise RuntimeError(f"servers disagree about user {user_id}: {emails}")
+        )["email"]
+    if len(set(seen.values())) != 1:
+        raise RuntimeError(f"servers disagree about user {user_id}: {seen}")
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -382,16 +604,20 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+def _check_alive(servers: Sequence[Server]) -> None:
+    for server in servers:
+        server.check_alive()
+
+
 def measure(
     pool: load.ClientPool,
-    server: Server,
+    servers: Sequence[Server],
     backend_pids: list[int],
     counters: Counters,
-    kind: str,
-    operation: str,
-    concurrency: int,
+    step: Step,
     options: Options,
 ) -> report.Result:
+    kind, operation, concurrency, mode = step
     slow = operation in (load.CREATE, load.LOGIN)
     duration = options.slow_duration if slow else options.duration
     command = load.Measure(
@@ -400,9 +626,13 @@ def measure(
         start_at=time.monotonic() + 0.2,
         warmup=options.warmup,
         duration=duration,
+        mode=mode,
     )
-    server.check_alive()
-    pids = server.pids()
+    _check_alive(servers)
+    trees = [server.pids() for server in servers]
+    pids = [pid for tree in trees for pid in tree]
+    # A supervisor (gunicorn's arbiter, grpcrunserver's) is not a worker.
+    workers = [pid for tree in trees for pid in (tree[1:] if len(tree) > 1 else tree)]
     client_pids = pool.pids(concurrency)
     pool.send(command, concurrency)
     # CPU of the server's processes (and of the database and cache servers) over
@@ -415,7 +645,7 @@ def measure(
     counted_before = counters.snapshot()
     recorders = (
         profile.start(
-            pids[1:], duration, options.out_dir / "profile", profile_name(command, concurrency)
+            workers, duration, options.out_dir / "profile", profile_name(command, concurrency)
         )
         if options.profile and not slow
         else []
@@ -428,14 +658,15 @@ def measure(
     counted_after = counters.snapshot()
     samples = pool.collect(command, concurrency)
     profile.finish(recorders)
-    server.check_alive()  # a server that died mid-window would explain every error
+    _check_alive(servers)  # a server that died mid-window would explain every error
     latencies = sorted(latency for sample in samples for latency in sample.latencies_ms)
     ok = sum(sample.ok for sample in samples)
     errors = sum(sample.errors for sample in samples)
-    per_process = sorted((after[pid] - before[pid] for pid in pids if pid != pids[0]), reverse=True)
+    per_process = sorted((after[pid] - before[pid] for pid in workers), reverse=True)
     server_cpu = sum(after.values()) - sum(before.values())
     return report.Result(
         kind=kind,
+        mode=mode,
         operation=operation,
         concurrency=concurrency,
         ok=ok,
@@ -464,7 +695,7 @@ def measure(
 
 
 def profile_name(command: load.Measure, concurrency: int) -> str:
-    return f"{command.kind}-{command.operation}-c{concurrency}"
+    return f"{command.mode}-{command.kind}-{command.operation}-c{concurrency}".replace(" ", "-")
 
 
 def write_profiles(options: Options, results: list[report.Result]) -> Path:
@@ -478,13 +709,15 @@ def write_profiles(options: Options, results: list[report.Result]) -> Path:
         "",
     ]
     for result in results:
-        name = f"{result.kind}-{result.operation}-c{result.concurrency}"
+        name = f"{result.mode}-{result.kind}-{result.operation}-c{result.concurrency}".replace(
+            " ", "-"
+        )
         files = sorted(directory.glob(f"{name}-*.txt"))
         rows = profile.summarize(files)
         if not rows:
             continue
         sections += [
-            f"## {report.LABELS[result.kind]} {result.operation}, conc {result.concurrency}"
+            f"## {report.label(result)} {result.operation}, conc {result.concurrency}"
             f" ({result.rps:.0f} rps, server CPU {result.server_cpu_ms:.2f} ms/req)",
             "",
             "| inclusive % | self % | frame |",
@@ -501,17 +734,39 @@ def write_profiles(options: Options, results: list[report.Result]) -> Path:
     return path
 
 
-def plan(options: Options) -> list[tuple[str, int, str]]:
-    steps: list[tuple[str, int, str]] = []
+class Step(NamedTuple):
+    kind: str
+    operation: str
+    concurrency: int
+    mode: str  # "" for the floors and the echo
+
+
+def plan(options: Options) -> list[Step]:
+    """Every measurement, grouped by (operation, concurrency) so the rows compared
+    with each other are measured minutes apart at most; within a group the
+    order alternates, so drift on a noisy box favours neither side."""
+    steps: list[Step] = []
+    services = [(kind, mode) for mode in options.modes for kind in (load.REST, load.GRPC)]
     for operation in options.operations:
         for index, concurrency in enumerate(options.concurrency):
+            group = list(services)
             if operation == load.GET:
-                kinds = [load.REST_FLOOR, load.REST, load.GRPC_FLOOR, load.GRPC]
-            else:
-                kinds = [load.REST, load.GRPC]
-            if index % 2:  # alternate who goes first, so drift on a noisy box favours neither
-                kinds.reverse()
-            steps.extend((operation, concurrency, kind) for kind in kinds)
+                group = [(load.REST_FLOOR, ""), *group, (load.GRPC_FLOOR, "")]
+                if index == 0 and load.LAYERED in options.modes:
+                    # The hop floor, once, at the lowest concurrency: its p50 is the
+                    # yardstick for the hops' added latency.
+                    group = [(load.ECHO_TLS, ""), (load.ECHO, ""), *group]
+            if index % 2:
+                group.reverse()
+            steps.extend(
+                Step(
+                    kind,
+                    load.ECHO_OPERATION if kind in load.ECHO_KINDS else operation,
+                    concurrency,
+                    mode,
+                )
+                for kind, mode in group
+            )
     return steps
 
 
@@ -545,26 +800,40 @@ def _run(options: Options) -> int:
     with ExitStack() as stack:
         db = stack.enter_context(backend())
         env = server_env(options, db)
-        print(f"bench: {db.description}; {options.workers} processes per server", flush=True)
+        print(
+            f"bench: {db.description}; {options.workers} processes per server; "
+            f"modes {', '.join(options.modes)}"
+            + (
+                f" ({options.tier_replicas} service and repository tier processes)"
+                if load.LAYERED in options.modes
+                else ""
+            ),
+            flush=True,
+        )
         manage(env, "migrate", "--noinput")
-        servers = start_servers(stack, options, env, logs)
+        pki = tier_pki(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pki-"))))
+        servers = start_servers(stack, options, env, logs, pki)
         print(f"bench: servers up; seeding {options.users} users (Argon2)", flush=True)
-        target = seed(options, servers, env, run_id)
+        target = seed(options, servers, env, run_id, pki)
         check_same_answer(target)
         pool = load.ClientPool(max(options.concurrency), target)
         stack.callback(pool.close)
         backend_pids = pids_named(*db.server_processes)
         counters = Counters(db)
         stack.callback(counters.close)
-        by_kind = servers.by_kind()
         steps = plan(options)
-        for number, (operation, concurrency, kind) in enumerate(steps, 1):
+        for number, step in enumerate(steps, 1):
             result = measure(
-                pool, by_kind[kind], backend_pids, counters, kind, operation, concurrency, options
+                pool,
+                servers.for_measure(step.kind, step.mode),
+                backend_pids,
+                counters,
+                step,
+                options,
             )
             results.append(result)
             print(f"bench: [{number}/{len(steps)}] {report.one_line(result)}", flush=True)
-    machine = report.machine(db.description, options.workers)
+    machine = report.machine(db.description, options.workers, options.modes, options.tier_replicas)
     text, markdown = report.render(results, machine, options.quick)
     print()
     print(text)

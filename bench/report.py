@@ -15,17 +15,40 @@ from bench import load
 GET_TARGET_CONCURRENCY = 8
 GRPC_OVER_REST_TARGET = 1.5
 FLOOR_TARGET = 0.75
+# Issue 8: one internal hop adds at most this many bare-echo p50s, and layered
+# get-by-id at concurrency 8 keeps at least this share of monolithic throughput.
+HOP_TARGET = 1.5
+LAYERED_THROUGHPUT_TARGET = 0.5
 LABELS = {
     load.REST: "REST",
     load.GRPC: "gRPC",
     load.REST_FLOOR: "REST floor",
     load.GRPC_FLOOR: "gRPC floor",
+    load.ECHO: "echo (plaintext)",
+    load.ECHO_TLS: "echo (mutual TLS)",
 }
+# Internal calls one request makes in layered mode, the same over REST and gRPC
+# (read from the code, and counted in the tiers' logs: see the README).
+# Every authenticated request first asks the service tier for the caller
+# (authn.service.access_user), which reads them from the repository tier
+# (users.repo.user_get): 2 hops; then the operation itself:
+# - get-by-id: users.service.user_get -> users.repo.user_get: 2 more;
+# - list-20: users.service.user_list -> users.repo.user_list: 2 more;
+# - create: users.service.user_create_by -> users.repo.user_insert: 2 more;
+# login is not authenticated: authn.service.auth_login, which calls the
+# repository tier for the credentials (users.repo.user_credentials), the
+# last-login stamp (users.repo.user_login_record) and the new session
+# (authn.repo.refresh_token_record): 4.
+HOPS = {load.GET: 4, load.LIST: 4, load.CREATE: 4, load.LOGIN: 4}
+# Operations whose latency is not dominated by one Argon2 hash (about 0.1-0.2 s
+# of CPU, varying by more than the hops cost): the hop target is judged on these.
+HOP_JUDGED = (load.GET, load.LIST)
 
 
 @dataclass(frozen=True)
 class Result:
     kind: str
+    mode: str  # "monolithic" or "layered" for REST and gRPC; "" for floors and the echo
     operation: str
     concurrency: int
     ok: int
@@ -46,9 +69,13 @@ class Result:
     first_error: str | None
 
 
+def label(result: Result) -> str:
+    return f"{LABELS[result.kind]} {result.mode}" if result.mode else LABELS[result.kind]
+
+
 def one_line(result: Result) -> str:
     return (
-        f"{result.operation:<10} c={result.concurrency:<2} {LABELS[result.kind]:<10} "
+        f"{result.operation:<10} c={result.concurrency:<2} {label(result):<17} "
         f"{result.rps:9.1f} rps  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
         f"n={result.ok} err={result.errors}  server CPU {result.server_cpu_ms:.2f} ms/req"
     )
@@ -64,7 +91,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine(backend: str, workers: int) -> dict[str, str]:
+def machine(
+    backend: str, workers: int, modes: tuple[str, ...] = (load.MONOLITHIC,), replicas: int = 1
+) -> dict[str, str]:
     load1, load5, _ = os.getloadavg()
     return {
         "CPU": _cpu_model(),
@@ -76,7 +105,14 @@ def machine(backend: str, workers: int) -> dict[str, str]:
         f"{os.environ.get('GUNICORN_WORKER_CLASS', 'gthread')} workers x "
         f"{os.environ.get('GUNICORN_THREADS', '4')} threads, as docker/gunicorn.conf.py; "
         f"grpcrunserver --workers, SO_REUSEPORT, "
-        f"{os.environ.get('GRPC_MAX_WORKERS', '10')} threads each)",
+        f"{os.environ.get('GRPC_MAX_WORKERS', '10')} threads each)"
+        + (
+            f"; layered mode: that controller tier, {replicas} service and {replicas} "
+            "repository tier processes (tierserver, one port each, balanced per call, "
+            "mutual TLS)"
+            if load.LAYERED in modes
+            else ""
+        ),
         "versions": ", ".join(
             f"{name} {version(name)}"
             for name in ("Django", "djangorestframework", "djangogrpcframework", "grpcio")
@@ -86,9 +122,22 @@ def machine(backend: str, workers: int) -> dict[str, str]:
     }
 
 
-def _find(results: list[Result], kind: str, operation: str, concurrency: int) -> Result | None:
+def _find(
+    results: list[Result],
+    kind: str,
+    operation: str,
+    concurrency: int,
+    mode: str = load.MONOLITHIC,
+) -> Result | None:
+    if kind not in (load.REST, load.GRPC):
+        mode = ""
     for result in results:
-        if (result.kind, result.operation, result.concurrency) == (kind, operation, concurrency):
+        if (result.kind, result.operation, result.concurrency, result.mode) == (
+            kind,
+            operation,
+            concurrency,
+            mode,
+        ):
             return result
     return None
 
@@ -103,26 +152,32 @@ def _fmt(value: float, digits: int = 1) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _modes(results: list[Result]) -> list[str]:
+    return [mode for mode in load.MODES if any(r.mode == mode for r in results)]
+
+
 def _rows(results: list[Result]) -> list[list[str]]:
     rows = []
     operations = [op for op in load.OPERATIONS if any(r.operation == op for r in results)]
     concurrencies = sorted({r.concurrency for r in results})
-    lines = [(op, False) for op in operations]
+    lines = [(op, mode) for op in operations for mode in _modes(results)]
     if load.GET in operations:
-        lines.insert(1, (load.GET, True))
-    for operation, floor in lines:
+        lines.insert(len(_modes(results)), (load.GET, ""))  # the floors, after get-by-id
+    nan = float("nan")
+    for operation, mode in lines:
+        floor = not mode
         rest_kind, grpc_kind = (
             (load.REST_FLOOR, load.GRPC_FLOOR) if floor else (load.REST, load.GRPC)
         )
         for concurrency in concurrencies:
-            rest = _find(results, rest_kind, operation, concurrency)
-            grpc = _find(results, grpc_kind, operation, concurrency)
+            rest = _find(results, rest_kind, operation, concurrency, mode)
+            grpc = _find(results, grpc_kind, operation, concurrency, mode)
             if rest is None and grpc is None:
                 continue
-            nan = float("nan")
             rows.append(
                 [
                     f"{operation} floor" if floor else operation,
+                    mode or "-",
                     str(concurrency),
                     _fmt(rest.rps if rest else nan),
                     _fmt(rest.p50_ms if rest else nan, 2),
@@ -138,6 +193,7 @@ def _rows(results: list[Result]) -> list[list[str]]:
 
 HEADER = [
     "operation",
+    "mode",
     "conc",
     "REST rps",
     "REST p50 ms",
@@ -147,6 +203,122 @@ HEADER = [
     "gRPC p99 ms",
     "gRPC/REST",
 ]
+MODE_HEADER = [
+    "operation",
+    "conc",
+    "REST rps L/M",
+    "REST p50 L/M",
+    "gRPC rps L/M",
+    "gRPC p50 L/M",
+]
+
+
+def _mode_rows(results: list[Result]) -> list[list[str]]:
+    """Layered over monolithic, per operation and concurrency."""
+    rows = []
+    for operation in load.OPERATIONS:
+        for concurrency in sorted({r.concurrency for r in results}):
+            cells = []
+            for kind in (load.REST, load.GRPC):
+                layered = _find(results, kind, operation, concurrency, load.LAYERED)
+                mono = _find(results, kind, operation, concurrency, load.MONOLITHIC)
+                cells += [
+                    _fmt(_ratio(layered, mono), 2) + "x",
+                    _fmt(layered.p50_ms / mono.p50_ms if layered and mono else float("nan"), 2)
+                    + "x",
+                ]
+            if any(cell != "-x" for cell in cells):
+                rows.append([operation, str(concurrency), *cells])
+    return rows
+
+
+HOP_HEADER = [
+    "operation",
+    "protocol",
+    "hops",
+    "monolithic p50 ms",
+    "layered p50 ms",
+    "hop cost ms",
+    "hop cost / echo mTLS p50",
+    f"target <= {HOP_TARGET}",
+]
+
+
+@dataclass(frozen=True)
+class HopCost:
+    operation: str
+    kind: str
+    hops: int
+    monolithic_p50: float
+    layered_p50: float
+    cost: float  # ms added per internal hop
+    ratio: float  # cost / the mutual-TLS echo's p50
+
+    @property
+    def judged(self) -> bool:
+        return self.operation in HOP_JUDGED
+
+
+def hop_costs(results: list[Result]) -> list[HopCost]:
+    """At the lowest concurrency: (layered p50 - monolithic p50) / hops."""
+    concurrencies = sorted({r.concurrency for r in results})
+    echo = _find(results, load.ECHO_TLS, load.ECHO_OPERATION, concurrencies[0]) if results else None
+    costs = []
+    for operation in load.OPERATIONS:
+        for kind in (load.REST, load.GRPC):
+            layered = _find(results, kind, operation, concurrencies[0], load.LAYERED)
+            mono = _find(results, kind, operation, concurrencies[0], load.MONOLITHIC)
+            if layered is None or mono is None:
+                continue
+            hops = HOPS[operation]
+            cost = (layered.p50_ms - mono.p50_ms) / hops
+            costs.append(
+                HopCost(
+                    operation,
+                    kind,
+                    hops,
+                    mono.p50_ms,
+                    layered.p50_ms,
+                    cost,
+                    cost / echo.p50_ms if echo and echo.p50_ms else float("nan"),
+                )
+            )
+    return costs
+
+
+def _verdict(value: float, goal: float, *, at_most: bool = False) -> str:
+    if math.isnan(value):
+        return "not measured"
+    return "met" if (value <= goal if at_most else value >= goal) else "MISSED"
+
+
+def _hop_rows(costs: list[HopCost]) -> list[list[str]]:
+    return [
+        [
+            c.operation,
+            LABELS[c.kind],
+            str(c.hops),
+            _fmt(c.monolithic_p50, 2),
+            _fmt(c.layered_p50, 2),
+            _fmt(c.cost, 3),
+            _fmt(c.ratio, 2) + "x",
+            _verdict(c.ratio, HOP_TARGET, at_most=True)
+            if c.judged
+            else "(Argon2 noise: not judged)",
+        ]
+        for c in costs
+    ]
+
+
+def _echo_lines(results: list[Result]) -> list[str]:
+    return [
+        f"{LABELS[r.kind]}: p50 {_fmt(r.p50_ms, 3)} ms, p99 {_fmt(r.p99_ms, 3)} ms, "
+        f"{_fmt(r.rps)} calls/s at conc {r.concurrency}"
+        for r in results
+        if r.kind in load.ECHO_KINDS
+    ]
+
+
 COST_HEADER = [
     "server",
     "operation",
@@ -167,7 +339,7 @@ COST_HEADER = [
 def _cost_rows(results: list[Result]) -> list[list[str]]:
     return [
         [
-            LABELS[r.kind],
+            label(r),
             r.operation,
             str(r.concurrency),
             str(r.ok),
@@ -211,11 +383,7 @@ def _verdicts(results: list[Result]) -> tuple[list[str], list[str]]:
         )
         note = "" if at == GET_TARGET_CONCURRENCY else f" (measured at conc {at}, not 8)"
 
-        def verdict(value: float, goal: float) -> str:
-            if math.isnan(value):
-                return "not measured"
-            return "met" if value >= goal else "MISSED"
-
+        verdict = _verdict
         speedup = _ratio(
             _find(results, load.GRPC, load.GET, at), _find(results, load.REST, load.GET, at)
         )
@@ -228,6 +396,23 @@ def _verdicts(results: list[Result]) -> tuple[list[str], list[str]]:
             targets.append(
                 f"{LABELS[kind]} get-by-id >= {FLOOR_TARGET}x its floor{note}: "
                 f"{_fmt(value, 2)}x -> {verdict(value, FLOOR_TARGET)}"
+            )
+        for kind in (load.REST, load.GRPC):
+            layered = _find(results, kind, load.GET, at, load.LAYERED)
+            if layered is None:
+                continue
+            value = _ratio(layered, _find(results, kind, load.GET, at))
+            targets.append(
+                f"{LABELS[kind]} layered get-by-id >= {LAYERED_THROUGHPUT_TARGET}x monolithic "
+                f"throughput at conc 8{note}: {_fmt(value, 2)}x -> "
+                f"{verdict(value, LAYERED_THROUGHPUT_TARGET)}"
+            )
+    for cost in hop_costs(results):
+        if cost.judged:
+            targets.append(
+                f"{LABELS[cost.kind]} {cost.operation}: one hop adds <= {HOP_TARGET}x the "
+                f"mutual-TLS echo's p50: {_fmt(cost.ratio, 2)}x -> "
+                f"{_verdict(cost.ratio, HOP_TARGET, at_most=True)}"
             )
     return floors, targets
 
@@ -280,7 +465,47 @@ def render(results: list[Result], info: dict[str, str], quick: bool) -> tuple[st
     rows = _rows(results)
     floors, targets = _verdicts(results)
     cost = _cost_rows(results)
-    title = "REST vs gRPC" + (" (--quick smoke run: numbers are not meaningful)" if quick else "")
+    modes = _modes(results)
+    layered = load.LAYERED in modes and load.MONOLITHIC in modes
+    mode_rows = _mode_rows(results) if layered else []
+    hop_rows = _hop_rows(hop_costs(results)) if layered else []
+    echo = _echo_lines(results)
+    title = ("REST vs gRPC" if not layered else "REST vs gRPC, monolithic vs layered") + (
+        " (--quick smoke run: numbers are not meaningful)" if quick else ""
+    )
+    mode_text = (
+        [
+            "layered / monolithic (L/M: rps ratio, p50 ratio):",
+            _text_table(MODE_HEADER, mode_rows),
+            "",
+            "hop floor (bare grpcio unary echo, internal get-by-id message sizes):",
+            *(f"  {line}" for line in echo),
+            "",
+            "hop cost at the lowest concurrency: (layered p50 - monolithic p50) / hops:",
+            _text_table(HOP_HEADER, hop_rows),
+            "",
+        ]
+        if layered
+        else []
+    )
+    mode_markdown = (
+        [
+            "## Layered / monolithic",
+            "",
+            _md_table(MODE_HEADER, mode_rows),
+            "",
+            "## Hop floor (bare grpcio unary echo)",
+            "",
+            *(f"- {line}" for line in echo),
+            "",
+            "## Hop cost: (layered p50 - monolithic p50) / hops",
+            "",
+            _md_table(HOP_HEADER, hop_rows),
+            "",
+        ]
+        if layered
+        else []
+    )
     text = "\n".join(
         [
             title,
@@ -288,6 +513,7 @@ def render(results: list[Result], info: dict[str, str], quick: bool) -> tuple[st
             "",
             _text_table(HEADER, rows),
             "",
+            *mode_text,
             "x of floor, get-by-id (service rps / floor rps):",
             *(f"  {line}" for line in floors),
             "",
@@ -306,6 +532,7 @@ def render(results: list[Result], info: dict[str, str], quick: bool) -> tuple[st
             "",
             _md_table(HEADER, rows),
             "",
+            *mode_markdown,
             "## x of floor (get-by-id)",
             "",
             *(f"- {line}" for line in floors),
@@ -334,32 +561,35 @@ def chart(results: list[Result], info: dict[str, str], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     groups = sorted(
-        {(r.operation, r.concurrency) for r in results},
+        {(r.operation, r.concurrency) for r in results if r.operation in load.OPERATIONS},
         key=lambda key: (load.OPERATIONS.index(key[0]), key[1]),
     )
-    kinds = [load.REST, load.GRPC, load.REST_FLOOR, load.GRPC_FLOOR]
-    colours = {
-        load.REST: "#4c72b0",
-        load.GRPC: "#dd8452",
-        load.REST_FLOOR: "#a6bddb",
-        load.GRPC_FLOOR: "#fdd0a2",
-    }
-    width = 0.2
+    series = [
+        (load.REST, load.MONOLITHIC, "#4c72b0"),
+        (load.GRPC, load.MONOLITHIC, "#dd8452"),
+        (load.REST, load.LAYERED, "#55a868"),
+        (load.GRPC, load.LAYERED, "#c44e52"),
+        (load.REST_FLOOR, "", "#a6bddb"),
+        (load.GRPC_FLOOR, "", "#fdd0a2"),
+    ]
+    series = [s for s in series if any((r.kind, r.mode) == s[:2] for r in results)]
+    width = 0.8 / max(1, len(series))
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
-    for offset, kind in enumerate(kinds):
+    for offset, (kind, mode, colour) in enumerate(series):
         xs, rps, p50, p99 = [], [], [], []
         for index, (operation, concurrency) in enumerate(groups):
-            result = _find(results, kind, operation, concurrency)
+            result = _find(results, kind, operation, concurrency, mode)
             if result is None or not result.ok:
                 continue
-            xs.append(index + (offset - 1.5) * width)
+            xs.append(index + (offset - (len(series) - 1) / 2) * width)
             rps.append(result.rps)
             p50.append(result.p50_ms)
             p99.append(result.p99_ms)
         if not xs:
             continue
-        left.bar(xs, rps, width, label=LABELS[kind], color=colours[kind])
-        right.bar(xs, p50, width, label=f"{LABELS[kind]} p50", color=colours[kind])
+        name = f"{LABELS[kind]} {mode}".strip()
+        left.bar(xs, rps, width, label=name, color=colour)
+        right.bar(xs, p50, width, label=f"{name} p50", color=colour)
         right.scatter(xs, p99, marker="_", s=120, color="black")
     labels = [f"{operation}\nconc {concurrency}" for operation, concurrency in groups]
     for axis, title, unit in (
@@ -373,7 +603,7 @@ def chart(results: list[Result], info: dict[str, str], path: Path) -> Path:
         axis.grid(axis="y", which="both", alpha=0.3)
     left.legend(fontsize=8)
     figure.suptitle(
-        f"Arcana REST vs gRPC - {info['CPU']}, {info['cores']} cores, {info['database']}"
+        f"Arcana REST vs gRPC by mode - {info['CPU']}, {info['cores']} cores, {info['database']}"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=120)

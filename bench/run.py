@@ -1,7 +1,9 @@
-"""``make bench``: REST vs gRPC, side by side, against their floors.
+"""``make bench``: REST vs gRPC, monolithic vs layered mode, side by side, against
+their floors and the hop floor.
 
-Run from the project root: ``.venv/bin/python bench/run.py [--quick] [--workers N]
-[--duration S] [--concurrency 1,8]``; ``--help`` lists every option. The
+Run from the project root: ``.venv/bin/python bench/run.py [--quick]
+[--modes monolithic,layered] [--workers N] [--duration S] [--concurrency 1,8]``;
+``--help`` lists every option. The
 implementation is the ``bench`` package; this file only makes it importable
 when run as a script.
 """

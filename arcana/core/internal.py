@@ -201,7 +201,6 @@ class RemoteBoundary:
         self.home = home
         self._reads = frozenset(reads)
         self._deadline = deadline
-        self._caller_tier = caller_tier
         self._channels = [
             grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
             if credentials is not None
@@ -209,8 +208,10 @@ class RemoteBoundary:
             for target in targets
         ]
         stubs: list[Any] = [stub(channel) for channel in self._channels]
-        self._stubs = itertools.cycle(stubs)
-        self._lock = threading.Lock()
+        # The next target, per call. itertools.cycle's __next__ is one C call under
+        # the GIL, so threads sharing this object need no lock around it.
+        self._next_stub: Callable[[], Any] = itertools.cycle(stubs).__next__
+        self._caller: tuple[tuple[str, str], ...] = ((CALLER_TIER, caller_tier),)
         for name in self._codec.methods:
             setattr(self, name, self._method(name))
 
@@ -246,15 +247,13 @@ class RemoteBoundary:
         return call
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        metadata = [(CALLER_TIER, self._caller_tier)]
-        for key, value in ((REQUEST_ID, request_id.get()), (ACTOR, acting_user.get())):
-            if value:
-                metadata.append((key, value))
-        return tuple(metadata)
-
-    def _next_stub(self) -> Any:
-        with self._lock:
-            return next(self._stubs)
+        request, actor = request_id.get(), acting_user.get()
+        metadata: tuple[tuple[str, str], ...] = self._caller
+        if request:
+            metadata += ((REQUEST_ID, request),)
+        if actor:
+            metadata += ((ACTOR, actor),)
+        return metadata
 
     def _call(self, name: str, arguments: Mapping[str, Any]) -> Any:
         request = boundary_pb2.InvokeRequest(
@@ -264,14 +263,13 @@ class RemoteBoundary:
         )
         attempts = 2 if name in self._reads else 1
         ends = time.monotonic() + self._deadline
+        metadata = self._metadata()
         for attempt in range(1, attempts + 1):
             remaining = ends - time.monotonic()
             if remaining <= 0:
                 raise Unavailable()
             try:
-                reply = self._next_stub().Invoke(
-                    request, timeout=remaining, metadata=self._metadata()
-                )
+                reply = self._next_stub().Invoke(request, timeout=remaining, metadata=metadata)
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < attempts:
@@ -366,6 +364,11 @@ def _failure_message(failure: Failure) -> boundary_pb2.Failure:
     return message
 
 
+# Metadata a caller sends -> the log field (and call context) it becomes.
+_METADATA_FIELDS = {REQUEST_ID: "request_id", ACTOR: "acting_user", CALLER_TIER: "caller_tier"}
+_EMPTY = boundary_pb2.InvokeReply()  # answered with an error status; never mutated
+
+
 class BoundaryServicer:
     """Serves ``boundaries``: name (``"users.repo"``) -> (Protocol, local
     implementation). Only the Protocol's methods are reachable. The same
@@ -387,14 +390,15 @@ class BoundaryServicer:
                 grpc.StatusCode.UNIMPLEMENTED, f"no method {request.boundary}.{request.method}"
             )
         codec, implementation = served
-        metadata = {
-            key: value for key, value in context.invocation_metadata() if isinstance(value, str)
-        }
         extra: dict[str, str | None] = {
-            "request_id": metadata.get(REQUEST_ID),
-            "acting_user": metadata.get(ACTOR),
-            "caller_tier": metadata.get(CALLER_TIER),
+            "request_id": None,
+            "acting_user": None,
+            "caller_tier": None,
         }
+        for key, value in context.invocation_metadata():
+            field = _METADATA_FIELDS.get(key)
+            if field is not None and isinstance(value, str):
+                extra[field] = value
         request_started.send(sender=self.__class__)
         try:
             with call_context(request=extra["request_id"], actor=extra["acting_user"]):
@@ -412,21 +416,24 @@ class BoundaryServicer:
         request: boundary_pb2.InvokeRequest,
         extra: Mapping[str, str | None],
     ) -> tuple[boundary_pb2.InvokeReply, tuple[grpc.StatusCode, str] | None]:
-        name = f"{request.boundary}.{request.method}"
-        logger.debug("internal call %s", name, extra=dict(extra))
-        empty = boundary_pb2.InvokeReply()
+        method = request.method
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("internal call %s.%s", request.boundary, method, extra=dict(extra))
         try:
-            arguments = codec.decode_arguments(request.method, request.arguments)
+            arguments = codec.decode_arguments(method, request.arguments)
         except WireError as exc:
-            return empty, (grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {exc}")
+            name = f"{request.boundary}.{method}"
+            return _EMPTY, (grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {exc}")
         try:
-            result = getattr(implementation, request.method)(**arguments)
+            result = getattr(implementation, method)(**arguments)
         except ApplicationError as exc:
             return boundary_pb2.InvokeReply(failure=_failure_message(failure_of(exc))), None
         except Exception:
-            logger.exception("internal call %s failed", name, extra=dict(extra))
-            return empty, (grpc.StatusCode.INTERNAL, "internal error")
-        return boundary_pb2.InvokeReply(result=codec.encode_result(request.method, result)), None
+            logger.exception(
+                "internal call %s.%s failed", request.boundary, method, extra=dict(extra)
+            )
+            return _EMPTY, (grpc.StatusCode.INTERNAL, "internal error")
+        return boundary_pb2.InvokeReply(result=codec.encode_result(method, result)), None
 
 
 def add_boundary_servicer(

@@ -18,6 +18,13 @@ be decoded into a type the Protocol does not name. The types it admits:
 A type outside this list makes :class:`Codec` raise ``TypeError`` when it is
 built (at start-up), not on the first call that uses it.
 
+Both directions are compiled from the hints when the Codec is built (the hop
+is on every request's path in layered mode): :func:`converter` decodes,
+:func:`encoder` encodes. An encoder gives exactly what :func:`to_data` gives
+(and refuses what it refuses); it only skips asking each value what it is
+when the hint already says, and falls back to :func:`to_data` for a value of
+another type than its hint names.
+
 Errors: :func:`failure_of` flattens an ``ApplicationError`` into its ``kind``,
 ``code``, ``message``, field errors and retry-after; :func:`error_from`
 raises it again on the calling side as the same class, found by ``code``
@@ -79,6 +86,75 @@ def to_data(value: Any) -> Any:
     raise WireError(f"{type(value).__qualname__} cannot cross a boundary")
 
 
+def _datetime_data(value: Any) -> Any:
+    if type(value) is not datetime:
+        return to_data(value)
+    if value.utcoffset() is None:
+        raise WireError("a datetime crossing a boundary needs an offset")
+    return value.isoformat()
+
+
+def _scalar_data(value: Any) -> Any:
+    return value if type(value) in _JSON_SCALARS else to_data(value)
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _array_data(item: Convert) -> Convert:
+    def encode(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [item(each) for each in value]
+        return to_data(value)  # a generator, a set, or not an array at all
+
+    return encode
+
+
+def _record_data(kind: type) -> Convert:
+    hints = get_type_hints(kind)
+    fields = tuple((f.name, encoder(hints[f.name])) for f in dataclasses.fields(kind))
+
+    def encode(value: Any) -> Any:
+        if type(value) is not kind:
+            return to_data(value)
+        return {name: field_data(getattr(value, name)) for name, field_data in fields}
+
+    return encode
+
+
+def _mapping_data(items: Mapping[str, Convert], default: Convert) -> Convert:
+    def encode(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return to_data(value)
+        return {str(key): items.get(key, default)(item) for key, item in value.items()}
+
+    return encode
+
+
+def encoder(hint: Any) -> Convert:
+    """The function that turns a value of ``hint`` into JSON-ready data, as
+    :func:`to_data` would; raises ``TypeError`` for a type this module does
+    not carry (as :func:`converter` does)."""
+    converter(hint)  # one definition of what may cross: refused here as there
+    if hint is datetime:
+        return _datetime_data
+    if hint in _SCALARS:
+        return _scalar_data
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        inner = encoder(next(arg for arg in args if arg is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin in _ARRAYS:
+        return _array_data(encoder(args[0]))
+    if origin is dict:
+        return _mapping_data({}, encoder(args[1]))
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _record_data(hint)
+    # A TypedDict (the only other kind converter admits).
+    hints = get_type_hints(hint)
+    return _mapping_data({name: encoder(item) for name, item in hints.items()}, to_data)
+
+
 # --- decoding: JSON data to the type a hint names -------------------------------
 
 
@@ -89,6 +165,8 @@ def _expect(kind: type | tuple[type, ...], value: Any, what: str) -> Any:
 
 
 def _number(value: Any) -> float:
+    if type(value) is float:
+        return value
     return float(_expect((int, float), value, "a number"))
 
 
@@ -114,11 +192,13 @@ def _record(kind: type) -> Convert:
     hints = get_type_hints(kind)
     fields = {f.name: converter(hints[f.name]) for f in dataclasses.fields(kind)}
 
+    names = fields.keys()
+
     def build(value: Any) -> Any:
         data = _expect(dict, value, f"a {kind.__name__}")
-        unknown = set(data) - set(fields)
-        if unknown:
-            raise WireError(f"{kind.__name__} has no field {sorted(unknown)[0]!r}")
+        if not data.keys() <= names:
+            unknown = sorted(data.keys() - names)
+            raise WireError(f"{kind.__name__} has no field {unknown[0]!r}")
         try:
             return kind(**{name: fields[name](item) for name, item in data.items()})
         except TypeError as exc:  # a required field missing
@@ -132,7 +212,7 @@ def _typed_dict(kind: type) -> Convert:
 
     def build(value: Any) -> Any:
         data = _expect(dict, value, f"a {kind.__name__}")
-        unknown = set(data) - set(fields)
+        unknown = data.keys() - fields.keys()
         if unknown:
             raise WireError(f"{kind.__name__} has no key {sorted(unknown)[0]!r}")
         return {name: fields[name](item) for name, item in data.items()}
@@ -140,13 +220,25 @@ def _typed_dict(kind: type) -> Convert:
     return build
 
 
+def _exactly(kind: type, what: str) -> Convert:
+    """JSON decodes to exact types (never a subclass; ``true`` is a bool, not
+    an int), so one identity check is the whole test."""
+
+    def check(value: Any) -> Any:
+        if type(value) is kind:
+            return value
+        raise WireError(f"expected {what}, got {type(value).__name__}")
+
+    return check
+
+
 _SCALARS: dict[Any, Convert] = {
-    str: lambda value: _expect(str, value, "a string"),
-    bool: lambda value: _expect(bool, value, "true or false"),
-    int: lambda value: _expect(int, value, "an integer"),
+    str: _exactly(str, "a string"),
+    bool: _exactly(bool, "true or false"),
+    int: _exactly(int, "an integer"),
     float: _number,
     datetime: _datetime,
-    type(None): lambda value: _expect(type(None), value, "null"),
+    type(None): _exactly(type(None), "null"),
 }
 _ARRAYS: dict[Any, Callable[[list[Any]], Any]] = {
     list: list,
@@ -188,26 +280,38 @@ def converter(hint: Any) -> Convert:
 
 @dataclass(frozen=True)
 class Method:
-    """One method of a boundary: how to decode its arguments and its result."""
+    """One method of a boundary: how to decode its arguments and its result,
+    and how to encode them."""
 
     name: str
     parameters: Mapping[str, Convert]
     required: frozenset[str]
     result: Convert
+    encode_parameters: Mapping[str, Convert]
+    encode_result: Convert
 
 
 def _method(interface: type, name: str) -> Method:
     function = getattr(interface, name)
     hints = get_type_hints(function)
     parameters: dict[str, Convert] = {}
+    encoders: dict[str, Convert] = {}
     required: set[str] = set()
     for parameter in list(inspect.signature(function).parameters.values())[1:]:
         if parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
             raise TypeError(f"{interface.__name__}.{name}: {parameter.name} is not keyword-only")
         parameters[parameter.name] = converter(hints[parameter.name])
+        encoders[parameter.name] = encoder(hints[parameter.name])
         if parameter.default is inspect.Parameter.empty:
             required.add(parameter.name)
-    return Method(name, parameters, frozenset(required), converter(hints["return"]))
+    return Method(
+        name,
+        parameters,
+        frozenset(required),
+        converter(hints["return"]),
+        encoders,
+        encoder(hints["return"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -228,38 +332,43 @@ class Codec:
         return found
 
     def encode_arguments(self, name: str, arguments: Mapping[str, Any]) -> bytes:
-        method = self.method(name)
-        unknown = set(arguments) - set(method.parameters)
+        encoders = self.method(name).encode_parameters
+        unknown = arguments.keys() - encoders.keys()
         if unknown:
             raise TypeError(f"{name}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
-        return _dump({key: to_data(value) for key, value in arguments.items()})
+        return _dump({key: encoders[key](value) for key, value in arguments.items()})
 
     def decode_arguments(self, name: str, data: bytes) -> dict[str, Any]:
         method = self.method(name)
         raw = _expect(dict, _load(data), "an object of arguments")
-        unknown = set(raw) - set(method.parameters)
+        unknown = raw.keys() - method.parameters.keys()
         if unknown:
             raise WireError(f"{name}() takes no argument {sorted(unknown)[0]!r}")
-        missing = method.required - set(raw)
+        missing = method.required - raw.keys()
         if missing:
             raise WireError(f"{name}() needs {sorted(missing)[0]!r}")
         return {key: method.parameters[key](value) for key, value in raw.items()}
 
     def encode_result(self, name: str, value: Any) -> bytes:
-        self.method(name)
-        return _dump(to_data(value))
+        return _dump(self.method(name).encode_result(value))
 
     def decode_result(self, name: str, data: bytes) -> Any:
         return self.method(name).result(_load(data))
 
 
+# Built once: json.dumps with any non-default option builds an encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_DECODER = json.JSONDecoder()
+
+
 def _dump(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(data).encode()
 
 
 def _load(data: bytes) -> Any:
+    # Always UTF-8 on this wire (our _dump): no need for json.loads' detection.
     try:
-        return json.loads(data)
+        return _DECODER.decode(data.decode())
     except (ValueError, UnicodeDecodeError):
         raise WireError("not JSON") from None
 

@@ -1,6 +1,7 @@
 """The JSON form of records and errors, and which tier binds what."""
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -11,7 +12,7 @@ import users
 from arcana.core import delegation
 from arcana.core.exceptions import ApplicationError, Conflict, NotFound, Unauthenticated
 from arcana.core.internal import RemoteBoundary
-from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of
+from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of, to_data
 from authn.errors import CredentialsMissing, InvalidCredentials
 from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
 from tests.commands import refusal, run_manage
@@ -47,6 +48,51 @@ def test_records_round_trip_with_their_types() -> None:
     assert back.user.roles == ("admin", "user")
     assert back.user.created_at.utcoffset() == timedelta(hours=2)
     assert codec.decode_result("user_credentials", b"null") is None
+
+
+@pytest.mark.parametrize(
+    ("interface", "method", "value"),
+    [
+        (UserRepositoryInterface, "user_get", RECORD),
+        (UserRepositoryInterface, "user_list", UserPage(users=[RECORD], page=0, size=10, total=1)),
+        # A tuple where the hint says list: encoded as the same JSON array.
+        (
+            UserRepositoryInterface,
+            "user_list",
+            UserPage(users=(RECORD,), page=0, size=1, total=1),  # type: ignore[arg-type]
+        ),
+        (UserRepositoryInterface, "user_credentials", None),
+        (
+            UserRepositoryInterface,
+            "user_credentials",
+            UserCredentials(user=RECORD, password_hash="pbkdf2$x"),
+        ),
+        # Not the hinted type: the compiled encoder falls back to to_data's rules.
+        (UserRepositoryInterface, "user_get", {"id": "u1", "when": WHEN}),
+    ],
+)
+def test_compiled_encoders_give_what_to_data_gives(
+    interface: type, method: str, value: Any
+) -> None:
+    codec = Codec(interface)
+    assert (
+        codec.encode_result(method, value)
+        == json.dumps(to_data(value), separators=(",", ":")).encode()
+    )
+
+
+def test_compiled_argument_encoders_give_what_to_data_gives() -> None:
+    codec = Codec(UserRepositoryInterface)
+    arguments = {"user_id": "u1", "changes": {"name": "B", "is_active": False}, "roles": ("user",)}
+    assert (
+        codec.encode_arguments("user_update_fields", arguments)
+        == json.dumps(to_data(arguments), separators=(",", ":")).encode()
+    )
+    naive = dataclasses.replace(RECORD, created_at=WHEN.replace(tzinfo=None))
+    with pytest.raises(WireError, match="offset"):
+        codec.encode_result("user_get", naive)
+    with pytest.raises(WireError, match="cannot cross"):
+        codec.encode_result("user_get", object())
 
 
 def test_arguments_are_decoded_by_the_protocols_hints() -> None:
