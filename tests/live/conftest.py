@@ -13,6 +13,7 @@ import os
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         yield running
         problems = server_log_problems(running)
     assert not problems, "server logs:\n" + "\n".join(problems[:20])
+
+
+FIGURES = pytest.StashKey[dict[str, str]]()
+
+
+@pytest.fixture(scope="module")
+def figures(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Measurements the tests record, printed in the terminal summary."""
+    return request.config.stash.setdefault(FIGURES, {})
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    recorded = config.stash.get(FIGURES, {})
+    if recorded:
+        terminalreporter.section("live figures")
+        for name, figure in recorded.items():
+            terminalreporter.write_line(f"{name}: {figure}")
