@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 
-from arcana.core.context import accept_request_id, acting_user, call_context
+from arcana.core.context import accept_request_id, call_context
 from arcana.core.rest import error_json
 from arcana.errors import DATABASE_DOWN_ERRORS, database_error_as_domain
 
@@ -31,28 +31,6 @@ class RequestIdMiddleware:
             response = self.get_response(request)
         response[REQUEST_ID_HEADER] = rid
         return response
-
-
-class SessionActorMiddleware:
-    """Names the operator signed in to the Django admin as the acting user
-    (``arcana.core.context``), as token authentication names the API's caller:
-    with read replicas, their reads then follow their own writes
-    (``arcana/db/routers.py``). Only requests that carry a session cookie (the
-    admin's) look the user up, and only where the sessions are (a tier without
-    the database serves no admin)."""
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-        self.sessions_here = settings.ARCANA_DEPLOYMENT.holds_database
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if (
-            self.sessions_here
-            and settings.SESSION_COOKIE_NAME in request.COOKIES
-            and request.user.is_authenticated
-        ):
-            acting_user.set(str(request.user.pk))  # RequestIdMiddleware's call_context ends it
-        return self.get_response(request)
 
 
 class BodySizeLimitMiddleware:

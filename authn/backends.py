@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 import authn
+from arcana.core.context import acting_user
 from arcana.core.exceptions import Throttled
 from arcana.core.reads import primary
 from arcana.core.rest import client_of
@@ -60,6 +61,11 @@ class CredentialsBackend(ModelBackend):
     def get_user(self, user_id: Any) -> User | None:
         """The signed-in operator of a session, from the primary: a deactivation
         or a password change (which ends sessions) counts at once, even with
-        read replicas (arcana/db/routers.py)."""
+        read replicas (arcana/db/routers.py). They become the acting user, as
+        token authentication makes the API's caller, so that their reads follow
+        their own writes; the request's call_context ends it."""
         with primary():
-            return super().get_user(user_id)
+            user = super().get_user(user_id)
+        if user is not None:
+            acting_user.set(str(user.pk))
+        return user

@@ -92,7 +92,9 @@ def read_users() -> None:
 
 # --- where reads go -------------------------------------------------------------------
 
-pytestmark = pytest.mark.django_db(transaction=True)  # transactions as in production
+# Transactions as in production; serialized_rollback, as tests/grpc does: keeps
+# transactional tests order-independent (the flush would drop migrated rows).
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_reads_of_users_go_to_a_replica_until_the_call_writes(
