@@ -20,7 +20,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 import authn
+from arcana.core.context import acting_user
 from arcana.core.exceptions import Throttled
+from arcana.core.reads import primary
 from arcana.core.rest import client_of
 from authn.errors import InvalidCredentials
 from users import repository as users_repository
@@ -55,3 +57,15 @@ class CredentialsBackend(ModelBackend):
         # A model, as Django's backend contract demands (see the module docstring);
         # the credentials were checked by the service, on records, above.
         return users_repository.user_model_for_login(user_id=record.id)
+
+    def get_user(self, user_id: Any) -> User | None:
+        """The signed-in operator of a session, from the primary: a deactivation
+        or a password change (which ends sessions) counts at once, even with
+        read replicas (arcana/db/routers.py). They become the acting user, as
+        token authentication makes the API's caller, so that their reads follow
+        their own writes; the request's call_context ends it."""
+        with primary():
+            user = super().get_user(user_id)
+        if user is not None:
+            acting_user.set(str(user.pk))
+        return user

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,11 +40,54 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def free_port() -> int:
+# ARCANA_TEST_PORTS=LOW-HIGH: servers started by tests and benchmarks take
+# their ports from that range (machines where several runs share the loopback
+# give each run its own), not wherever the kernel puts them.
+PORTS_VARIABLE = "ARCANA_TEST_PORTS"
+
+
+def _port_range() -> list[int] | None:
+    spec = os.environ.get(PORTS_VARIABLE, "").strip()
+    if not spec:
+        return None
+    low, _, high = spec.partition("-")
+    try:
+        ports = list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise RuntimeError(f"{PORTS_VARIABLE} must read LOW-HIGH, got {spec!r}") from None
+    if not ports or ports[0] < 1 or ports[-1] > 65535:
+        raise RuntimeError(f"{PORTS_VARIABLE} must be a range of ports, got {spec!r}")
+    return ports
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (from ``ARCANA_TEST_PORTS`` if set)."""
+    ports = _port_range()
+    if ports is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    # Random order, and one this process has not handed out yet if there is
+    # one: a server may not have bound the last one yet.
+    shuffled = random.sample(ports, len(ports))
+    for candidate in sorted(shuffled, key=lambda port: port in _handed_out):
+        if _bindable(candidate):
+            _handed_out.add(candidate)
+            return candidate
+    raise RuntimeError(f"no free port left in {PORTS_VARIABLE}={os.environ[PORTS_VARIABLE]}")
 
 
 def _die_with_parent() -> None:

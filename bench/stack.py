@@ -201,6 +201,10 @@ def jwt_key_pair() -> tuple[str, str]:
     return private.decode(), public.decode()
 
 
+# Only the repository tier holds the database (its credentials included).
+DATABASE_VARIABLES = ("DATABASE_URL", "DATABASE_REPLICA_URLS")
+
+
 def layered_envs(
     env: Mapping[str, str],
     *,
@@ -214,10 +218,11 @@ def layered_envs(
     :func:`jwt_key_pair`) for the service tier alone, the public key at the
     controller."""
     private, public = jwt_keys
+    database = {key: env[key] for key in DATABASE_VARIABLES if key in env}
     common = {
         key: value
         for key, value in env.items()
-        if key not in ("DATABASE_URL", "JWT_SIGNING_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY")
+        if key not in (*DATABASE_VARIABLES, "JWT_SIGNING_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY")
     }
     common.update(
         ARCANA_MODE="layered",
@@ -226,7 +231,7 @@ def layered_envs(
         **pki.env(),
     )
     return {
-        "repository": {**common, "ARCANA_TIER": "repository", "DATABASE_URL": env["DATABASE_URL"]},
+        "repository": {**common, "ARCANA_TIER": "repository", **database},
         "service": {**common, "ARCANA_TIER": "service", "JWT_PRIVATE_KEY": private},
         "controller": {**common, "ARCANA_TIER": "controller", "JWT_PUBLIC_KEY": public},
     }
@@ -509,6 +514,7 @@ def live_stack(
     mode: str = "monolithic",
     service_replicas: int = 1,
     admin_port: bool = False,
+    replica_urls: Sequence[str] = (),
 ) -> Iterator[LiveStack]:
     """gunicorn + grpcrunserver on a database of their own; see the module docstring.
 
@@ -517,7 +523,9 @@ def live_stack(
     scanner knows). Logs go to ``log_dir`` (a temporary directory, removed
     afterwards, if None). ``stop_grace`` is how long each server has to exit
     on SIGTERM at the end before it is killed. ``mode`` is ``"monolithic"``
-    or ``"layered"`` (see the module docstring).
+    or ``"layered"`` (see the module docstring). ``replica_urls`` name read
+    replicas of ``database_url``'s server (``bench.replication``): the servers
+    get them as ``DATABASE_REPLICA_URLS``, with the stack's own database.
     """
     if not is_mysql_url(database_url):
         raise RuntimeError("live_stack needs a mysql:// DATABASE_URL")
@@ -545,6 +553,10 @@ def live_stack(
             "LOG_LEVEL": "INFO",
             **(env_overrides or {}),
         }
+        if replica_urls:
+            env["DATABASE_REPLICA_URLS"] = ",".join(
+                with_database(url, database_name(own_url)) for url in replica_urls
+            )
         tiers: dict[str, list[Server]] = {}
         tier_envs: dict[str, dict[str, str]] = {}
         service_addresses: list[str] = []

@@ -100,6 +100,24 @@ def admin_client(admin_user: User) -> APIClient:
     return client_for(admin_user)
 
 
+FIGURES = pytest.StashKey[dict[str, str]]()
+
+
+@pytest.fixture(scope="module")
+def figures(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Measurements the tests record (latencies, times to recover), printed in
+    the terminal summary: figures, not pass/fail criteria."""
+    return request.config.stash.setdefault(FIGURES, {})
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    recorded = config.stash.get(FIGURES, {})
+    if recorded:
+        terminalreporter.section("figures")
+        for name, figure in recorded.items():
+            terminalreporter.write_line(f"{name}: {figure}")
+
+
 SECRET_SCANNER = SecretScanner()
 
 

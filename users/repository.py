@@ -16,6 +16,13 @@ Invalidation writes a short-lived tombstone rather than deleting the key, and
 a reader fills the cache with ``add`` (only if absent). A reader that loaded
 the old row just before a writer committed therefore cannot put it back, so no
 stale record outlives the write.
+
+With read replicas (``arcana.db.routers``) a tombstone also means "written
+moments ago": a reader that finds one reads the primary. It lives at least
+``DATABASE_REPLICA_PIN_SECONDS``, longer than a usable replica can be behind,
+so a reader that finds none may read a replica and cache what it gets.
+Without the cache, and for credentials and password hashes, reads go to the
+primary: they decide who gets in.
 """
 
 import uuid
@@ -24,9 +31,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
+from arcana.core.reads import primary
 from users.errors import EmailTaken, LastAdmin, UserNotFound
 from users.models import Role, Roles, User, UserQuerySet
 from users.normal import normalize_email, parse_user_id
@@ -67,12 +75,18 @@ def _record(user: User) -> UserRecord:
 # --- cache ----------------------------------------------------------------------
 
 
+def _tombstone_seconds() -> float:
+    pin: float = settings.DATABASE_REPLICA_PIN_SECONDS
+    return max(TOMBSTONE_SECONDS, pin)
+
+
 def invalidate(user_ids: Iterable[str]) -> None:
     keys = {_key(str(user_id)): TOMBSTONE for user_id in user_ids}
     if not keys or not settings.USER_CACHE:
         return
-    cache.set_many(keys, timeout=TOMBSTONE_SECONDS)
-    transaction.on_commit(lambda: cache.set_many(keys, timeout=TOMBSTONE_SECONDS))
+    seconds = _tombstone_seconds()
+    cache.set_many(keys, timeout=seconds)
+    transaction.on_commit(lambda: cache.set_many(keys, timeout=seconds))
 
 
 # --- reads ----------------------------------------------------------------------
@@ -82,14 +96,17 @@ def user_get(*, user_id: str) -> UserRecord:
     """One user by id, from the cache when possible."""
     pk = parse_user_id(user_id)
     if not settings.USER_CACHE:
-        return _fresh(pk)
+        with primary():  # nothing tells a recent write apart: the primary has it
+            return _fresh(pk)
     key = _key(str(pk))
     cached = cache.get(key)
     if isinstance(cached, UserRecord):
         return cached
+    if cached is not None:  # a tombstone: written moments ago, do not refill
+        with primary():
+            return _fresh(pk)
     record = _fresh(pk)
-    if cached is None:  # a tombstone means a write is in flight: do not refill
-        cache.add(key, record, timeout=settings.USER_CACHE_TIMEOUT)
+    cache.add(key, record, timeout=settings.USER_CACHE_TIMEOUT)
     return record
 
 
@@ -105,7 +122,8 @@ def user_credentials(*, email: str) -> UserCredentials | None:
     """The user with this address and their password hash, for the service
     that checks a password at login (never cached: the hash stays in the
     database and in the one call that needs it)."""
-    user = _users().by_email(email).with_roles().first()
+    with primary():  # a password set a moment ago works at once, for everyone
+        user = _users().by_email(email).with_roles().first()
     if user is None:
         return None
     return UserCredentials(user=_record(user), password_hash=user.password)
@@ -114,21 +132,28 @@ def user_credentials(*, email: str) -> UserCredentials | None:
 def user_password_hash(*, user_id: str) -> str:
     """The stored password hash of a user, for the service that checks a
     current password before a sensitive change."""
-    found = _users().filter(pk=parse_user_id(user_id)).values_list("password", flat=True).first()
+    hashes = _users().filter(pk=parse_user_id(user_id)).values_list("password", flat=True)
+    with primary():
+        found = hashes.first()
     if found is None:
         raise UserNotFound()
     return found
 
 
 def user_list(*, page: int, size: int, sync_status: str | None, search: str | None) -> UserPage:
-    queryset = _users().with_sync_status(sync_status).search(search)
+    # Where the router sends this read (a replica, unless the caller wrote
+    # moments ago), in one transaction there: on the primary it would be a
+    # transaction on the primary, which reads the primary.
+    alias = router.db_for_read(User)
+    queryset = _users().using(alias).with_sync_status(sync_status).search(search)
     # One snapshot for the count and the page: as two autocommit statements (or
     # in Django's READ COMMITTED transactions on MySQL) a user created between
     # them gave a page holding more users than ``total``. SQLite's transactions
     # are snapshots; MySQL's must be REPEATABLE READ. (A window count in the page
     # query would need no transaction, but it makes the database read every
     # matching row for every page: measured 3x the database CPU at 700 users.)
-    with transaction.atomic():
+    connection = connections[alias]
+    with transaction.atomic(using=alias):
         if connection.vendor == "mysql" and len(connection.atomic_blocks) == 1:
             # Only the outermost block can still choose its isolation level.
             with connection.cursor() as cursor:
@@ -318,6 +343,7 @@ def user_model_for_login(*, user_id: str) -> User:
     must hand ``login()`` a model (it stores its pk and password hash in the
     session). Nothing else may take a model out of this module."""
     try:
-        return _users().get(pk=parse_user_id(user_id))
+        with primary():
+            return _users().get(pk=parse_user_id(user_id))
     except User.DoesNotExist:
         raise UserNotFound() from None

@@ -152,6 +152,64 @@ else:
         )
     DATABASES = {"default": {"ENGINE": "arcana.db.refuse", "NAME": ""}}
 
+# --- read replicas ------------------------------------------------------------
+# DATABASE_REPLICA_URLS=mysql://...@replica1:3306/arcana,mysql://...@replica2:3306/arcana:
+# reads of users and roles go to a replica that is up and at most
+# DATABASE_REPLICA_MAX_LAG_SECONDS behind; writes, transactions, token and
+# session state, credential checks and a writer's reads for
+# DATABASE_REPLICA_PIN_SECONDS after their write go to the primary
+# (arcana/db/routers.py says why and what the window is).
+
+DATABASE_REPLICA_URLS: list[str] = [
+    url.strip() for url in env.list("DATABASE_REPLICA_URLS", default=[]) if url.strip()
+]
+DATABASE_REPLICA_PIN_SECONDS = env.float("DATABASE_REPLICA_PIN_SECONDS", default=5.0)
+# Whole seconds, as replicas report their lag.
+DATABASE_REPLICA_MAX_LAG_SECONDS = env.int("DATABASE_REPLICA_MAX_LAG_SECONDS", default=2)
+# How often each process asks each replica for its lag (in the background).
+DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=1.0)
+DATABASE_REPLICA_CONNECT_TIMEOUT = env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=1)
+DATABASE_ROUTERS: list[str] = []
+
+
+def replica_databases(urls: list[str], primary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``replica1``, ``replica2``, ... for ``urls``: the primary's tuning, a
+    short connect timeout (a replica that is down costs a read that long, then
+    is left alone), and, in test runs, a mirror of the primary (Django creates
+    no test database on them)."""
+    replicas = {}
+    for number, url in enumerate(urls, 1):
+        config = env.db_url_config(url)
+        config.setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", DATABASE_REPLICA_CONNECT_TIMEOUT
+        )
+        replica = _tune_database(config)
+        if replica["ENGINE"] != primary["ENGINE"]:
+            raise ImproperlyConfigured(
+                f"DATABASE_REPLICA_URLS: replica {number} is {replica['ENGINE']}, "
+                f"the primary {primary['ENGINE']}: a replica is a copy of the primary."
+            )
+        replica["TEST"] = {**replica.get("TEST", {}), "MIRROR": "default"}
+        replicas[f"replica{number}"] = replica
+    return replicas
+
+
+if DATABASE_REPLICA_URLS:
+    if not ARCANA_DEPLOYMENT.holds_database:
+        raise ImproperlyConfigured(
+            f"DATABASE_REPLICA_URLS must not be set for the {ARCANA_DEPLOYMENT.tier} tier: "
+            "only the repository tier holds the database credentials."
+        )
+    _longest_miss = DATABASE_REPLICA_MAX_LAG_SECONDS + 2 * DATABASE_REPLICA_CHECK_SECONDS + 1
+    if _longest_miss > DATABASE_REPLICA_PIN_SECONDS:
+        raise ImproperlyConfigured(
+            f"DATABASE_REPLICA_PIN_SECONDS must be at least DATABASE_REPLICA_MAX_LAG_SECONDS + "
+            f"2 * DATABASE_REPLICA_CHECK_SECONDS + 1 ({_longest_miss:g}): a usable replica can be "
+            "that far behind, and a writer must read the primary until it has their write."
+        )
+    DATABASES.update(replica_databases(DATABASE_REPLICA_URLS, DATABASES["default"]))
+    DATABASE_ROUTERS = ["arcana.db.routers.ReplicaRouter"]
+
 # --- cache ------------------------------------------------------------------
 # REDIS_URL=redis://host:6379/0 for Redis, which every process and host shares.
 #

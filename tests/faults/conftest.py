@@ -4,7 +4,6 @@ deselected (never skipped; the session fails on skips)."""
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,21 +36,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("fault-logs")
     with fault_stack(os.environ["DATABASE_URL"], os.environ["REDIS_URL"], logs) as live:
         yield live
-
-
-FIGURES = pytest.StashKey[dict[str, str]]()
-
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Measurements the tests record (latency under a cut, time to recover, log
-    line counts), printed in the terminal summary."""
-    return request.config.stash.setdefault(FIGURES, {})
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    recorded = config.stash.get(FIGURES, {})
-    if recorded:
-        terminalreporter.section("fault figures")
-        for name, figure in recorded.items():
-            terminalreporter.write_line(f"{name}: {figure}")

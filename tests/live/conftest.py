@@ -12,7 +12,9 @@ one the in-process tests flush, and only keys under the stack's own prefix.
 import os
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,18 +84,21 @@ def server_log_problems(stack: LiveStack) -> list[str]:
     return problems
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    """gunicorn (2 workers) + grpcrunserver --workers 2 on a database of this module's."""
+@contextmanager
+def checked_stack(database_url: str, log_dir: Path, **options: Any) -> Iterator[LiveStack]:
+    """``live_stack`` (2 REST workers, 2 gRPC processes, no throttles unless
+    ``options`` say otherwise) whose logs must hold no secret and no traceback."""
+    options = {"rest_workers": 2, "grpc_workers": 2, "env_overrides": UNTHROTTLED, **options}
     with live_stack(
-        live_database_url(),
-        live_redis_url(),
-        rest_workers=2,
-        grpc_workers=2,
-        env_overrides=UNTHROTTLED,
-        password=DEFAULT_PASSWORD,
-        log_dir=tmp_path_factory.mktemp("live-logs"),
+        database_url, live_redis_url(), password=DEFAULT_PASSWORD, log_dir=log_dir, **options
     ) as running:
         yield running
         problems = server_log_problems(running)
     assert not problems, "server logs:\n" + "\n".join(problems[:20])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """gunicorn (2 workers) + grpcrunserver --workers 2 on a database of this module's."""
+    with checked_stack(live_database_url(), tmp_path_factory.mktemp("live-logs")) as running:
+        yield running
