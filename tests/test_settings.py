@@ -139,7 +139,7 @@ def test_production_refuses_to_start_without_a_shared_cache() -> None:
         {"DJANGO_SECRET_KEY": strong(), "JWT_SIGNING_KEY": strong(), "REDIS_URL": ""}, "check"
     )
     assert result.returncode != 0
-    assert "REDIS_URL must be set in production" in result.stderr
+    assert "REDIS_URL (or REDIS_SENTINELS) must be set in production" in result.stderr
 
 
 def test_production_runs_one_host_without_redis_only_when_told_so(tmp_path: Path) -> None:

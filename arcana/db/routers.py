@@ -27,8 +27,8 @@ Where a query goes:
     checks, password hashes: fresh for everyone, not only for the writer);
   * the shared cache is unreachable, so pins cannot be read;
   * no replica is usable.
-- Reads of every other app (simplejwt's outstanding and blacklisted tokens,
-  token lineage, admin sessions, the admin log): the primary. They are
+- Reads of every other app (authn's refresh tokens and their revocations,
+  admin sessions, the admin log): the primary. They are
   security state that other callers must see at once (a revoked token, a new
   session), and small.
 

@@ -14,6 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from arcana.core.jwtkeys import load_jwt_keys
+from arcana.core.rediscache import redis_cache
 from arcana.modes import Deployment, Mode, Tier, deployment_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -211,11 +212,17 @@ if DATABASE_REPLICA_URLS:
     DATABASE_ROUTERS = ["arcana.db.routers.ReplicaRouter"]
 
 # --- cache ------------------------------------------------------------------
-# REDIS_URL=redis://host:6379/0 for Redis, which every process and host shares.
+# REDIS_URL=redis://host:6379/0 for one Redis server, which every process and
+# host shares; or, for a primary with replicas that Redis Sentinel fails over,
+# REDIS_SENTINELS=host:port,host:port and REDIS_SENTINEL_MASTER=name (optional
+# REDIS_SENTINEL_DB, REDIS_PASSWORD for the data nodes, REDIS_SENTINEL_PASSWORD
+# for the Sentinels). The two ways are mutually exclusive; see
+# arcana/core/rediscache.py.
 #
 # Redis fails open (arcana/core/cache.py): an outage slows nothing down and stops
 # nothing; it is logged once. "local" is this process's memory, where rate
-# limits count while Redis is away.
+# limits count while Redis is away. A primary that dies is such an outage until
+# the Sentinels promote a replica; the cache then follows it.
 #
 # Without Redis (the no-configuration default, development only: production
 # refuses to start without it) the counters behind throttles and lockouts live
@@ -225,20 +232,14 @@ if DATABASE_REPLICA_URLS:
 # change made through the other process.
 
 REDIS_URL: str | None = env.str("REDIS_URL", default=None)
+_REDIS_CACHE = redis_cache(os.environ)
+# Whether the default cache is Redis, shared by every process and host.
+SHARED_CACHE = _REDIS_CACHE is not None
 CACHE_DIR = Path(env.str("CACHE_DIR", default=str(BASE_DIR / ".cache")))
 _LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "arcana"}
-if REDIS_URL:
+if _REDIS_CACHE is not None:
     CACHES = {
-        "default": {
-            "BACKEND": "arcana.core.cache.FailOpenRedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="arcana"),
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
-                "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=0.5),
-            },
-        },
+        "default": _REDIS_CACHE,
         "local": {**_LOCAL_CACHE, "LOCATION": "arcana-local"},
     }
 else:
@@ -254,7 +255,7 @@ else:
 
 # Cache user records (cache-aside, invalidated on every write) only where the
 # cache is shared by every process that serves them.
-USER_CACHE: bool = env.bool("USER_CACHE", default=bool(REDIS_URL))
+USER_CACHE: bool = env.bool("USER_CACHE", default=SHARED_CACHE)
 # Seconds a cached user record lives; writes invalidate it at once.
 USER_CACHE_TIMEOUT = env.int("USER_CACHE_TIMEOUT", default=300)
 
@@ -328,7 +329,7 @@ ARCANA_AUTHENTICATOR = "authn.authentication.authorization_authenticate"
 GRPC_NUM_PROXIES = env.int("GRPC_NUM_PROXIES", default=0)
 
 # Rates per scope, e.g. "10/min". Counters live in the default cache, so they
-# are shared by every process when REDIS_URL is set.
+# are shared by every process with Redis (REDIS_URL or REDIS_SENTINELS).
 THROTTLE_RATES = {
     "login": env.str("THROTTLE_LOGIN", default="10/min"),
     "register": env.str("THROTTLE_REGISTER", default="5/min"),

@@ -15,8 +15,8 @@ from .base import *  # noqa: F403
 from .base import (
     ARCANA_DEPLOYMENT,
     JWT_KEYS,
-    REDIS_URL,
     REST_FRAMEWORK,
+    SHARED_CACHE,
     SIMPLE_JWT,
     api_docs_mode,
     env,
@@ -124,10 +124,11 @@ elif env.str("JWT_SIGNING_KEY", default=""):
 # as benchmarks and a one-box install run) may start, on base's default: the
 # counters in files under CACHE_DIR, which that host's processes share, and no
 # user cache.
-if not REDIS_URL and not env.bool("ARCANA_SINGLE_HOST", default=False):
+if not SHARED_CACHE and not env.bool("ARCANA_SINGLE_HOST", default=False):
     raise ImproperlyConfigured(
-        "REDIS_URL must be set in production (throttles, lockouts and the user cache "
-        "are shared through Redis); ARCANA_SINGLE_HOST=true runs one host without it."
+        "REDIS_URL (or REDIS_SENTINELS) must be set in production (throttles, lockouts "
+        "and the user cache are shared through Redis); ARCANA_SINGLE_HOST=true runs one "
+        "host without it."
     )
 
 # X-Forwarded-Proto is believed only behind a declared proxy (NUM_PROXIES >= 1),

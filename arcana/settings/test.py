@@ -1,10 +1,10 @@
 """Test settings: SQLite and local-memory cache unless DATABASE_URL / REDIS_URL
-say otherwise (CI runs the suite a second time on MariaDB + Redis)."""
+(or REDIS_SENTINELS) say otherwise (CI runs the suite a second time on MariaDB + Redis)."""
 
 import secrets
 
 from .base import *  # noqa: F403
-from .base import JWT_KEYS, MIDDLEWARE, REDIS_URL, SIMPLE_JWT, THROTTLE_RATES, env
+from .base import JWT_KEYS, MIDDLEWARE, SHARED_CACHE, SIMPLE_JWT, THROTTLE_RATES, env
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
@@ -21,7 +21,7 @@ PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
 # One process: local memory is as shared as it gets, and keeps tests apart.
 # (tests/test_default_stack.py runs the no-configuration default: two processes,
 # file-based counters.) The user cache is on, as with Redis.
-if not REDIS_URL:
+if not SHARED_CACHE:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
         "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "l"},

@@ -28,6 +28,7 @@ from tests.faults.stack import (
     Stack,
     pid_of,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.live
 
@@ -71,16 +72,6 @@ def all_caught_up(stack: Stack) -> bool:
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> float:
-    """Seconds until ``condition`` held; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not true within {timeout:.1f}s: {condition}")
-        time.sleep(interval)
-    return time.monotonic() - started
 
 
 def readyz(stack: Stack) -> tuple[int, str]:
