@@ -19,13 +19,13 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Model
 from django.test import Client
 from django.utils import timezone
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from arcana.core.cache import breaker
 from arcana.core.context import call_context
 from arcana.core.reads import primary
 from arcana.db import routers
 from arcana.db.routers import ReplicaRouter, Verdict, replication_verdict
+from authn.models import RefreshToken
 from tests.commands import refusal, run_manage
 from tests.factories import UserFactory
 from tests.test_db_refuse import CONTROLLER_ENV, SERVICE_ENV
@@ -134,13 +134,14 @@ def test_token_tables_are_read_on_the_primary_and_their_writes_pin_nobody(
 ) -> None:
     user = UserFactory.create()
     with call(request="r1", actor="refresher"):
-        OutstandingToken.objects.filter(jti="nope").exists()
-        OutstandingToken.objects.create(
-            jti="j1", user_id=user.pk, token="t", expires_at=timezone.now()
+        RefreshToken.objects.filter(jti="nope").exists()
+        now = timezone.now()
+        RefreshToken.objects.create(
+            jti="j1", user_id=str(user.pk), family="j1", token="t", created_at=now, expires_at=now
         )
         read_users()
         assert recording.last() == REPLICA  # no user changed
-    assert recording.last("token_blacklist.OutstandingToken") == DEFAULT_DB_ALIAS
+    assert recording.last("authn.RefreshToken") == DEFAULT_DB_ALIAS
     assert cache.get(routers.PIN_KEY.format("user:refresher")) is None
 
 
