@@ -43,17 +43,18 @@ own connection check once per request (``CONN_HEALTH_CHECKS``). When that
 check fails (a replica that was killed, refuses connections, or, with a silent
 one, after ``DATABASE_REPLICA_CONNECT_TIMEOUT``/``DATABASE_READ_TIMEOUT``),
 the read goes to the primary and the replica is out until the monitor finds
-it well. Each change of verdict is logged once.
+it well. A process's first read takes the first look itself, so it does not
+go to the primary for want of a verdict. Each change of verdict is logged once.
 
 The window: a reader who did not write sees a write at most
 ``MAX_LAG + 2 * CHECK + 1`` seconds late (lag is counted in whole seconds and
 grows by at most a second per second, and a verdict is used only while the
 lag it found plus its age stays within ``MAX_LAG + 2 * CHECK``), and the
-settings require ``PIN_SECONDS`` to be at
-least that, so a writer's pin outlasts the time a usable replica can miss
-their write. ``Seconds_Behind_Master`` only measures what the replica has
-received: a replica whose connection to the primary is slow but alive can be
-further behind than it reports. A replica that dies between the check and a
+settings require ``PIN_SECONDS`` to be at least that, so a writer's pin
+outlasts the time a usable replica can miss their write.
+``Seconds_Behind_Master`` only measures what the replica has received: a
+replica whose connection to the primary is slow but alive can be further
+behind than it reports. A replica that dies between the check and a
 query of the same request fails that request with 503; the next one reads the
 primary.
 """
