@@ -229,18 +229,20 @@ class Replicas:
         """Each channel's connectivity, as last reported."""
         return list(self._states)
 
-    def pick(self) -> int:
-        """The index of the channel the next call goes to."""
+    def pick(self, avoid: int | None = None) -> int:
+        """The index of the channel the next call goes to; not ``avoid`` (the
+        one a retried call just failed on) while there is another."""
         with self._lock:
             if not self._watching:
                 self._watch()
             start = next(self._turn)
         count = len(self._states)
-        for step in range(count):
-            index = (start + step) % count
+        order = [(start + step) % count for step in range(count)]
+        others = [index for index in order if index != avoid] or order
+        for index in others:
             if self._states[index] is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
                 return index
-        return start % count
+        return others[0]
 
 
 class RemoteBoundary:
@@ -320,9 +322,6 @@ class RemoteBoundary:
                 metadata.append((key, value))
         return tuple(metadata)
 
-    def _next_stub(self) -> Any:
-        return self._stubs[self._replicas.pick()]
-
     def _call(self, name: str, arguments: Mapping[str, Any]) -> Any:
         request = boundary_pb2.InvokeRequest(
             boundary=self.boundary,
@@ -331,12 +330,16 @@ class RemoteBoundary:
         )
         attempts = 2 if name in self._reads else 1
         ends = time.monotonic() + self._deadline
+        tried: int | None = None
         for attempt in range(1, attempts + 1):
             remaining = ends - time.monotonic()
             if remaining <= 0:
                 raise Unavailable()
+            # The retry goes elsewhere: other calls move the turn on meanwhile,
+            # and the failed replica's channel may not have said so yet.
+            tried = self._replicas.pick(avoid=tried)
             try:
-                reply = self._next_stub().Invoke(
+                reply = self._stubs[tried].Invoke(
                     request, timeout=remaining, metadata=self._metadata()
                 )
             except grpc.RpcError as exc:

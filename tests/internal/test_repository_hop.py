@@ -17,6 +17,7 @@ from arcana.core.exceptions import InvalidInput, Throttled, Unavailable
 from arcana.core.internal import (
     RemoteBoundary,
     RemoteCallFailed,
+    Replicas,
     add_boundary_servicer,
     channel_credentials,
     server_credentials,
@@ -457,3 +458,19 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"not true within {timeout}s"
         time.sleep(0.05)
+
+
+def test_a_retry_never_goes_back_to_the_replica_it_failed_on() -> None:
+    """Concurrent calls move the turn on between a failure and its retry; the
+    retry must still land elsewhere (the dead replica's channel may not have
+    reported the failure yet)."""
+    several = Replicas([grpc.insecure_channel(f"127.0.0.1:{free_port()}") for _ in range(3)])
+    alone = Replicas([grpc.insecure_channel(f"127.0.0.1:{free_port()}")])
+    try:
+        for _ in range(9):
+            first = several.pick()
+            assert several.pick(avoid=first) != first
+        assert alone.pick(avoid=0) == 0  # no other: the only one
+    finally:
+        several.close()
+        alone.close()
