@@ -14,12 +14,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.servers import ROOT
 from tests.faults.loadgen import GRPC, REST, Call, read_calls
+
+DEADLINE = 2.0  # ARCANA_INTERNAL_DEADLINE's default, which the fault stacks keep
+# A failing call may take the deadline plus the edge's own work around it.
+DEADLINE_MARGIN = 0.5
+HEALTH_INTERVAL = 0.3  # GRPC_HEALTH_INTERVAL of the fault stacks
+EDGE_PROCESSES = 2  # gunicorn workers, and grpcrunserver workers
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -81,23 +88,24 @@ class Load:
             raise AssertionError(f"the load generator exited ({self.process.returncode})")
 
 
+class Edge(Protocol):
+    """A stack's public ports and an admin's token (LiveStack has them)."""
+
+    rest_port: int
+    grpc_address: str
+    admin_token: str
+    admin_id: str
+
+
 @contextmanager
-def load(
-    record: Path,
-    *,
-    rest_port: int,
-    grpc_address: str,
-    token: str,
-    user_id: str,
-    threads: int = 2,
-    timeout: float = 30,
-) -> Iterator[Load]:
-    """``threads`` REST and ``threads`` gRPC callers of GetUser in another process."""
+def load(record: Path, edge: Edge, *, threads: int = 2, timeout: float = 30) -> Iterator[Load]:
+    """``threads`` REST and ``threads`` gRPC callers of the admin's GetUser on
+    ``edge``, in another process."""
     spec = {
-        "rest_port": rest_port,
-        "grpc_address": grpc_address,
-        "token": token,
-        "user_id": user_id,
+        "rest_port": edge.rest_port,
+        "grpc_address": edge.grpc_address,
+        "token": edge.admin_token,
+        "user_id": edge.admin_id,
         "rest_threads": threads,
         "grpc_threads": threads,
         "timeout": timeout,
@@ -121,6 +129,19 @@ def load(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def unavailable_between(calls: list[Call], start: float, end: float) -> list[Call]:
+    """The calls made entirely between ``start`` and ``end`` (an outage), each
+    checked: 503 (REST) / UNAVAILABLE (gRPC), of both kinds, and none slower
+    than the internal deadline allows."""
+    during = [call for call in calls if start < call.started and call.finished < end]
+    assert {call.kind for call in during} == {REST, GRPC}, "no load of each kind meanwhile"
+    wrong = [call for call in during if call.status != UNAVAILABLE[call.kind]]
+    assert not wrong, wrong[:10]
+    slowest = max(call.seconds for call in during)
+    assert slowest <= DEADLINE + DEADLINE_MARGIN, slowest
+    return during
 
 
 def readyz(port: int) -> tuple[int, dict[str, str]]:

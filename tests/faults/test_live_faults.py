@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcana.core.cache import RETRY_SECONDS
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
+from tests.faults.edge import wait_for
 from tests.faults.proxy import CutMode
 from tests.faults.stack import (
     DB_TIMEOUT,
@@ -71,16 +72,6 @@ def all_caught_up(stack: Stack) -> bool:
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> float:
-    """Seconds until ``condition`` held; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not true within {timeout:.1f}s: {condition}")
-        time.sleep(interval)
-    return time.monotonic() - started
 
 
 def readyz(stack: Stack) -> tuple[int, str]:
