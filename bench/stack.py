@@ -156,7 +156,7 @@ TIER_READY_MARKER = "tier listening on port"
 @dataclass(frozen=True)
 class TierPki:
     """PEM files of a CA made for one run and a certificate every tier presents
-    (as server and as client) for 127.0.0.1 / localhost."""
+    (as server and as client) for the hosts it was issued for."""
 
     cert: Path
     key: Path
@@ -170,12 +170,13 @@ class TierPki:
         }
 
 
-def tier_pki(directory: Path) -> TierPki:
+def tier_pki(directory: Path, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> TierPki:
     """Mutual-TLS files for the internal hops, written to ``directory`` (trustme:
-    a development dependency, as are the benchmarks and live tests)."""
+    a development dependency, as are the benchmarks and live tests); the
+    certificate names ``hosts``, the addresses the tiers are called at."""
     trustme: Any = importlib.import_module("trustme")
     ca = trustme.CA(organization_name="Arcana live-stack CA")
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    leaf = ca.issue_cert(*hosts)
     pki = TierPki(cert=directory / "tier.pem", key=directory / "tier.key", ca=directory / "ca.pem")
     leaf.cert_chain_pems[0].write_to_path(str(pki.cert))
     leaf.private_key_pem.write_to_path(str(pki.key))

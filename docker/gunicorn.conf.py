@@ -38,6 +38,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 def _stop_listening(worker: Any) -> None:
     for listener in worker.sockets:
+        if listener.sock is None:
+            # Closed already: a second SIGTERM (the master forwards one, and a
+            # supervisor that signals the whole group, as systemd does, sends
+            # its own) arrives while the worker exits.
+            continue
         try:
             if hasattr(worker, "enqueue_req"):  # gthread: hand the queue to its pool
                 for _ in range(1024):

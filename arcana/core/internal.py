@@ -30,6 +30,7 @@ the controllers (``tests/test_layout.py`` exempts it by name): the hop is the
 transport a boundary's remote implementation is made of.
 """
 
+import functools
 import itertools
 import logging
 import threading
@@ -173,6 +174,77 @@ def _home(home: str) -> str:
     return home
 
 
+class Replicas:
+    """Per-call round robin over the channels to one tier's replicas, passing
+    over those in ``TRANSIENT_FAILURE`` while another is not: a replica that
+    died gets no calls (they would fail at once) until its channel connects
+    again, which gRPC keeps trying every second at most (``_CHANNEL_OPTIONS``).
+    When every channel is failing, each is still tried in turn, so a call
+    fails fast and the tier below's recovery is noticed."""
+
+    # grpc's connectivity poller wakes every 0.2 s; a channel closed under it
+    # makes it raise ("Cannot monitor channel state: Channel closed!").
+    _POLLER_EXIT_SECONDS = 0.5
+
+    def __init__(self, channels: Sequence[grpc.Channel]) -> None:
+        self._channels = tuple(channels)
+        self._states = [grpc.ChannelConnectivity.IDLE] * len(channels)
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._watchers = [functools.partial(self._changed, index) for index in range(len(channels))]
+        self._watching = False
+
+    def _watch(self) -> None:
+        # On first use, not when built: boundaries are built at start-up, and
+        # grpcrunserver --workers forks after that; the watching (a poller
+        # thread per channel, connections) belongs in the process that calls.
+        self._watching = True
+        for channel, watcher in zip(self._channels, self._watchers, strict=True):
+            # try_to_connect: connect every replica now, not on its first call.
+            channel.subscribe(watcher, try_to_connect=True)
+
+    def close(self) -> None:
+        """Stop watching the channels and close them once grpc's poller has let go."""
+        with self._lock:
+            watching, self._watching = self._watching, True  # never again
+        if not watching:
+            for channel in self._channels:
+                channel.close()
+            return
+        for channel, watcher in zip(self._channels, self._watchers, strict=True):
+            channel.unsubscribe(watcher)
+
+        def close_all() -> None:
+            for channel in self._channels:
+                channel.close()
+
+        closing = threading.Timer(self._POLLER_EXIT_SECONDS, close_all)
+        closing.daemon = True
+        closing.start()
+
+    def _changed(self, index: int, state: grpc.ChannelConnectivity) -> None:
+        self._states[index] = state
+
+    def states(self) -> list[grpc.ChannelConnectivity]:
+        """Each channel's connectivity, as last reported."""
+        return list(self._states)
+
+    def pick(self, avoid: int | None = None) -> int:
+        """The index of the channel the next call goes to; not ``avoid`` (the
+        one a retried call just failed on) while there is another."""
+        with self._lock:
+            if not self._watching:
+                self._watch()
+            start = next(self._turn)
+        count = len(self._states)
+        order = [(start + step) % count for step in range(count)]
+        others = [index for index in order if index != avoid] or order
+        for index in others:
+            if self._states[index] is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                return index
+        return others[0]
+
+
 class RemoteBoundary:
     """``interface``'s methods, each an internal call to ``boundary`` on the
     tier ``home`` (``"service"`` or ``"repository"``). ``reads`` names the
@@ -207,10 +279,8 @@ class RemoteBoundary:
             else grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
             for target in targets
         ]
-        stubs: list[Any] = [stub(channel) for channel in self._channels]
-        # The next target, per call. itertools.cycle's __next__ is one C call under
-        # the GIL, so threads sharing this object need no lock around it.
-        self._next_stub: Callable[[], Any] = itertools.cycle(stubs).__next__
+        self._replicas = Replicas(self._channels)
+        self._stubs: list[Any] = [stub(channel) for channel in self._channels]
         self._caller: tuple[tuple[str, str], ...] = ((CALLER_TIER, caller_tier),)
         for name in self._codec.methods:
             setattr(self, name, self._method(name))
@@ -233,8 +303,7 @@ class RemoteBoundary:
         )
 
     def close(self) -> None:
-        for channel in self._channels:
-            channel.close()
+        self._replicas.close()
 
     def __repr__(self) -> str:
         return f"<RemoteBoundary {self.boundary} on the {self.home} tier>"
@@ -264,12 +333,16 @@ class RemoteBoundary:
         attempts = 2 if name in self._reads else 1
         ends = time.monotonic() + self._deadline
         metadata = self._metadata()
+        tried: int | None = None
         for attempt in range(1, attempts + 1):
             remaining = ends - time.monotonic()
             if remaining <= 0:
                 raise Unavailable()
+            # The retry goes elsewhere: other calls move the turn on meanwhile,
+            # and the failed replica's channel may not have said so yet.
+            tried = self._replicas.pick(avoid=tried)
             try:
-                reply = self._next_stub().Invoke(request, timeout=remaining, metadata=metadata)
+                reply = self._stubs[tried].Invoke(request, timeout=remaining, metadata=metadata)
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < attempts:

@@ -2,7 +2,8 @@
 one service, render.
 
 Register, Login and Refresh are public and throttled like their REST twins
-(:data:`PUBLIC_METHODS`, declared in ``authn.apps``); Logout and Me need a token.
+(:data:`PUBLIC_METHODS`, declared in ``authn.apps``); Logout, Me and
+ChangePassword need a token.
 """
 
 import grpc
@@ -15,6 +16,7 @@ from arcana.core.rest import validated
 from authn.api import views
 from authn.api.serializers import (
     LoginInputSerializer,
+    PasswordChangeInputSerializer,
     RefreshInputSerializer,
     RegisterInputSerializer,
 )
@@ -39,7 +41,8 @@ def token_pair_message(pair: TokenPair) -> auth_pb2.TokenPair:
 
 
 class AuthServicer(Service):
-    """Registration, login, token rotation, logout and the caller's own record."""
+    """Registration, login, token rotation, logout, the caller's own record and
+    password."""
 
     def Register(
         self, request: auth_pb2.RegisterRequest, context: grpc.ServicerContext
@@ -71,3 +74,16 @@ class AuthServicer(Service):
     ) -> users_pb2.UserResponse:
         # The interceptor just loaded the caller fresh: no second read.
         return user_message(current_caller(Authenticated).user)
+
+    def ChangePassword(
+        self, request: auth_pb2.ChangePasswordRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        caller = current_caller(Authenticated)
+        data = validated(PasswordChangeInputSerializer, request_data(request))
+        authn.service.password_change(
+            actor=caller.actor,
+            client=client_address(context),
+            session_id=caller.session_id,
+            **data,
+        )
+        return empty_pb2.Empty()

@@ -240,3 +240,57 @@ def test_forwarded_for_is_honoured_behind_trusted_grpc_proxies(
     # One client, whatever it puts before the proxy's entry: one bucket.
     codes = [_login_from(auth_stub, f"10.9.9.{n}, 198.51.100.7") for n in range(3)]
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+# --- ChangePassword ---------------------------------------------------------------------------
+
+
+def change_password(current: str, new: str = STRONG) -> auth_pb2.ChangePasswordRequest:
+    return auth_pb2.ChangePasswordRequest(current_password=current, new_password=new)
+
+
+def test_change_password_ends_the_other_sessions_only(
+    auth_stub: AuthServiceStub, user: User
+) -> None:
+    mine, other = login(auth_stub, user), login(auth_stub, user)
+    auth_stub.ChangePassword(change_password(DEFAULT_PASSWORD), metadata=bearer(mine.access))
+
+    error = rpc_error(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh=other.refresh))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert auth_stub.Refresh(auth_pb2.RefreshRequest(refresh=mine.refresh)).user.id == str(user.pk)
+    old = auth_pb2.LoginRequest(email=user.email, password=DEFAULT_PASSWORD)
+    assert rpc_error(auth_stub.Login, old).code() == grpc.StatusCode.UNAUTHENTICATED
+    assert auth_stub.Login(auth_pb2.LoginRequest(email=user.email, password=STRONG)).access
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "field"),
+    [
+        ("not the password at all", STRONG, "current_password"),
+        (DEFAULT_PASSWORD, "short", "new_password"),
+        (DEFAULT_PASSWORD, DEFAULT_PASSWORD, "new_password"),
+        ("", STRONG, "current_password"),
+    ],
+)
+def test_change_password_refusals_are_invalid_argument(
+    auth_stub: AuthServiceStub, user: User, current: str, new: str, field: str
+) -> None:
+    request = change_password(current, new)
+    error = rpc_error(auth_stub.ChangePassword, request, metadata=auth_for(user))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_errors(error.trailing_metadata())
+    assert rpc_error(auth_stub.ChangePassword, request).code() == grpc.StatusCode.UNAUTHENTICATED
+    user.refresh_from_db()
+    assert user.check_password(DEFAULT_PASSWORD)
+
+
+def test_change_password_is_throttled(
+    auth_stub: AuthServiceStub, user: User, settings: Any
+) -> None:
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "password": "2/min"}
+    metadata = auth_for(user)
+    codes = [
+        rpc_error(auth_stub.ChangePassword, change_password(f"guess {i}"), metadata=metadata).code()
+        for i in range(3)
+    ]
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED]

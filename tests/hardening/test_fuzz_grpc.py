@@ -115,6 +115,8 @@ class Fixtures:
             "name": st.text(st.characters(categories=["L", "Zs"]), min_size=1, max_size=30),
             "email": st.one_of(st.emails(), TRICKY_EMAILS),
             "password": st.sampled_from([DEFAULT_PASSWORD, "another long passphrase 99"]),
+            "current_password": st.sampled_from([DEFAULT_PASSWORD, "another long passphrase 99"]),
+            "new_password": st.sampled_from([DEFAULT_PASSWORD, "another long passphrase 99"]),
             "refresh": st.sampled_from(self.refresh_tokens),
             "sync_status": st.sampled_from(["synced", "pending", "failed"]),
             "search": st.sampled_from(["", "grpc", "example.com"]),
@@ -262,6 +264,7 @@ def test_every_method_is_fuzzed() -> None:
         "/arcana.v1.AuthService/Refresh",
         "/arcana.v1.AuthService/Logout",
         "/arcana.v1.AuthService/Me",
+        "/arcana.v1.AuthService/ChangePassword",
     }
 
 

@@ -104,6 +104,7 @@ def start_hop(
     credentials: grpc.ServerCredentials | None = None,
     *,
     home: str = "repository",
+    address: str = "127.0.0.1:0",
 ) -> Hop:
     """Tier ``home``'s internal server (its own boundaries unless ``boundaries``)."""
     flaky = Flaky()
@@ -112,7 +113,6 @@ def start_hop(
         delegation.served_boundaries(home) if boundaries is None else boundaries
     )
     _ADD_SERVICER[home](servicer, server)
-    address = "127.0.0.1:0"
     port = (
         server.add_secure_port(address, credentials)
         if credentials is not None

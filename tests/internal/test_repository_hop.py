@@ -2,6 +2,7 @@
 repositories answer from a real internal gRPC server on loopback."""
 
 import time
+from collections.abc import Callable
 from concurrent import futures
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from arcana.core.exceptions import InvalidInput, Throttled, Unavailable
 from arcana.core.internal import (
     RemoteBoundary,
     RemoteCallFailed,
+    Replicas,
     add_boundary_servicer,
     channel_credentials,
     server_credentials,
@@ -24,6 +26,7 @@ from arcana.core.wire import WireError
 from authn import services as auth_services
 from authn.errors import TokenInvalid
 from authn.interfaces import AuthRepositoryInterface
+from bench.servers import free_port
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 from tests.grpc.conftest import Pki
 from tests.internal.conftest import USER_READS, Hop, live_db, remote, start_hop
@@ -409,3 +412,65 @@ def test_every_channel_to_a_peer_tier_reconnects_within_a_second(
         assert options["grpc.initial_reconnect_backoff_ms"] <= 1000
     for channel in internal._health_channels["repository"]:
         channel.close()
+
+
+def test_a_dead_replica_gets_no_calls_until_it_is_back(probe_hop: Hop) -> None:
+    """Writes are not retried, so only the balancing keeps them off a dead
+    replica: its channel fails, and the calls go to the live one."""
+    port = free_port()
+    client: Any = RemoteBoundary(
+        "probe",
+        Probe,
+        reads=("probe_read",),
+        targets=(f"127.0.0.1:{port}", probe_hop.target),
+        deadline=2.0,
+        credentials=None,
+    )
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    try:
+        assert client.probe_read() == "read"  # retried on the live one if it went first
+        wait_until(lambda: client._replicas.states()[0] is FAILING, timeout=10)
+        for _ in range(6):
+            assert client.probe_write(when=when, tags=()) == [when.isoformat()]
+        assert probe_hop.methods()[-6:] == ["probe_write"] * 6
+
+        revived = start_hop({"probe": (Probe, ProbeImpl())}, address=f"127.0.0.1:{port}")
+        try:
+            # gRPC reconnects within its backoff (at most a second here).
+            wait_until(lambda: bool(client.probe_write(when=when, tags=()) and revived.methods()))
+            wait_until(lambda: client._replicas.states()[0] is grpc.ChannelConnectivity.READY)
+            before = len(probe_hop.servicer.calls), len(revived.methods())
+            for _ in range(4):
+                client.probe_write(when=when, tags=())
+            after = len(probe_hop.servicer.calls), len(revived.methods())
+            assert (after[0] - before[0], after[1] - before[1]) == (2, 2)  # balanced again
+        finally:
+            revived.server.stop(None)
+    finally:
+        client.close()
+
+
+FAILING = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout}s"
+        time.sleep(0.05)
+
+
+def test_a_retry_never_goes_back_to_the_replica_it_failed_on() -> None:
+    """Concurrent calls move the turn on between a failure and its retry; the
+    retry must still land elsewhere (the dead replica's channel may not have
+    reported the failure yet)."""
+    several = Replicas([grpc.insecure_channel(f"127.0.0.1:{free_port()}") for _ in range(3)])
+    alone = Replicas([grpc.insecure_channel(f"127.0.0.1:{free_port()}")])
+    try:
+        for _ in range(9):
+            first = several.pick()
+            assert several.pick(avoid=first) != first
+        assert alone.pick(avoid=0) == 0  # no other: the only one
+    finally:
+        several.close()
+        alone.close()

@@ -26,7 +26,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from protos.arcana.v1 import users_pb2 as protos_dot_arcana_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/arcana/v1/auth.proto\x12\tarcana.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cprotos/arcana/v1/users.proto\"@\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"!\n\x0eRefreshRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\" \n\rLogoutRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\"\x0b\n\tMeRequest\"S\n\tTokenPair\x12\x0e\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\t\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.arcana.v1.UserResponse2\xb0\x02\n\x0b\x41uthService\x12<\n\x08Register\x12\x1a.arcana.v1.RegisterRequest\x1a\x14.arcana.v1.TokenPair\x12\x36\n\x05Login\x12\x17.arcana.v1.LoginRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x07Refresh\x12\x19.arcana.v1.RefreshRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x06Logout\x12\x18.arcana.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\x12\x33\n\x02Me\x12\x14.arcana.v1.MeRequest\x1a\x17.arcana.v1.UserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/arcana/v1/auth.proto\x12\tarcana.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cprotos/arcana/v1/users.proto\"@\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"!\n\x0eRefreshRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\" \n\rLogoutRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\"\x0b\n\tMeRequest\"G\n\x15\x43hangePasswordRequest\x12\x18\n\x10\x63urrent_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"S\n\tTokenPair\x12\x0e\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\t\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.arcana.v1.UserResponse2\xfc\x02\n\x0b\x41uthService\x12<\n\x08Register\x12\x1a.arcana.v1.RegisterRequest\x1a\x14.arcana.v1.TokenPair\x12\x36\n\x05Login\x12\x17.arcana.v1.LoginRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x07Refresh\x12\x19.arcana.v1.RefreshRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x06Logout\x12\x18.arcana.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\x12\x33\n\x02Me\x12\x14.arcana.v1.MeRequest\x1a\x17.arcana.v1.UserResponse\x12J\n\x0e\x43hangePassword\x12 .arcana.v1.ChangePasswordRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,8 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGOUTREQUEST']._serialized_end=283
   _globals['_MEREQUEST']._serialized_start=285
   _globals['_MEREQUEST']._serialized_end=296
-  _globals['_TOKENPAIR']._serialized_start=298
-  _globals['_TOKENPAIR']._serialized_end=381
-  _globals['_AUTHSERVICE']._serialized_start=384
-  _globals['_AUTHSERVICE']._serialized_end=688
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=298
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=369
+  _globals['_TOKENPAIR']._serialized_start=371
+  _globals['_TOKENPAIR']._serialized_end=454
+  _globals['_AUTHSERVICE']._serialized_start=457
+  _globals['_AUTHSERVICE']._serialized_end=837
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,14 @@ class MeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ChangePasswordRequest(_message.Message):
+    __slots__ = ("current_password", "new_password")
+    CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    current_password: str
+    new_password: str
+    def __init__(self, current_password: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
 class TokenPair(_message.Message):
     __slots__ = ("access", "refresh", "user")
     ACCESS_FIELD_NUMBER: _ClassVar[int]

@@ -62,6 +62,11 @@ class AuthServiceStub:
                 request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.MeRequest.SerializeToString,
                 response_deserializer=protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.FromString,
                 _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/arcana.v1.AuthService/ChangePassword',
+                request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -102,6 +107,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangePassword(self, request, context):
+        """Authenticated; throttled (RESOURCE_EXHAUSTED). Needs the current password
+        (wrong: INVALID_ARGUMENT); every other refresh token of the user dies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +142,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Me,
                     request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.MeRequest.FromString,
                     response_serializer=protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +284,33 @@ class AuthService:
             '/arcana.v1.AuthService/Me',
             protos_dot_arcana_dot_v1_dot_auth__pb2.MeRequest.SerializeToString,
             protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arcana.v1.AuthService/ChangePassword',
+            protos_dot_arcana_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,53 @@
+"""docker/gunicorn.conf.py's SIGTERM hook on the states a worker meets."""
+
+import logging
+import runpy
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gunicorn.config import Config
+from gunicorn.sock import TCPSocket
+
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "docker" / "gunicorn.conf.py"
+
+
+class Worker:
+    def __init__(self, listener: TCPSocket, *, threaded: bool) -> None:
+        self.sockets = [listener]
+        self.accepted = 0
+        if threaded:
+            self.enqueue_req = lambda *args: None
+
+    def accept(self, listener: Any) -> None:
+        listener.accept()[0].close()
+        self.accepted += 1
+
+
+@pytest.fixture
+def listener() -> TCPSocket:
+    return TCPSocket(("127.0.0.1", 0), Config(), logging.getLogger("test"))
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_second_sigterm_after_the_listener_closed_is_a_no_op(
+    listener: TCPSocket, threaded: bool
+) -> None:
+    stop_listening = runpy.run_path(str(GUNICORN_CONF))["_stop_listening"]
+    worker = Worker(listener, threaded=threaded)
+    listener.close()
+    stop_listening(worker)  # raised TypeError / AttributeError: a traceback at every stop
+    assert listener.sock is None
+
+
+def test_the_first_sigterm_takes_the_queue_then_refuses(listener: TCPSocket) -> None:
+    stop_listening = runpy.run_path(str(GUNICORN_CONF))["_stop_listening"]
+    worker = Worker(listener, threaded=True)
+    address = listener.sock.getsockname()
+    with socket.create_connection(address, timeout=5):
+        stop_listening(worker)
+    assert worker.accepted == 1
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=5).close()
+    listener.close()
