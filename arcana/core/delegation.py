@@ -58,6 +58,30 @@ class NotReachable(RuntimeError):
 # Every boundary by its home tier: "repository" -> {"users.repo": (Remote, local factory)}.
 _HOMED: dict[str, dict[str, tuple[Remote, Callable[[], object]]]] = {}
 
+# How a tier reaches a boundary (:func:`reach`).
+LOCAL = "local"
+REMOTE = "remote"
+OUT_OF_REACH = "out of reach"
+
+
+def reach(*, home: str, tier: str | None) -> str:
+    """How code in layered mode's tier ``tier`` reaches a boundary whose home
+    is ``home``: :data:`LOCAL` in its home tier and below, :data:`REMOTE` from
+    the tier just above, :data:`OUT_OF_REACH` from further up (or from no tier)."""
+    if home not in _TIERS:
+        raise ValueError(f"no tier {home!r}")
+    if tier not in _TIERS:
+        return OUT_OF_REACH
+    here, there = _TIERS.index(tier), _TIERS.index(home)
+    if here >= there:
+        return LOCAL
+    return REMOTE if here + 1 == there else OUT_OF_REACH
+
+
+def remote_specs() -> dict[str, Remote]:
+    """Every boundary with a remote implementation: ``"users.repo"`` -> its :class:`Remote`."""
+    return {name: spec for homed in _HOMED.values() for name, (spec, _) in homed.items()}
+
 
 def served_boundaries(home: str) -> dict[str, tuple[type, object]]:
     """What tier ``home`` serves: boundary -> (Protocol, local implementation)."""
@@ -109,18 +133,17 @@ class Boundaries:
                 raise ValueError(f"{app}.{name}: no tier {spec.home!r}")
             _HOMED.setdefault(spec.home, {})[f"{app}.{name}"] = (spec, local[name])
 
+    def _reach(self, name: str) -> str:
+        spec = self._remote.get(name)
+        return OUT_OF_REACH if spec is None else reach(home=spec.home, tier=tier())
+
     def _is_local(self, name: str) -> bool:
-        if mode() == MONOLITHIC:
-            return True
-        spec, here = self._remote.get(name), tier()
-        if spec is None or here not in _TIERS:
-            return False
-        return _TIERS.index(here) >= _TIERS.index(spec.home)
+        return mode() == MONOLITHIC or self._reach(name) == LOCAL
 
     def _remote_implementation(self, name: str) -> object:
         spec, here = self._remote.get(name), tier()
         boundary = f"{self._app}.{name}"
-        if spec is None or here not in _TIERS or _TIERS.index(here) + 1 != _TIERS.index(spec.home):
+        if spec is None or self._reach(name) != REMOTE:
             raise NotReachable(
                 f"{boundary} lives in the {spec.home if spec else 'unknown'} tier, which the "
                 f"{here} tier does not call (a tier calls only the one below it)"

@@ -10,9 +10,10 @@ from rest_framework.test import APIClient
 from authn.models import RefreshToken
 from tests.conftest import client_for, decode_access, tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.layered import every_mode
 from users.models import Role, User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, every_mode]
 
 USER_KEYS = {"id", "name", "email", "roles", "sync_status", "is_active", "created_at", "updated_at"}
 STRONG = "a long and unusual passphrase 42"

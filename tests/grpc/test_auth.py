@@ -13,9 +13,10 @@ from protos.arcana.v1.users_pb2_grpc import UserServiceStub
 from tests.conftest import expired_token, forged_token, tokens_for
 from tests.factories import DEFAULT_PASSWORD
 from tests.grpc.conftest import auth_for, bearer, login, rpc_error, trailer
+from tests.layered import every_mode
 from users.models import User
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), every_mode]
 
 STRONG = "a long and unusual passphrase 42"
 LOW_RATES = {"login": "2/min", "register": "2/min", "refresh": "2/min"}

@@ -10,9 +10,10 @@ from protos.arcana.v1 import users_pb2
 from protos.arcana.v1.users_pb2_grpc import UserServiceStub
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.grpc.conftest import auth_for, rpc_error, trailer
+from tests.layered import every_mode
 from users.models import SyncStatus, User
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), every_mode]
 
 STRONG = "a long and unusual passphrase 42"
 

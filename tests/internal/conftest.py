@@ -22,9 +22,8 @@ from arcana.core import delegation
 from arcana.core.internal import BoundaryServicer, RemoteBoundary
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 
-# Fixtures reused from the public server's tests: its PKI, and the server itself
-# (for tests/grpc/test_parity.py run again across the hop).
-from tests.grpc.conftest import Pki, grpc_channel, grpc_server, pki  # noqa: F401
+# Fixtures reused from the public server's tests: its PKI, the server and a stub.
+from tests.grpc.conftest import Pki, grpc_channel, grpc_server, pki, users_stub  # noqa: F401
 
 live_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

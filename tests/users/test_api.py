@@ -7,9 +7,10 @@ from rest_framework.test import APIClient
 
 from tests.conftest import client_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.layered import every_mode
 from users.models import SyncStatus, User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, every_mode]
 
 STRONG = "a long and unusual passphrase 42"
 
