@@ -4,7 +4,7 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> float:
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> float:
     """Seconds until ``condition`` held; fails the test after ``timeout``."""
     started = time.monotonic()
     while not condition():

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.servers import ROOT
 from tests.faults.loadgen import GRPC, REST, Call, read_calls
+from tests.waiting import wait_for
 
 DEADLINE = 2.0  # ARCANA_INTERNAL_DEADLINE's default, which the fault stacks keep
 # A failing call may take the deadline plus the edge's own work around it.
@@ -32,16 +32,6 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # The edge's answer when the tier behind it cannot be reached, per protocol.
 UNAVAILABLE = {REST: "503", GRPC: "UNAVAILABLE"}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> float:
-    """Seconds until ``condition`` held; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not true within {timeout:.1f}s: {condition}")
-        time.sleep(interval)
-    return time.monotonic() - started
 
 
 @dataclass
