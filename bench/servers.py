@@ -7,6 +7,7 @@ import ctypes
 import http.client
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -98,6 +99,9 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+SETPRIV = shutil.which("setpriv")  # util-linux, on every Debian
+
+
 @dataclass
 class Server:
     """One server (a process group: master/supervisor plus its workers)."""
@@ -111,15 +115,20 @@ class Server:
 
     def start(self) -> None:
         self._log = self.log_path.open("wb")
+        argv = [SETPRIV, "--pdeathsig", "TERM", "--", *self.argv] if SETPRIV else self.argv
         self.process = subprocess.Popen(  # noqa: S603  (our own argv, no shell)
-            self.argv,
+            argv,
             cwd=ROOT,
             env=dict(self.env),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as one, spared Ctrl-C
-            preexec_fn=_die_with_parent,
+            # No Python code may run in the forked child: a test process that
+            # has grpc's threads running can crash there (a segfault in
+            # threading's after-fork hook, seen in CI). setpriv sets the same
+            # parent-death signal and execs the server.
+            preexec_fn=None if SETPRIV else _die_with_parent,
         )
 
     def log_text(self) -> str:
