@@ -12,7 +12,6 @@ A failing dependency is logged when it starts failing and when it recovers,
 not on every probe.
 """
 
-import contextlib
 import logging
 import threading
 import uuid
@@ -59,14 +58,7 @@ def dependency_ready() -> tuple[str, bool]:
     tier = getattr(settings.ARCANA_DEPLOYMENT, "tier", None)
     below = _NEXT_TIER.get(str(tier)) if tier is not None else None
     if below is None:
-        # A connection broken by an outage stays broken until closed; Django
-        # closes it at request boundaries, a watcher thread has none.
-        with contextlib.suppress(Exception):  # database_ready() reports the outage
-            connection.close_if_unusable_or_obsolete()
-        ready = database_ready()
-        if not ready:
-            connection.close()
-        return "database", ready
+        return "database", database_ready()
     from arcana.core.internal import tier_serving  # grpc: only in layered tiers
 
     try:

@@ -105,7 +105,15 @@ class ArcanaServer:
         serving = True
         while not self._stopping.wait(self.health_interval):
             try:
+                # A connection broken by an outage stays broken until closed;
+                # Django closes it at request boundaries, this thread has none.
+                holds_database = settings.ARCANA_DEPLOYMENT.holds_database
+                if holds_database:
+                    with suppress(Exception):  # the check below reports the outage
+                        connection.close_if_unusable_or_obsolete()
                 _, ready = dependency_ready()
+                if holds_database and not ready:
+                    connection.close()
             except Exception:  # the watcher must outlive anything the check throws
                 logger.exception("health watcher: dependency check failed")
                 ready = False

@@ -40,10 +40,10 @@ from tests.faults.edge import (
     readyz,
     readyz_is,
     unavailable_between,
-    wait_for,
 )
 from tests.faults.loadgen import GRPC, REST, Call
 from tests.live.conftest import UNTHROTTLED, live_database_url, live_redis_url, server_log_problems
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.live
 
