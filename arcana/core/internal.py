@@ -188,20 +188,25 @@ class Replicas:
 
     def __init__(self, channels: Sequence[grpc.Channel]) -> None:
         self._channels = tuple(channels)
-        self._states = [grpc.ChannelConnectivity.IDLE] * len(channels)
-        self._turn = itertools.count()
+        self._count = len(self._channels)
+        self._states = [grpc.ChannelConnectivity.IDLE] * self._count
+        # One C call under the GIL: threads sharing this object need no lock for it.
+        self._next_turn = itertools.count().__next__
         self._lock = threading.Lock()
-        self._watchers = [functools.partial(self._changed, index) for index in range(len(channels))]
+        self._watchers = [functools.partial(self._changed, index) for index in range(self._count)]
         self._watching = False
 
     def _watch(self) -> None:
         # On first use, not when built: boundaries are built at start-up, and
         # grpcrunserver --workers forks after that; the watching (a poller
         # thread per channel, connections) belongs in the process that calls.
-        self._watching = True
-        for channel, watcher in zip(self._channels, self._watchers, strict=True):
-            # try_to_connect: connect every replica now, not on its first call.
-            channel.subscribe(watcher, try_to_connect=True)
+        with self._lock:
+            if self._watching:
+                return
+            self._watching = True
+            for channel, watcher in zip(self._channels, self._watchers, strict=True):
+                # try_to_connect: connect every replica now, not on its first call.
+                channel.subscribe(watcher, try_to_connect=True)
 
     def close(self) -> None:
         """Stop watching the channels and close them once grpc's poller has let go."""
@@ -232,17 +237,21 @@ class Replicas:
     def pick(self, avoid: int | None = None) -> int:
         """The index of the channel the next call goes to; not ``avoid`` (the
         one a retried call just failed on) while there is another."""
-        with self._lock:
-            if not self._watching:
-                self._watch()
-            start = next(self._turn)
-        count = len(self._states)
-        order = [(start + step) % count for step in range(count)]
-        others = [index for index in order if index != avoid] or order
-        for index in others:
+        if self._count == 1:  # nothing to choose from: no watching either
+            return 0
+        if not self._watching:
+            self._watch()
+        start = self._next_turn()
+        fallback = -1
+        for step in range(self._count):
+            index = (start + step) % self._count
+            if index == avoid:
+                continue
             if self._states[index] is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
                 return index
-        return others[0]
+            if fallback < 0:
+                fallback = index
+        return fallback
 
 
 class RemoteBoundary:
