@@ -54,6 +54,28 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def add_process_arguments(parser: CommandParser) -> None:
+    """The options every gRPC server command takes: threads, processes, grace."""
+    parser.add_argument(
+        "--max-workers",
+        type=_positive_int,
+        default=settings.GRPC_MAX_WORKERS,
+        help="Threads serving unary calls, per process (default: GRPC_MAX_WORKERS).",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="Server processes sharing the port through SO_REUSEPORT (default 1).",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=settings.GRPC_SHUTDOWN_GRACE,
+        help="Seconds in-flight calls get on shutdown (default: GRPC_SHUTDOWN_GRACE).",
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Run the gRPC server (arcana.v1 UserService and AuthService, health, reflection) "
@@ -67,12 +89,7 @@ class Command(BaseCommand):
             default=f"{DEFAULT_HOST}:{DEFAULT_PORT}",
             help=f"ADDR:PORT or PORT to listen on (default {DEFAULT_HOST}:{DEFAULT_PORT}).",
         )
-        parser.add_argument(
-            "--max-workers",
-            type=_positive_int,
-            default=settings.GRPC_MAX_WORKERS,
-            help="Threads serving unary calls, per process (default: GRPC_MAX_WORKERS).",
-        )
+        add_process_arguments(parser)
         parser.add_argument(
             "--max-streams",
             type=_positive_int,
@@ -114,22 +131,10 @@ class Command(BaseCommand):
             "(default: GRPC_TLS_CLIENT_CA).",
         )
         parser.add_argument(
-            "--workers",
-            type=_positive_int,
-            default=1,
-            help="Server processes sharing the port through SO_REUSEPORT (default 1).",
-        )
-        parser.add_argument(
             "--max-message-bytes",
             type=_positive_int,
             default=settings.GRPC_MAX_MESSAGE_BYTES,
             help="Largest message sent or received (default: GRPC_MAX_MESSAGE_BYTES).",
-        )
-        parser.add_argument(
-            "--grace",
-            type=float,
-            default=settings.GRPC_SHUTDOWN_GRACE,
-            help="Seconds in-flight calls get on shutdown (default: GRPC_SHUTDOWN_GRACE).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from arcana.grpc.management.commands.grpcrunserver import (
-    _positive_int,
+    add_process_arguments,
     parse_address,
     run_servers,
 )
@@ -38,24 +38,7 @@ class Command(BaseCommand):
             help="ADDR:PORT or PORT to listen on (default 127.0.0.1:50052 for the service "
             "tier, 127.0.0.1:50053 for the repository tier).",
         )
-        parser.add_argument(
-            "--max-workers",
-            type=_positive_int,
-            default=settings.GRPC_MAX_WORKERS,
-            help="Threads serving calls, per process (default: GRPC_MAX_WORKERS).",
-        )
-        parser.add_argument(
-            "--workers",
-            type=_positive_int,
-            default=1,
-            help="Server processes sharing the port through SO_REUSEPORT (default 1).",
-        )
-        parser.add_argument(
-            "--grace",
-            type=float,
-            default=settings.GRPC_SHUTDOWN_GRACE,
-            help="Seconds in-flight calls get on shutdown (default: GRPC_SHUTDOWN_GRACE).",
-        )
+        add_process_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         deployment = settings.ARCANA_DEPLOYMENT
