@@ -1,5 +1,8 @@
-"""The image's health check: ``python docker/healthcheck.py [ROLE] [--port N]``.
+"""The image's health check: ``python docker/healthcheck.py [ROLE] [--port N]
+[--alive] [--service NAME]``.
 
+The one check of every container: Docker's ``HEALTHCHECK``, the compose
+files' health checks and the Kubernetes exec probes (docker/k8s) all run it.
 One check per entry-point role (docker/entrypoint.sh), so a gRPC container is
 not judged by an HTTP probe:
 
@@ -11,10 +14,18 @@ not judged by an HTTP probe:
   system's CAs) for the name ``ARCANA_HEALTHCHECK_TLS_NAME`` (else localhost).
 - ``tier``: the same Check on ``TIER_PORT``, over mutual TLS with this
   container's own tier certificate (``ARCANA_INTERNAL_TLS_CERT`` / ``_KEY`` /
-  ``_CA``; the server's certificate must name localhost, or
-  ``ARCANA_HEALTHCHECK_TLS_NAME``), plaintext only with
-  ``ARCANA_INTERNAL_INSECURE=true``.
+  ``_CA``), plaintext only with ``ARCANA_INTERNAL_INSECURE=true``. The server
+  presents that same certificate, so the name checked is its first DNS name
+  (``ARCANA_HEALTHCHECK_TLS_NAME`` overrides it): mounted files that do not
+  fit together fail the check. This is why internal ports need no plaintext
+  health listener: the kubelet's native ``grpc:`` probe cannot present a
+  client certificate, this check can.
 - ``migrate``: a one-shot job is healthy while it runs.
+
+``--service NAME`` checks one health service name instead of the whole server.
+``--alive`` (liveness and start-up probes) passes on any answer, SERVING or
+NOT_SERVING, or too busy to answer (RESOURCE_EXHAUSTED): a database outage
+must take a server out of rotation, never get it restarted in a loop.
 
 Without ROLE, the role is read from the command line of the server the
 container runs (the entry point execs it: PID 1, or the first process found
@@ -142,15 +153,48 @@ def _read(name: str, environ: Mapping[str, str]) -> bytes:
         raise Unhealthy(f"{name}={path!r}: {exc.strerror}") from None
 
 
-def _tls_name(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    name = environ.get("ARCANA_HEALTHCHECK_TLS_NAME", "") or "localhost"
-    return (("grpc.ssl_target_name_override", name),)
+def first_dns_name(chain: bytes) -> str | None:
+    """The first DNS name of the leaf certificate in ``chain`` (PEM), if any."""
+    from cryptography import x509  # the image has it (pyjwt's crypto extra)
+
+    try:
+        leaf = x509.load_pem_x509_certificate(chain)
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    dns = names.get_values_for_type(x509.DNSName)
+    return dns[0] if dns else None
+
+
+def _tls_name(environ: Mapping[str, str], own: bytes | None = None) -> tuple[tuple[str, str], ...]:
+    name = environ.get("ARCANA_HEALTHCHECK_TLS_NAME", "")
+    if not name and own is not None:
+        name = first_dns_name(own) or ""
+    return (("grpc.ssl_target_name_override", name or "localhost"),)
+
+
+def health_request(service: str) -> bytes:
+    """A serialized HealthCheckRequest: field 1, the service name."""
+    name = service.encode()
+    return b"\x0a" + _encode_varint(len(name)) + name if name else b""
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def check_grpc(
     port: int,
     credentials: grpc.ChannelCredentials | None,
     options: Sequence[tuple[str, str]] = (),
+    *,
+    service: str = "",
+    alive: bool = False,
 ) -> None:
     target = f"127.0.0.1:{port}"
     if credentials is None:
@@ -159,13 +203,15 @@ def check_grpc(
         channel = grpc.secure_channel(target, credentials, options=options)
     try:
         check = channel.unary_unary(HEALTH_CHECK, None, None)  # bytes in, bytes out
-        reply: bytes = check(b"", timeout=TIMEOUT)  # HealthCheckRequest(service="")
+        reply: bytes = check(health_request(service), timeout=TIMEOUT)
     except grpc.RpcError as exc:
+        if alive and exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return  # too busy to answer is alive
         raise Unhealthy(f"health Check on port {port}: {exc.code().name}") from None
     finally:
         channel.close()
     status = serving_status(reply)
-    if status != SERVING:
+    if status != SERVING and not alive:
         raise Unhealthy(f"health Check on port {port}: status {status}, not SERVING (1)")
 
 
@@ -176,16 +222,21 @@ def public_grpc_credentials(environ: Mapping[str, str]) -> grpc.ChannelCredentia
     return grpc.ssl_channel_credentials(root_certificates=ca)
 
 
-def tier_credentials(environ: Mapping[str, str]) -> grpc.ChannelCredentials | None:
+def tier_credentials(
+    environ: Mapping[str, str],
+) -> tuple[grpc.ChannelCredentials | None, bytes | None]:
+    """The container's own mutual-TLS credentials and certificate chain
+    (None, None: plaintext, allowed)."""
     names = ("ARCANA_INTERNAL_TLS_CERT", "ARCANA_INTERNAL_TLS_KEY", "ARCANA_INTERNAL_TLS_CA")
     if not any(environ.get(name) for name in names):
         if environ.get("ARCANA_INTERNAL_INSECURE", "").strip().lower() in _TRUE:
-            return None
+            return None, None
         raise Unhealthy("no internal TLS files (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA)")
     chain, key, ca = (_read(name, environ) for name in names)
-    return grpc.ssl_channel_credentials(
+    credentials = grpc.ssl_channel_credentials(
         root_certificates=ca, private_key=key, certificate_chain=chain
     )
+    return credentials, chain
 
 
 def tier_port(environ: Mapping[str, str]) -> int:
@@ -195,14 +246,28 @@ def tier_port(environ: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def check(role: str, port: int | None, environ: Mapping[str, str]) -> None:
+def check(
+    role: str,
+    port: int | None,
+    environ: Mapping[str, str],
+    *,
+    service: str = "",
+    alive: bool = False,
+) -> None:
     if role == "rest":
         check_rest(port or _port_of(environ.get("GUNICORN_BIND", f"0.0.0.0:{REST_PORT}")), environ)
     elif role == "grpc":
         credentials = public_grpc_credentials(environ)
-        check_grpc(port or GRPC_PORT, credentials, _tls_name(environ))
+        check_grpc(port or GRPC_PORT, credentials, _tls_name(environ), service=service, alive=alive)
     elif role == "tier":
-        check_grpc(port or tier_port(environ), tier_credentials(environ), _tls_name(environ))
+        credentials, own = tier_credentials(environ)
+        check_grpc(
+            port or tier_port(environ),
+            credentials,
+            _tls_name(environ, own),
+            service=service,
+            alive=alive,
+        )
     elif role != "migrate":
         raise Unhealthy(f"unknown role {role!r} ({', '.join(ROLES)})")
 
@@ -211,10 +276,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Health check of this container's server.")
     parser.add_argument("role", nargs="?", choices=ROLES, help="default: detected")
     parser.add_argument("--port", type=int, help="default: the role's port")
+    parser.add_argument("--service", default="", help='gRPC health service ("": the server)')
+    parser.add_argument(
+        "--alive", action="store_true", help="gRPC: pass on any answer (liveness), not SERVING only"
+    )
     options = parser.parse_args(argv)
     try:
         role = options.role or detect_role()
-        check(role, options.port, os.environ)
+        check(role, options.port, os.environ, service=options.service, alive=options.alive)
     except Unhealthy as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1

@@ -489,18 +489,18 @@ def test_probes_fit_each_role(mode: tuple[Mode, Rendered]) -> None:
             assert ready["grpc"]["port"] == 50051
             for probe in (live, start):
                 assert probe["exec"]["command"][1:] == [
-                    "/app/docker/grpc_probe.py",
-                    "50051",
+                    "/app/docker/healthcheck.py",
+                    "grpc",
                     "--alive",
                 ]
         elif role == "tier":
             assert "grpc" not in ready
             assert "grpc" not in live
-            assert ready["exec"]["command"][1:] == ["/app/docker/grpc_probe.py", "--tls"]
+            assert ready["exec"]["command"][1:] == ["/app/docker/healthcheck.py", "tier"]
             for probe in (live, start):
                 assert probe["exec"]["command"][1:] == [
-                    "/app/docker/grpc_probe.py",
-                    "--tls",
+                    "/app/docker/healthcheck.py",
+                    "tier",
                     "--alive",
                 ]
             env = {variable["name"]: variable.get("value") for variable in container["env"]}

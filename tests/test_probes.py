@@ -1,6 +1,7 @@
-"""docker/grpc_probe.py, the exec probe of Kubernetes pods (docker/k8s), against
-a real gRPC health server on loopback: plaintext for the public port, mutual
-TLS with a tier's own certificate for the internal ports."""
+"""docker/healthcheck.py as the Kubernetes pods' exec probe (docker/k8s) and the
+containers' gRPC health check, against a real gRPC health server on loopback:
+plaintext for the public port, mutual TLS with a tier's own certificate for
+the internal ports. (tests/test_image.py covers its roles and detection.)"""
 
 import importlib.util
 import socket
@@ -17,13 +18,13 @@ import pytest
 import trustme
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-PROBE = Path(__file__).resolve().parent.parent / "docker" / "grpc_probe.py"
+PROBE = Path(__file__).resolve().parent.parent / "docker" / "healthcheck.py"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def _load_probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grpc_probe", PROBE)
+    spec = importlib.util.spec_from_file_location("healthcheck_probe", PROBE)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -31,7 +32,7 @@ def _load_probe() -> ModuleType:
     return module
 
 
-grpc_probe = _load_probe()
+healthcheck = _load_probe()
 
 
 @dataclass
@@ -109,13 +110,20 @@ def mtls(ca: trustme.CA, service_cert: trustme.LeafCert) -> Iterator[Health]:
     yield from _serve(credentials)
 
 
-def run(*argv: str, env: dict[str, str] | None = None) -> int:
-    args = grpc_probe._parser().parse_args(list(argv))
+def run(
+    role: str,
+    port: int | None = None,
+    *,
+    alive: bool = False,
+    service: str = "",
+    env: dict[str, str] | None = None,
+) -> int:
+    """The probe's exit status: 0 healthy, 1 not."""
     try:
-        code, _ = grpc_probe.probe(args, env or {})
-    except grpc_probe.UsageError:
-        return int(grpc_probe.USAGE)
-    return int(code)
+        healthcheck.check(role, port, env or {}, service=service, alive=alive)
+    except healthcheck.Unhealthy:
+        return 1
+    return 0
 
 
 # --- plaintext: the public gRPC port ----------------------------------------------------
@@ -123,102 +131,97 @@ def run(*argv: str, env: dict[str, str] | None = None) -> int:
 
 def test_ready_only_while_serving(plain: Health) -> None:
     plain.set(SERVING)
-    assert run(str(plain.port)) == 0
+    assert run("grpc", plain.port) == 0
     plain.set(NOT_SERVING)
-    assert run(str(plain.port)) == 1
+    assert run("grpc", plain.port) == 1
 
 
 def test_alive_while_not_serving(plain: Health) -> None:
     """A database outage turns health NOT_SERVING: out of rotation, not restarted."""
     plain.set(NOT_SERVING)
-    assert run(str(plain.port), "--alive") == 0
+    assert run("grpc", plain.port, alive=True) == 0
 
 
 def test_a_named_service_is_checked(plain: Health) -> None:
     plain.set(SERVING)
     plain.set(NOT_SERVING, "arcana.internal.v1.Service")
-    assert run(str(plain.port), "--service", "arcana.internal.v1.Service") == 1
-    assert run(str(plain.port), "--service", "no.such.Service") == 1  # NOT_FOUND
+    assert run("grpc", plain.port, service="arcana.internal.v1.Service") == 1
+    assert run("grpc", plain.port, service="no.such.Service") == 1  # NOT_FOUND
+    plain.set(SERVING, "arcana.internal.v1.Service")
+    assert run("grpc", plain.port, service="arcana.internal.v1.Service") == 0
 
 
 def test_a_draining_server_is_alive_but_not_ready(plain: Health) -> None:
     plain.set(SERVING)
     plain.servicer.enter_graceful_shutdown()  # what the servers do on SIGTERM
-    assert run(str(plain.port)) == 1
-    assert run(str(plain.port), "--alive") == 0
+    assert run("grpc", plain.port) == 1
+    assert run("grpc", plain.port, alive=True) == 0
 
 
 def test_nothing_listening_fails_even_alive() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        assert run(str(port), "--alive", "--timeout", "1") == 1  # bound, not listening
+        assert run("grpc", port, alive=True) == 1  # bound, not listening
 
 
 # --- mutual TLS: an internal tier port ------------------------------------------------------
 
 
 def test_tier_probe_uses_its_own_certificate_and_tier_port(mtls: Health, tier: Tier) -> None:
+    """The server presents the pod's own certificate: its first DNS name is checked."""
     mtls.set(SERVING)
     env = {**tier.env, "TIER_PORT": str(mtls.port)}
-    assert run("--tls", env=env) == 0
+    assert run("tier", env=env) == 0
     mtls.set(NOT_SERVING)
-    assert run("--tls", env=env) == 1
-    assert run("--tls", "--alive", env=env) == 0
+    assert run("tier", env=env) == 1
+    assert run("tier", alive=True, env=env) == 0
 
 
 def test_plaintext_against_a_tls_port_fails(mtls: Health) -> None:
     mtls.set(SERVING)
-    assert run(str(mtls.port), "--alive", "--timeout", "1") == 1
+    assert run("grpc", mtls.port, alive=True) == 1
 
 
 def test_a_certificate_of_another_ca_is_refused(mtls: Health, tmp_path: Path) -> None:
     stranger = trustme.CA()
     env = _write_tier(tmp_path / "stranger", stranger, stranger.issue_cert("service"))
     mtls.set(SERVING)
-    assert run(str(mtls.port), "--tls", "--alive", "--timeout", "1", env=env) == 1
+    assert run("tier", mtls.port, alive=True, env=env) == 1
 
 
 def test_the_server_must_hold_the_expected_name(mtls: Health, tier: Tier) -> None:
     mtls.set(SERVING)
-    port = str(mtls.port)
-    assert (
-        run(port, "--tls", "--server-name", "service.arcana.svc.cluster.local", env=tier.env) == 0
-    )
-    assert run(port, "--tls", "--server-name", "repository", "--timeout", "1", env=tier.env) == 1
+    other = {"ARCANA_HEALTHCHECK_TLS_NAME": "service.arcana.svc.cluster.local"}
+    assert run("tier", mtls.port, env={**tier.env, **other}) == 0
+    wrong = {"ARCANA_HEALTHCHECK_TLS_NAME": "repository"}
+    assert run("tier", mtls.port, env={**tier.env, **wrong}) == 1
 
 
-def test_usage_errors_exit_2(tier: Tier, tmp_path: Path) -> None:
-    assert run("--tls", env=tier.env) == 2  # no port and no TIER_PORT
-    assert run("--tls", env={**tier.env, "TIER_PORT": "http"}) == 2
-    assert run("50052", "--tls") == 2  # no TLS files
+def test_missing_or_unusable_settings_are_unhealthy(tier: Tier, tmp_path: Path) -> None:
+    assert run("tier", env=tier.env) == 1  # no port and no TIER_PORT
+    assert run("tier", env={**tier.env, "TIER_PORT": "http"}) == 1
+    assert run("tier", 50052) == 1  # no TLS files
     missing = {**tier.env, "ARCANA_INTERNAL_TLS_KEY": str(tmp_path / "absent.key")}
-    assert run("50052", "--tls", env=missing) == 2
-    junk = tmp_path / "junk.crt"
-    junk.write_text("not a certificate\n")
-    assert run("50052", "--tls", env={**tier.env, "ARCANA_INTERNAL_TLS_CERT": str(junk)}) == 2
+    assert run("tier", 50052, env=missing) == 1
 
 
 def test_runs_as_a_script(plain: Health) -> None:
-    """The kubelet runs it as `python /app/docker/grpc_probe.py ...`."""
+    """The kubelet runs it as `python /app/docker/healthcheck.py grpc --alive`."""
     plain.set(NOT_SERVING)
     env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
-    ready = subprocess.run(
-        [sys.executable, str(PROBE), str(plain.port)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+
+    def probe(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(PROBE), "grpc", "--port", str(plain.port), *flags],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    ready = probe()
     assert ready.returncode == 1
-    assert "NOT_SERVING" in ready.stderr
-    alive = subprocess.run(
-        [sys.executable, str(PROBE), str(plain.port), "--alive"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert alive.returncode == 0, alive.stderr
+    assert "not SERVING" in ready.stderr
+    assert probe("--alive").returncode == 0
