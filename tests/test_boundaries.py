@@ -30,6 +30,7 @@ from authn import services as authn_services
 from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
 from authn.records import Authenticated, TokenPair
 from tests.conftest import client_for
+from tests.internal.conftest import deploy_as
 from users import repository as users_repository
 from users import services as users_services
 from users.interfaces import UserRepositoryInterface, UserServiceInterface
@@ -180,14 +181,7 @@ def test_services_open_no_transaction(module: ModuleType) -> None:
 def test_a_tier_cannot_reach_a_boundary_two_tiers_down(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    settings.ARCANA_INTERNAL_TLS_CERT = ""
-    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
-        settings.ARCANA_DEPLOYMENT,
-        mode="layered",
-        tier="controller",
-        service_targets=("10.0.0.1:7000",),
-        internal_insecure=True,
-    )
+    deploy_as(settings, "controller", service_targets=("10.0.0.1:7000",))
     for app in (users, authn):
         monkeypatch.delattr(app, "repo")
         with pytest.raises(NotReachable, match="repository tier, which the controller tier"):

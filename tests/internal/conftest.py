@@ -5,6 +5,7 @@ The server answers on its own threads with their own database connections, so
 the tests that use it are transactional (see tests/grpc/conftest.py).
 """
 
+import dataclasses
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -159,6 +160,16 @@ def serving_tier(
     finally:
         client.close()
         started.server.stop(None)
+
+
+def deploy_as(settings: Any, tier: str, **fields: Any) -> None:
+    """This process as layered mode's ``tier`` (plaintext internal calls
+    allowed), with ``fields`` of ``Deployment`` such as the peer targets;
+    the test's ``settings`` fixture restores the real deployment."""
+    settings.ARCANA_INTERNAL_TLS_CERT = ""
+    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
+        settings.ARCANA_DEPLOYMENT, mode="layered", tier=tier, internal_insecure=True, **fields
+    )
 
 
 @pytest.fixture

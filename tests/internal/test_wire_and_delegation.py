@@ -16,6 +16,7 @@ from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of, 
 from authn.errors import CredentialsMissing, InvalidCredentials
 from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
 from tests.commands import refusal, run_manage
+from tests.internal.conftest import deploy_as
 from tests.jwtkeys import tier_keys
 from users import repository as users_repository
 from users.errors import EmailTaken, LastAdmin
@@ -186,13 +187,10 @@ def test_an_unknown_code_falls_back_to_its_kind() -> None:
 def test_the_service_tier_binds_remote_repositories_and_local_services(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    settings.ARCANA_INTERNAL_TLS_CERT = ""
-    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
-        settings.ARCANA_DEPLOYMENT,
-        mode="layered",
-        tier="service",
+    deploy_as(
+        settings,
+        "service",
         repository_targets=("10.0.0.1:7000", "10.0.0.2:7000"),
-        internal_insecure=True,
         internal_deadline=0.5,
     )
     for app in (users, authn):
@@ -229,14 +227,7 @@ def test_the_repository_tier_binds_local_and_serves_the_repositories(
 def test_the_controller_tier_calls_the_services_across_the_hop(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    settings.ARCANA_INTERNAL_TLS_CERT = ""
-    settings.ARCANA_DEPLOYMENT = dataclasses.replace(
-        settings.ARCANA_DEPLOYMENT,
-        mode="layered",
-        tier="controller",
-        service_targets=("10.0.0.1:7000",),
-        internal_insecure=True,
-    )
+    deploy_as(settings, "controller", service_targets=("10.0.0.1:7000",))
     for app in (users, authn):
         monkeypatch.delattr(app, "service")
         service = app.service
