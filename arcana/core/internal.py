@@ -349,9 +349,19 @@ class RemoteBoundary:
                 raise Unavailable()
             # The retry goes elsewhere: other calls move the turn on meanwhile,
             # and the failed replica's channel may not have said so yet.
-            tried = self._replicas.pick(avoid=tried)
+            failed, tried = tried, self._replicas.pick(avoid=tried)
             try:
-                reply = self._stubs[tried].Invoke(request, timeout=remaining, metadata=metadata)
+                reply = self._stubs[tried].Invoke(
+                    request,
+                    timeout=remaining,
+                    metadata=metadata,
+                    # A retry on another replica may wait, within the deadline,
+                    # for it to connect: it may be reconnecting (restarted a
+                    # moment ago, or in its backoff). A retry on the one that
+                    # just failed (the only one) must not: a tier that is down
+                    # answers at once.
+                    wait_for_ready=failed is not None and failed != tried,
+                )
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < attempts:
