@@ -8,7 +8,7 @@ MODE ?= monolithic
 
 .PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak compose-check compose-secrets ci clean
 
-run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered; Ctrl-C stops all)
+run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
 	@MODE=$(MODE) HOST=$(HOST) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) scripts/run.sh
 
@@ -38,11 +38,14 @@ migrate:
 	@scripts/bootstrap.sh
 	@$(PY) manage.py migrate --noinput
 
-superuser:  ## Create an admin where the users' data lives (MODE=layered: the repository tier)
+superuser:  ## Create an admin where the users' data lives (MODE=layered: the repository tier; MODE=microservices: the users service)
 	@scripts/bootstrap.sh
 ifeq ($(MODE),layered)
 	@scripts/tier.sh repository migrate --noinput
 	@scripts/tier.sh repository createsuperuser $(if $(NOINPUT),--noinput,)
+else ifeq ($(MODE),microservices)
+	@scripts/service.sh users migrate --noinput
+	@scripts/service.sh users createsuperuser $(if $(NOINPUT),--noinput,)
 else
 	@$(PY) manage.py migrate --noinput
 	@$(PY) manage.py createsuperuser $(if $(NOINPUT),--noinput,)

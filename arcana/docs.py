@@ -61,7 +61,8 @@ class _DocsView(APIView):
 
 
 class SchemaView(_DocsView, SpectacularAPIView):
-    pass
+    # The whole public API, whichever part of it this process serves.
+    urlconf = "arcana.api_urls"
 
 
 class SwaggerView(_DocsView, SpectacularSwaggerView):

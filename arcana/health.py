@@ -3,7 +3,11 @@
 Readiness needs what the process depends on (:func:`dependency_ready`): the
 database in monolithic mode and in the repository tier; in layered mode's
 controller and service tiers, the tier below (its gRPC health: SERVING on at
-least one of its addresses), since they hold no database. The cache only
+least one of its addresses), since they hold no database. A microservice
+needs its own database; the other service (its internal gRPC health) shows as
+"degraded" when it does not answer, without taking this one out of rotation:
+the users service serves token holders while auth is down, and the auth
+service's own readiness says nothing about users. The cache only
 speeds things up and fails open (arcana/core/cache.py), so an unreachable
 cache shows as "degraded" but does not take the instance out of rotation.
 
@@ -84,14 +88,33 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def peer_ready() -> tuple[str, bool] | None:
+    """(the other microservice, whether its internal server is SERVING), or
+    None outside microservices mode."""
+    deployment = settings.ARCANA_DEPLOYMENT
+    if getattr(deployment, "service", None) is None:
+        return None
+    from arcana.core.internal import peer_serving  # grpc: only where a hop is
+    from arcana.modes import APP_OF_SERVICE
+
+    peer, app = next((str(s), a) for s, a in APP_OF_SERVICE.items() if s != deployment.service)
+    name = f"{peer} service"
+    try:
+        ok = peer_serving(app)
+    except Exception as exc:
+        return name, _record(name, False, exc)
+    return name, _record(name, ok, None if ok else ConnectionError(f"{name} not serving"))
+
+
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     name, ready = dependency_ready()
-    body = {
-        "status": "ok" if ready else "unavailable",
-        "checks": {
-            name: "ok" if ready else "unavailable",
-            "cache": "ok" if cache_ready() else "degraded",
-        },
+    checks = {
+        name: "ok" if ready else "unavailable",
+        "cache": "ok" if cache_ready() else "degraded",
     }
+    peer = peer_ready()
+    if peer is not None:
+        checks[peer[0]] = "ok" if peer[1] else "degraded"
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
     return JsonResponse(body, status=200 if ready else 503)

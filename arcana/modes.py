@@ -2,9 +2,11 @@
 
 ``ARCANA_MODE`` says how the layers are deployed (monolithic: one process type
 does everything; layered: controller, service and repository tiers connected
-by internal gRPC; microservices: not available yet). ``ARCANA_TIER`` says which
-tier this process is in layered mode, and the ``*_ADDR`` variables where the
-tier it calls listens. Anything missing, unknown or malformed stops the
+by internal gRPC; microservices: a users service and an auth service, each
+with its own database, calling each other's internal gRPC). ``ARCANA_TIER``
+says which tier this process is in layered mode, ``ARCANA_SERVICE`` which
+service in microservices mode, and the ``*_ADDR`` variables where the tier or
+service it calls listens. Anything missing, unknown or malformed stops the
 process with one line naming the variable (:class:`ImproperlyConfigured`
 raised while the settings load), so a half-configured tier never serves.
 
@@ -35,10 +37,24 @@ class Tier(StrEnum):
     REPOSITORY = "repository"
 
 
+class Service(StrEnum):
+    USERS = "users"
+    AUTH = "auth"
+
+
+# The app each microservice owns: its rules and its data (``Deployment.owns``).
+APP_OF_SERVICE: dict[Service, str] = {Service.USERS: "users", Service.AUTH: "authn"}
+
 # The peer each tier calls, by the variable that says where it listens.
 SERVICE_ADDR = "ARCANA_SERVICE_ADDR"
 REPOSITORY_ADDR = "ARCANA_REPOSITORY_ADDR"
 _PEER_OF: dict[Tier, str] = {Tier.CONTROLLER: SERVICE_ADDR, Tier.SERVICE: REPOSITORY_ADDR}
+# Each microservice calls the other one's internal server: auth asks users
+# for credentials checks, active users and new accounts; users asks auth to
+# end a user's sessions after a password change (and checks the admin's logins).
+USERS_ADDR = "ARCANA_USERS_ADDR"
+AUTH_ADDR = "ARCANA_AUTH_ADDR"
+_PEER_OF_SERVICE: dict[Service, str] = {Service.USERS: AUTH_ADDR, Service.AUTH: USERS_ADDR}
 _ADDR_FORMS = "host:port[,host:port...] or dns:///name:port"
 
 DEFAULT_INTERNAL_DEADLINE = 2.0
@@ -58,7 +74,8 @@ class Deployment:
     ``service_targets`` / ``repository_targets`` are gRPC channel targets of
     the peer tier, each ``host:port`` (a static list, balanced per call by the
     caller) or a single ``dns:///name:port`` (resolved and balanced by gRPC);
-    empty where this process does not call that tier.
+    empty where this process does not call that tier. ``users_targets`` /
+    ``auth_targets`` are the same for the other microservice's internal server.
     """
 
     mode: Mode
@@ -67,11 +84,41 @@ class Deployment:
     repository_targets: tuple[str, ...] = ()
     internal_deadline: float = DEFAULT_INTERNAL_DEADLINE
     internal_insecure: bool = False
+    service: Service | None = None
+    users_targets: tuple[str, ...] = ()
+    auth_targets: tuple[str, ...] = ()
 
     @property
     def holds_database(self) -> bool:
-        """Whether this process may open the database (it holds its credentials)."""
+        """Whether this process may open the database (it holds its credentials):
+        every process but layered mode's controller and service tiers. A
+        microservice holds its own database, with its own app's tables only."""
         return self.mode is not Mode.LAYERED or self.tier is Tier.REPOSITORY
+
+    @property
+    def owned_app(self) -> str | None:
+        """The app whose data and rules this microservice holds (None outside
+        microservices mode, where every process runs every app)."""
+        return None if self.service is None else APP_OF_SERVICE[self.service]
+
+    def owns(self, app: str) -> bool:
+        """Whether app ``app`` runs here: everywhere but in the other microservice."""
+        return self.service is None or APP_OF_SERVICE[self.service] == app
+
+    @property
+    def name(self) -> str:
+        """What this process is, for messages and the internal calls' metadata:
+        its tier, its service, or its mode."""
+        return str(self.tier or self.service or self.mode)
+
+    def internal_targets(self, *, app: str, home: str) -> tuple[str, ...]:
+        """Where a remote boundary of ``app`` whose home is tier ``home``
+        (``"service"`` or ``"repository"``) is served: the tier below in
+        layered mode, the service owning ``app`` in microservices mode."""
+        if self.mode is Mode.MICROSERVICES:
+            owner = next(service for service, name in APP_OF_SERVICE.items() if name == app)
+            return self.users_targets if owner is Service.USERS else self.auth_targets
+        return self.service_targets if home == Tier.SERVICE else self.repository_targets
 
 
 def _value(environ: Mapping[str, str], name: str) -> str:
@@ -151,25 +198,28 @@ def deployment_from_env(environ: Mapping[str, str]) -> Deployment:
     """Parse and validate the deployment variables, or raise ``ImproperlyConfigured``
     with one line naming the variable at fault."""
     mode = _choice(environ, "ARCANA_MODE", Mode) or Mode.MONOLITHIC
-    if mode is Mode.MICROSERVICES:
-        raise ImproperlyConfigured(
-            "ARCANA_MODE=microservices is not available yet; use monolithic or layered."
-        )
     tier = _choice(environ, "ARCANA_TIER", Tier)
+    service = _choice(environ, "ARCANA_SERVICE", Service)
     # Syntax first, wherever they are set: a typo is a typo even where unused.
     peers = {
         name: parse_targets(name, raw)
-        for name in (SERVICE_ADDR, REPOSITORY_ADDR)
+        for name in (SERVICE_ADDR, REPOSITORY_ADDR, USERS_ADDR, AUTH_ADDR)
         if (raw := _value(environ, name))
     }
     deadline = _deadline(environ)
     insecure = _flag(environ, "ARCANA_INTERNAL_INSECURE")
+    if tier is not None and mode is not Mode.LAYERED:
+        raise ImproperlyConfigured(
+            f"ARCANA_TIER is only for ARCANA_MODE=layered (the mode is {mode})."
+        )
+    if service is not None and mode is not Mode.MICROSERVICES:
+        raise ImproperlyConfigured(
+            f"ARCANA_SERVICE is only for ARCANA_MODE=microservices (the mode is {mode})."
+        )
     if mode is Mode.MONOLITHIC:
-        if tier is not None:
-            raise ImproperlyConfigured(
-                "ARCANA_TIER is only for ARCANA_MODE=layered (the mode is monolithic)."
-            )
         return Deployment(mode=mode, internal_deadline=deadline, internal_insecure=insecure)
+    if mode is Mode.MICROSERVICES:
+        return _microservice(service, peers, deadline=deadline, insecure=insecure)
     if tier is None:
         choices = ", ".join(member.value for member in Tier)
         raise ImproperlyConfigured(f"ARCANA_TIER must be set in layered mode: one of {choices}.")
@@ -183,6 +233,34 @@ def deployment_from_env(environ: Mapping[str, str]) -> Deployment:
         tier=tier,
         service_targets=peers[SERVICE_ADDR] if peer == SERVICE_ADDR else (),
         repository_targets=peers[REPOSITORY_ADDR] if peer == REPOSITORY_ADDR else (),
+        internal_deadline=deadline,
+        internal_insecure=insecure,
+    )
+
+
+def _microservice(
+    service: Service | None,
+    peers: Mapping[str, tuple[str, ...]],
+    *,
+    deadline: float,
+    insecure: bool,
+) -> Deployment:
+    if service is None:
+        choices = ", ".join(member.value for member in Service)
+        raise ImproperlyConfigured(
+            f"ARCANA_SERVICE must be set in microservices mode: one of {choices}."
+        )
+    peer = _PEER_OF_SERVICE[service]
+    if peer not in peers:
+        raise ImproperlyConfigured(
+            f"{peer} must be set for the {service} service (it calls the other one's "
+            f"internal server): {_ADDR_FORMS}."
+        )
+    return Deployment(
+        mode=Mode.MICROSERVICES,
+        service=service,
+        users_targets=peers[USERS_ADDR] if peer == USERS_ADDR else (),
+        auth_targets=peers[AUTH_ADDR] if peer == AUTH_ADDR else (),
         internal_deadline=deadline,
         internal_insecure=insecure,
     )

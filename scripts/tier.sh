@@ -13,24 +13,7 @@ PY=.venv/bin/python
 tier=${1:?usage: scripts/tier.sh controller|service|repository COMMAND [ARGS...]}
 shift
 
-keys=.dev-keys
-if [ ! -f "$keys/jwt-ed25519.pem" ]; then
-  mkdir -p "$keys" && chmod 700 "$keys"
-  "$PY" - "$keys" <<'PYTHON'
-import pathlib, sys
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-root = pathlib.Path(sys.argv[1])
-key = Ed25519PrivateKey.generate()
-private = root / "jwt-ed25519.pem"
-private.write_bytes(key.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-private.chmod(0o600)
-(root / "jwt-ed25519.pub.pem").write_bytes(key.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-PYTHON
-fi
+. scripts/dev_keys.sh  # sets $keys: the development key pair (made once per checkout)
 
 export ARCANA_MODE=layered ARCANA_TIER="$tier"
 export ARCANA_INTERNAL_INSECURE=${ARCANA_INTERNAL_INSECURE:-true}  # loopback, development only

@@ -7,6 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TIER_SH = str(ROOT / "scripts" / "tier.sh")
+SERVICE_SH = str(ROOT / "scripts" / "service.sh")
 
 # Variables a child must not inherit from the test run (the MariaDB + Redis pass
 # sets some): each test says what it wants.
@@ -47,6 +48,16 @@ def run_tier(
 ) -> subprocess.CompletedProcess[str]:
     """``scripts/tier.sh TIER ARGS...``: manage.py with that tier's environment."""
     return _run([TIER_SH, tier, *args], settings, env)
+
+
+def run_service(
+    service: str,
+    *args: str,
+    settings: str = "arcana.settings.test",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``scripts/service.sh SERVICE ARGS...``: manage.py as that microservice."""
+    return _run([SERVICE_SH, service, *args], settings, env)
 
 
 def refusal(

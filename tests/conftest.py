@@ -14,6 +14,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from authn.services import TokenPair, token_pair_issue
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.layered import deployment_mode, layered, tier_servers  # noqa: F401 - fixtures
+from tests.routing import routed_as  # noqa: F401 - a fixture
 from tests.secret_scan import SecretScanner
 from users import repository
 from users.models import User

@@ -2,9 +2,7 @@
 and what each tier serves over HTTP."""
 
 import dataclasses
-import importlib.util
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,10 +10,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
-import arcana.urls
-from arcana.modes import Deployment, Mode, Tier, deployment_from_env, parse_targets
+from arcana.modes import Deployment, Mode, Service, Tier, deployment_from_env, parse_targets
 from tests.commands import refusal, run_manage
 from tests.jwtkeys import key_pair, simple_jwt, tier_keys
+from tests.routing import refused as _refused
 
 CONTROLLER = {"ARCANA_MODE": "layered", "ARCANA_TIER": "controller", **tier_keys("controller")}
 SERVICE = {"ARCANA_MODE": "layered", "ARCANA_TIER": "service", **tier_keys("service")}
@@ -30,7 +28,38 @@ REFUSALS: list[tuple[dict[str, str], str]] = [
     ),
     (
         {"ARCANA_MODE": "microservices"},
-        "ARCANA_MODE=microservices is not available yet; use monolithic or layered.",
+        "ARCANA_SERVICE must be set in microservices mode: one of users, auth.",
+    ),
+    (
+        {"ARCANA_MODE": "microservices", "ARCANA_SERVICE": "billing"},
+        "ARCANA_SERVICE must be one of users, auth (got 'billing').",
+    ),
+    (
+        {"ARCANA_MODE": "microservices", "ARCANA_SERVICE": "auth"},
+        "ARCANA_USERS_ADDR must be set for the auth service (it calls the other one's "
+        f"internal server): {ADDR_FORMS}.",
+    ),
+    (
+        # The users service needs auth's address, not its own.
+        {"ARCANA_MODE": "microservices", "ARCANA_SERVICE": "users", "ARCANA_USERS_ADDR": "u:1"},
+        "ARCANA_AUTH_ADDR must be set for the users service (it calls the other one's "
+        f"internal server): {ADDR_FORMS}.",
+    ),
+    (
+        {"ARCANA_SERVICE": "users"},
+        "ARCANA_SERVICE is only for ARCANA_MODE=microservices (the mode is monolithic).",
+    ),
+    (
+        {**REPOSITORY, "ARCANA_SERVICE": "users"},
+        "ARCANA_SERVICE is only for ARCANA_MODE=microservices (the mode is layered).",
+    ),
+    (
+        {"ARCANA_MODE": "microservices", "ARCANA_SERVICE": "users", "ARCANA_TIER": "service"},
+        "ARCANA_TIER is only for ARCANA_MODE=layered (the mode is microservices).",
+    ),
+    (
+        {"ARCANA_AUTH_ADDR": "auth:50052,"},
+        f"ARCANA_AUTH_ADDR: '' is not {ADDR_FORMS}.",
     ),
     (
         {"ARCANA_MODE": "layered"},
@@ -163,6 +192,44 @@ def test_a_tier_keeps_only_the_address_of_the_tier_it_calls() -> None:
     assert (repository.service_targets, repository.repository_targets) == ((), ())
 
 
+def test_each_microservice_keeps_the_other_ones_address_and_its_own_database() -> None:
+    shared = {
+        "ARCANA_MODE": "microservices",
+        "ARCANA_USERS_ADDR": "dns:///users-internal:50052",
+        "ARCANA_AUTH_ADDR": "auth-1:50052,auth-2:50052",
+    }
+    users = deployment_from_env({**shared, "ARCANA_SERVICE": "Users"})
+    auth = deployment_from_env({**shared, "ARCANA_SERVICE": "auth"})
+    assert users == Deployment(
+        mode=Mode.MICROSERVICES,
+        service=Service.USERS,
+        auth_targets=("auth-1:50052", "auth-2:50052"),
+    )
+    assert auth == Deployment(
+        mode=Mode.MICROSERVICES,
+        service=Service.AUTH,
+        users_targets=("dns:///users-internal:50052",),
+    )
+    assert users.holds_database
+    assert auth.holds_database
+    assert (users.owned_app, auth.owned_app) == ("users", "authn")
+    assert users.owns("users")
+    assert not users.owns("authn")
+    assert auth.owns("authn")
+    assert not auth.owns("users")
+    assert (users.name, auth.name) == ("users", "auth")
+    # A remote boundary of the other app is served by the service owning it.
+    assert users.internal_targets(app="authn", home="service") == ("auth-1:50052", "auth-2:50052")
+    assert auth.internal_targets(app="users", home="service") == ("dns:///users-internal:50052",)
+
+
+def test_outside_microservices_mode_every_process_runs_every_app() -> None:
+    for deployment in (deployment_from_env({}), deployment_from_env(REPOSITORY)):
+        assert deployment.owned_app is None
+        assert deployment.owns("users")
+        assert deployment.owns("authn")
+
+
 @pytest.mark.parametrize(("word", "value"), [("1", True), ("YES", True), ("off", False)])
 def test_insecure_flag_words(word: str, value: bool) -> None:
     assert deployment_from_env({"ARCANA_INTERNAL_INSECURE": word}).internal_insecure is value
@@ -260,6 +327,18 @@ _BARE = {
     "controller": {**_LAYERED, "ARCANA_TIER": "controller", "ARCANA_SERVICE_ADDR": "svc:50052"},
     "service": {**_LAYERED, "ARCANA_TIER": "service", "ARCANA_REPOSITORY_ADDR": "repo:50053"},
     "repository": {**_LAYERED, "ARCANA_TIER": "repository"},
+    "users": {
+        "ARCANA_MODE": "microservices",
+        "ARCANA_SERVICE": "users",
+        "ARCANA_AUTH_ADDR": "auth:50052",
+        "ARCANA_INTERNAL_INSECURE": "true",
+    },
+    "auth": {
+        "ARCANA_MODE": "microservices",
+        "ARCANA_SERVICE": "auth",
+        "ARCANA_USERS_ADDR": "users:50052",
+        "ARCANA_INTERNAL_INSECURE": "true",
+    },
 }
 KEY_REFUSALS: list[tuple[dict[str, str], str]] = [
     (
@@ -293,6 +372,21 @@ KEY_REFUSALS: list[tuple[dict[str, str], str]] = [
         _BARE["controller"],
         "JWT_PUBLIC_KEY must be set for the controller tier (it verifies access tokens).",
     ),
+    (
+        {**_BARE["auth"], **tier_keys("service"), "JWT_SIGNING_KEY": "s" * 48},
+        "JWT_SIGNING_KEY (HS256) is not for microservices mode, where only the auth service "
+        "may mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at the users service.",
+    ),
+    (_BARE["auth"], "JWT_PRIVATE_KEY must be set for the auth service (it mints tokens)."),
+    (
+        {**_BARE["users"], **tier_keys("service")},
+        "JWT_PRIVATE_KEY must not be set for the users service: only the auth service "
+        "mints tokens (give the users service JWT_PUBLIC_KEY).",
+    ),
+    (
+        _BARE["users"],
+        "JWT_PUBLIC_KEY must be set for the users service (it verifies access tokens).",
+    ),
 ]
 
 
@@ -307,6 +401,10 @@ KEY_REFUSALS: list[tuple[dict[str, str], str]] = [
         "private-key-at-controller",
         "private-key-at-repository",
         "controller-without-public-key",
+        "signing-key-at-auth",
+        "auth-without-private-key",
+        "private-key-at-users",
+        "users-without-public-key",
     ],
 )
 def test_a_tier_holding_the_wrong_jwt_key_stops_with_the_line(
@@ -317,38 +415,20 @@ def test_a_tier_holding_the_wrong_jwt_key_stops_with_the_line(
 
 # --- what each tier serves over HTTP ------------------------------------------------------
 
-NOT_FOUND = {"error": "Not found.", "code": "not_found"}
-
 
 @pytest.fixture
-def serve_as(settings: Any) -> Iterator[Callable[[str], Client]]:
-    """A client of this process routed as ``tier`` would route it: arcana/urls.py
-    imported afresh (under another name) with that tier's deployment."""
-    loaded: list[str] = []
+def serve_as(
+    settings: Any, routed_as: Callable[[Deployment, str], Client]
+) -> Callable[[str], Client]:
+    """A client of this process routed as ``tier`` would route it."""
 
     def serve(tier: str) -> Client:
-        settings.ARCANA_DEPLOYMENT = dataclasses.replace(
+        deployment = dataclasses.replace(
             settings.ARCANA_DEPLOYMENT, mode=Mode.LAYERED, tier=Tier(tier)
         )
-        name = f"tests._urls_of_the_{tier}_tier"
-        spec = importlib.util.spec_from_file_location(name, arcana.urls.__file__)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        loaded.append(name)
-        spec.loader.exec_module(module)
-        settings.ROOT_URLCONF = name  # setting_changed clears the URL caches
-        return Client()
+        return routed_as(deployment, f"the_{tier}_tier")
 
-    yield serve
-    for name in loaded:
-        del sys.modules[name]
-
-
-def _refused(response: Any) -> bool:
-    """The contract's JSON 404: the route is not there."""
-    return bool(response.status_code == 404 and response.json() == NOT_FOUND)
+    return serve
 
 
 @pytest.mark.django_db

@@ -45,14 +45,16 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_tierserver_refuses_monolithic_mode() -> None:
     assert command_error(run_manage("tierserver")) == (
         "tierserver runs the service or repository tier (ARCANA_MODE=layered, "
-        "ARCANA_TIER=service|repository), not monolithic mode."
+        "ARCANA_TIER=service|repository) or a microservice's internal server "
+        "(ARCANA_MODE=microservices), not monolithic mode."
     )
 
 
 def test_tierserver_refuses_the_controller_tier() -> None:
     assert command_error(run_tier("controller", "tierserver")) == (
         "tierserver runs the service or repository tier (ARCANA_MODE=layered, "
-        "ARCANA_TIER=service|repository), not the controller tier."
+        "ARCANA_TIER=service|repository) or a microservice's internal server "
+        "(ARCANA_MODE=microservices), not the controller tier."
     )
 
 

@@ -17,7 +17,12 @@ implementation of each; :class:`Boundaries` resolves them:
   of the app's Protocol, built at start-up (so bad TLS settings stop the
   process). Two tiers above (the controller tier's ``repo``) it is out of
   reach: using it raises :class:`NotReachable`, on first use, so the process
-  still starts and the mistake names itself.
+  still starts and the mistake names itself;
+- microservices mode: an app is local in the service that owns it (users in
+  the users service, authn in the auth service), both its boundaries. In the
+  other service its ``service`` is a :class:`RemoteBoundary` client of the
+  owner's internal server, and its ``repo`` is out of reach: a service never
+  touches another one's data but through that service's rules.
 
 Each tier serves the boundaries whose home it is (:func:`served_boundaries`)
 with ``arcana.core.internal``'s servicer.
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 MONOLITHIC = "monolithic"
+MICROSERVICES = "microservices"
 # Tiers from the top; a boundary is local in its home tier and below it.
 _TIERS = ("controller", "service", "repository")
 
@@ -78,16 +84,28 @@ def reach(*, home: str, tier: str | None) -> str:
     return REMOTE if here + 1 == there else OUT_OF_REACH
 
 
+def service_reach(*, app: str, home: str, owned: str | None) -> str:
+    """How code in the microservice owning app ``owned`` reaches a boundary of
+    ``app`` whose home is ``home``: :data:`LOCAL` in its own app,
+    :data:`REMOTE` for another app's service, :data:`OUT_OF_REACH` for
+    another app's repository."""
+    if owned == app:
+        return LOCAL
+    return REMOTE if home == "service" else OUT_OF_REACH
+
+
 def remote_specs() -> dict[str, Remote]:
     """Every boundary with a remote implementation: ``"users.repo"`` -> its :class:`Remote`."""
     return {name: spec for homed in _HOMED.values() for name, (spec, _) in homed.items()}
 
 
-def served_boundaries(home: str) -> dict[str, tuple[type, object]]:
-    """What tier ``home`` serves: boundary -> (Protocol, local implementation)."""
+def served_boundaries(home: str, *, app: str | None = None) -> dict[str, tuple[type, object]]:
+    """What tier ``home`` serves: boundary -> (Protocol, local implementation);
+    with ``app``, only that app's (a microservice serves its own app's service)."""
     return {
         name: (remote.interface(), local())
         for name, (remote, local) in _HOMED.get(home, {}).items()
+        if app is None or name.partition(".")[0] == app
     }
 
 
@@ -99,6 +117,13 @@ def repository_boundaries() -> dict[str, tuple[type, object]]:
 def service_boundaries() -> dict[str, tuple[type, object]]:
     """What the service tier serves."""
     return served_boundaries("service")
+
+
+def owned_app() -> str | None:
+    """The app this microservice owns (None outside microservices mode)."""
+    deployment = getattr(settings, "ARCANA_DEPLOYMENT", None)
+    found = getattr(deployment, "owned_app", None)
+    return None if found is None else str(found)
 
 
 def tier() -> str | None:
@@ -135,23 +160,32 @@ class Boundaries:
 
     def _reach(self, name: str) -> str:
         spec = self._remote.get(name)
+        if mode() == MICROSERVICES:
+            home = spec.home if spec is not None else "repository"
+            return service_reach(app=self._app, home=home, owned=owned_app())
         return OUT_OF_REACH if spec is None else reach(home=spec.home, tier=tier())
 
     def _is_local(self, name: str) -> bool:
         return mode() == MONOLITHIC or self._reach(name) == LOCAL
 
     def _remote_implementation(self, name: str) -> object:
-        spec, here = self._remote.get(name), tier()
+        spec = self._remote.get(name)
         boundary = f"{self._app}.{name}"
         if spec is None or self._reach(name) != REMOTE:
+            if mode() == MICROSERVICES:
+                here = settings.ARCANA_DEPLOYMENT.name
+                raise NotReachable(
+                    f"{boundary} is another service's data: the {here} service reaches "
+                    f"{self._app} only through {self._app}.service"
+                )
             raise NotReachable(
                 f"{boundary} lives in the {spec.home if spec else 'unknown'} tier, which the "
-                f"{here} tier does not call (a tier calls only the one below it)"
+                f"{tier()} tier does not call (a tier calls only the one below it)"
             )
         from arcana.core.internal import RemoteBoundary  # grpc: only where a hop is
 
         return RemoteBoundary.from_settings(
-            boundary, spec.interface(), home=spec.home, reads=spec.reads
+            boundary, spec.interface(), app=self._app, home=spec.home, reads=spec.reads
         )
 
     def resolve(self, name: str) -> object:

@@ -296,19 +296,18 @@ class RemoteBoundary:
 
     @classmethod
     def from_settings(
-        cls, boundary: str, interface: type, *, home: str, reads: Collection[str]
+        cls, boundary: str, interface: type, *, app: str, home: str, reads: Collection[str]
     ) -> "RemoteBoundary":
         deployment = settings.ARCANA_DEPLOYMENT
-        targets = deployment.service_targets if home == SERVICE else deployment.repository_targets
         return cls(
             boundary,
             interface,
             home=home,
             reads=reads,
-            targets=targets,
+            targets=deployment.internal_targets(app=app, home=home),
             deadline=deployment.internal_deadline,
             credentials=channel_credentials(),
-            caller_tier=str(deployment.tier or deployment.mode),
+            caller_tier=deployment.name,
         )
 
     def close(self) -> None:
@@ -396,19 +395,15 @@ class RemoteBoundary:
 
 # --- the tier below's health ------------------------------------------------------
 
-_health_channels: dict[str, list[grpc.Channel]] = {}
+_health_channels: dict[tuple[str, ...], list[grpc.Channel]] = {}
 _health_lock = threading.Lock()
 HEALTH_TIMEOUT = 1.0
 
 
-def _channels_to(home: str) -> list[grpc.Channel]:
+def _channels_to(targets: tuple[str, ...]) -> list[grpc.Channel]:
     with _health_lock:
-        found = _health_channels.get(home)
+        found = _health_channels.get(targets)
         if found is None:
-            deployment = settings.ARCANA_DEPLOYMENT
-            targets = (
-                deployment.service_targets if home == SERVICE else deployment.repository_targets
-            )
             credentials = channel_credentials()
             found = [
                 grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
@@ -416,19 +411,16 @@ def _channels_to(home: str) -> list[grpc.Channel]:
                 else grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
                 for target in targets
             ]
-            _health_channels[home] = found
+            _health_channels[targets] = found
         return found
 
 
-def tier_serving(home: str) -> bool:
-    """Whether tier ``home`` answers SERVING for its internal service on at
-    least one of this process's targets for it (gRPC health ``Check``, within
-    ``HEALTH_TIMEOUT`` or the internal deadline, whichever is shorter)."""
+def _serving(home: str, targets: tuple[str, ...]) -> bool:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     timeout = min(HEALTH_TIMEOUT, settings.ARCANA_DEPLOYMENT.internal_deadline)
     request = health_pb2.HealthCheckRequest(service=SERVICE_NAMES[_home(home)])
-    for channel in _channels_to(home):
+    for channel in _channels_to(targets):
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout)
         except grpc.RpcError:
@@ -436,6 +428,21 @@ def tier_serving(home: str) -> bool:
         if reply.status == health_pb2.HealthCheckResponse.SERVING:
             return True
     return False
+
+
+def tier_serving(home: str) -> bool:
+    """Whether tier ``home`` answers SERVING for its internal service on at
+    least one of this process's targets for it (gRPC health ``Check``, within
+    ``HEALTH_TIMEOUT`` or the internal deadline, whichever is shorter)."""
+    deployment = settings.ARCANA_DEPLOYMENT
+    targets = deployment.service_targets if home == SERVICE else deployment.repository_targets
+    return _serving(home, targets)
+
+
+def peer_serving(app: str) -> bool:
+    """Whether the microservice owning ``app`` answers SERVING on its internal
+    server (as :func:`tier_serving`)."""
+    return _serving(SERVICE, settings.ARCANA_DEPLOYMENT.internal_targets(app=app, home=SERVICE))
 
 
 # --- the server ------------------------------------------------------------------

@@ -42,22 +42,37 @@ from users.grpc.servicers import UserServicer
 
 logger = logging.getLogger("arcana.grpc")
 
-APPLICATION_SERVICES = (
-    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-)
+# Each public service by the app behind it.
+_SERVICE_OF_APP = {
+    "users": users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    "authn": auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+}
+APPLICATION_SERVICES = tuple(_SERVICE_OF_APP.values())
+
+
+def served_services() -> tuple[str, ...]:
+    """The public services this process serves: both, but in microservices
+    mode, where each service serves its own app's (the gateway routes by name)."""
+    deployment = settings.ARCANA_DEPLOYMENT
+    return tuple(name for app, name in _SERVICE_OF_APP.items() if deployment.owns(app))
+
+
 OVERALL = ""  # the health service's name for "the whole server"
 
 
 def grpc_handlers(server: Any) -> None:
-    """Register the application servicers (``GRPC_FRAMEWORK["ROOT_HANDLERS_HOOK"]``)."""
+    """Register the application servicers (``GRPC_FRAMEWORK["ROOT_HANDLERS_HOOK"]``):
+    those of :func:`served_services`."""
+    served = served_services()
     # The generated registration functions are untyped (grpc_tools makes no stubs).
-    users_pb2_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        UserServicer.as_servicer(), server
-    )
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AuthServicer.as_servicer(), server
-    )
+    if _SERVICE_OF_APP["users"] in served:
+        users_pb2_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            UserServicer.as_servicer(), server
+        )
+    if _SERVICE_OF_APP["authn"] in served:
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            AuthServicer.as_servicer(), server
+        )
 
 
 @dataclass
@@ -251,14 +266,17 @@ def build_server(
     services: tuple[str, ...]
     if internal is None:
         grpc_handlers(server)
-        services, credentials, security = APPLICATION_SERVICES, None, "plaintext"
+        services, credentials, security = served_services(), None, "plaintext"
         if tls is not None:
             credentials = tls.credentials()
             security = "mutual TLS" if tls.mutual else "TLS"
     else:
         from arcana.core import internal as hop  # grpc's internal protos: tiers only
 
-        hop.add_boundary_servicer(server, internal, delegation.served_boundaries(internal))
+        owned = settings.ARCANA_DEPLOYMENT.owned_app  # a microservice serves its own app
+        hop.add_boundary_servicer(
+            server, internal, delegation.served_boundaries(internal, app=owned)
+        )
         services = (hop.SERVICE_NAMES[internal],)
         credentials = hop.server_credentials()
         security = "plaintext" if credentials is None else "mutual TLS"
@@ -266,7 +284,7 @@ def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection:
         reflection_service.enable_server_reflection(
-            (*APPLICATION_SERVICES, health.SERVICE_NAME, reflection_service.SERVICE_NAME), server
+            (*services, health.SERVICE_NAME, reflection_service.SERVICE_NAME), server
         )
     try:
         if credentials is None:

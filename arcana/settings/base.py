@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from arcana.core.jwtkeys import load_jwt_keys
 from arcana.core.rediscache import redis_cache
-from arcana.modes import Deployment, Mode, Tier, deployment_from_env
+from arcana.modes import Deployment, Mode, Service, Tier, deployment_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -153,6 +153,12 @@ else:
         )
     DATABASES = {"default": {"ENGINE": "arcana.db.refuse", "NAME": ""}}
 
+# Microservices mode: each service's database holds its own app's tables, and
+# the ORM refuses the other service's models (arcana/db/ownership.py).
+_OWNERSHIP_ROUTERS: list[str] = (
+    ["arcana.db.ownership.ServiceDataRouter"] if ARCANA_DEPLOYMENT.service is not None else []
+)
+
 # --- read replicas ------------------------------------------------------------
 # DATABASE_REPLICA_URLS=mysql://...@replica1:3306/arcana,mysql://...@replica2:3306/arcana:
 # reads of users and roles go to a replica that is up and at most
@@ -170,7 +176,7 @@ DATABASE_REPLICA_MAX_LAG_SECONDS = env.int("DATABASE_REPLICA_MAX_LAG_SECONDS", d
 # How often each process asks each replica for its lag (in the background).
 DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=1.0)
 DATABASE_REPLICA_CONNECT_TIMEOUT = env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=1)
-DATABASE_ROUTERS: list[str] = []
+DATABASE_ROUTERS: list[str] = [*_OWNERSHIP_ROUTERS]
 
 
 def replica_databases(urls: list[str], primary: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -209,7 +215,7 @@ if DATABASE_REPLICA_URLS:
             "that far behind, and a writer must read the primary until it has their write."
         )
     DATABASES.update(replica_databases(DATABASE_REPLICA_URLS, DATABASES["default"]))
-    DATABASE_ROUTERS = ["arcana.db.routers.ReplicaRouter"]
+    DATABASE_ROUTERS = [*_OWNERSHIP_ROUTERS, "arcana.db.routers.ReplicaRouter"]
 
 # --- cache ------------------------------------------------------------------
 # REDIS_URL=redis://host:6379/0 for one Redis server, which every process and
@@ -421,27 +427,37 @@ if (
         "(JWT_PUBLIC_KEY alone only verifies them)."
     )
 
-if ARCANA_DEPLOYMENT.mode is Mode.LAYERED:
-    # Only the service tier can mint tokens: a shared HS256 secret would let
-    # every tier mint them, so layered mode signs with a key pair.
-    _tier = ARCANA_DEPLOYMENT.tier
+if ARCANA_DEPLOYMENT.mode is not Mode.MONOLITHIC:
+    # Only one kind of process mints tokens (layered: the service tier;
+    # microservices: the auth service): a shared HS256 secret would let every
+    # process mint them, so split modes sign with a key pair, the private half
+    # where tokens are minted, the public half where they are only verified.
+    _where = ARCANA_DEPLOYMENT.name
+    _kind = "tier" if ARCANA_DEPLOYMENT.mode is Mode.LAYERED else "service"
+    _minter = "the service tier" if _kind == "tier" else "the auth service"
+    _verifier = "the controller" if _kind == "tier" else "the users service"
+    _mints = ARCANA_DEPLOYMENT.tier is Tier.SERVICE or ARCANA_DEPLOYMENT.service is Service.AUTH
+    _verifies = (
+        ARCANA_DEPLOYMENT.tier is Tier.CONTROLLER or ARCANA_DEPLOYMENT.service is Service.USERS
+    )
     if env.str("JWT_SIGNING_KEY", default=""):
         raise ImproperlyConfigured(
-            "JWT_SIGNING_KEY (HS256) is not for layered mode, where only the service tier "
-            "may mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at the controller."
+            f"JWT_SIGNING_KEY (HS256) is not for {ARCANA_DEPLOYMENT.mode} mode, where only "
+            f"{_minter} may mint tokens: use JWT_PRIVATE_KEY there and JWT_PUBLIC_KEY at "
+            f"{_verifier}."
         )
-    if _tier is Tier.SERVICE and (JWT_KEYS is None or JWT_KEYS.private_pem is None):
+    if _mints and (JWT_KEYS is None or JWT_KEYS.private_pem is None):
         raise ImproperlyConfigured(
-            "JWT_PRIVATE_KEY must be set for the service tier (it mints tokens)."
+            f"JWT_PRIVATE_KEY must be set for the {_where} {_kind} (it mints tokens)."
         )
-    if _tier is not Tier.SERVICE and env.str("JWT_PRIVATE_KEY", default=""):
+    if not _mints and env.str("JWT_PRIVATE_KEY", default=""):
         raise ImproperlyConfigured(
-            f"JWT_PRIVATE_KEY must not be set for the {_tier} tier: only the service tier "
-            "mints tokens (give the controller JWT_PUBLIC_KEY)."
+            f"JWT_PRIVATE_KEY must not be set for the {_where} {_kind}: only {_minter} "
+            f"mints tokens (give {_verifier} JWT_PUBLIC_KEY)."
         )
-    if _tier is Tier.CONTROLLER and JWT_KEYS is None:
+    if _verifies and JWT_KEYS is None:
         raise ImproperlyConfigured(
-            "JWT_PUBLIC_KEY must be set for the controller tier (it verifies access tokens)."
+            f"JWT_PUBLIC_KEY must be set for the {_where} {_kind} (it verifies access tokens)."
         )
 
 SIMPLE_JWT = {

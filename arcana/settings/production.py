@@ -100,8 +100,8 @@ if ARCANA_DEPLOYMENT.internal_insecure:
         "ARCANA_INTERNAL_INSECURE=true is for local runs only: production's internal calls "
         "use mutual TLS (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA)."
     )
-if JWT_KEYS is None and ARCANA_DEPLOYMENT.mode is Mode.LAYERED:
-    pass  # base refused what a tier must not hold; a repository tier needs no JWT key
+if JWT_KEYS is None and ARCANA_DEPLOYMENT.mode is not Mode.MONOLITHIC:
+    pass  # base refused what a tier or service must not hold; a repository tier needs no key
 elif JWT_KEYS is None:
     JWT_SIGNING_KEY = require_strong_key(
         "JWT_SIGNING_KEY", env.str("JWT_SIGNING_KEY", default=None)

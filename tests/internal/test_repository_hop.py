@@ -410,7 +410,7 @@ def test_every_channel_to_a_peer_tier_reconnects_within_a_second(
     for options in built:
         assert options["grpc.max_reconnect_backoff_ms"] <= 1000
         assert options["grpc.initial_reconnect_backoff_ms"] <= 1000
-    for channel in internal._health_channels["repository"]:
+    for channel in internal._health_channels[("127.0.0.1:1",)]:
         channel.close()
 
 

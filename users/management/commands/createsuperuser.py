@@ -35,6 +35,11 @@ class Command(createsuperuser.Command):
                 f"createsuperuser runs where the users' data lives: the repository tier, "
                 f"not the {deployment.tier} tier (make superuser MODE=layered)."
             )
+        if not deployment.owns("users"):
+            raise CommandError(
+                f"createsuperuser runs where the users' data lives: the users service, "
+                f"not the {deployment.service} service (make superuser MODE=microservices)."
+            )
         field = User.USERNAME_FIELD
         if not options["interactive"]:
             email = options[field] or os.environ.get(f"DJANGO_SUPERUSER_{field.upper()}")

@@ -9,6 +9,11 @@ the database, answers) and mutual TLS from ``ARCANA_INTERNAL_TLS_*``
 (plaintext only with ``ARCANA_INTERNAL_INSECURE=true``). Connections are
 closed after ``ARCANA_INTERNAL_MAX_CONNECTION_AGE`` (120 s) so that callers
 re-resolve a ``dns:///`` name and find new replicas.
+
+In microservices mode (``ARCANA_SERVICE=users|auth``, default port 50052) it
+serves ``arcana.internal.v1.Service`` with the service's own app only: what
+the other service calls (auth asks users for credentials checks, users and
+new accounts; users asks auth to end a user's sessions).
 """
 
 from typing import Any
@@ -43,11 +48,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         deployment = settings.ARCANA_DEPLOYMENT
         tier = str(deployment.tier) if deployment.tier is not None else None
+        if deployment.service is not None:
+            tier = "service"  # a microservice's internal server serves its app's service
         if tier not in DEFAULT_PORTS:
             where = f"the {tier} tier" if tier else f"{deployment.mode} mode"
             raise CommandError(
                 f"tierserver runs the service or repository tier (ARCANA_MODE=layered, "
-                f"ARCANA_TIER=service|repository), not {where}."
+                f"ARCANA_TIER=service|repository) or a microservice's internal server "
+                f"(ARCANA_MODE=microservices), not {where}."
             )
         address = parse_address(options["address"] or f"127.0.0.1:{DEFAULT_PORTS[tier]}")
         if options["grace"] < 0:
@@ -59,4 +67,5 @@ class Command(BaseCommand):
             "internal": tier,
             "max_connection_age": settings.ARCANA_INTERNAL_MAX_CONNECTION_AGE,
         }
-        run_servers(self, address, options["workers"], f"{tier} tier", server_options)
+        what = f"{deployment.service} service internal" if deployment.service else f"{tier} tier"
+        run_servers(self, address, options["workers"], what, server_options)

@@ -1,0 +1,68 @@
+"""Each microservice's database holds its own app's tables only.
+
+In microservices mode (``ARCANA_MODE=microservices``) the users service's
+``DATABASE_URL`` holds users' tables and what the admin needs (Django's auth,
+contenttypes, sessions, the admin log); the auth service's holds authn's
+refresh tokens only. :class:`ServiceDataRouter`, installed by the settings in
+that mode only:
+
+- migrates only the service's own apps on its database (the other apps'
+  migrations are recorded as applied but create nothing; Django's
+  ``post_migrate`` content types and permissions are skipped with them);
+- refuses any ORM use of another service's models with
+  :class:`ForeignDataUse`, naming the model and the boundary to use instead,
+  so hidden cross-service reads fail loudly at the call, not with "no such
+  table" from a database that happens to lack it.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Model
+
+# The apps whose tables live in the auth service's database; every other
+# installed app with models belongs to the users service (users, and what the
+# admin, which runs there, needs).
+AUTH_SERVICE_APPS = frozenset({"authn"})
+
+
+def service_of(app_label: str) -> str:
+    """The microservice whose database holds app ``app_label``'s tables."""
+    return "auth" if app_label in AUTH_SERVICE_APPS else "users"
+
+
+class ForeignDataUse(ImproperlyConfigured):
+    """Code in one microservice used another one's models."""
+
+
+class ServiceDataRouter:
+    def _here(self) -> str:
+        return str(settings.ARCANA_DEPLOYMENT.service)
+
+    def _check(self, model: type[Model]) -> None:
+        owner = service_of(model._meta.app_label)
+        if owner != self._here():
+            app = "users" if owner == "users" else "authn"
+            raise ForeignDataUse(
+                f"{model._meta.label} is the {owner} service's data, which the {self._here()} "
+                f"service reaches only through {app}.service"
+            )
+
+    def db_for_read(self, model: type[Model], **hints: Any) -> str | None:
+        self._check(model)
+        return None
+
+    def db_for_write(self, model: type[Model], **hints: Any) -> str | None:
+        self._check(model)
+        return None
+
+    def allow_relation(self, obj1: Model, obj2: Model, **hints: Any) -> bool | None:
+        return None
+
+    def allow_migrate(
+        self, db: str, app_label: str, model_name: str | None = None, **hints: Any
+    ) -> bool | None:
+        if service_of(app_label) != self._here():
+            return False
+        return None
