@@ -3,14 +3,17 @@ per-request timeouts and one log line per outage."""
 
 import logging
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
 from arcana.core import cache as arcana_cache
-from arcana.core.cache import CircuitBreaker, FailOpenRedisCache
+from arcana.core.cache import CircuitBreaker, FailOpenRedisCache, ReplyCountingRedis
+from arcana.core.rediscache import redis_cache
 
 
 def dead_redis_url() -> str:
@@ -32,6 +35,53 @@ def make_cache(url: str) -> FailOpenRedisCache:
     return FailOpenRedisCache(
         url, {"OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2}}
     )
+
+
+def _answer(connection: socket.socket) -> None:
+    """Speak just enough RESP3 for the calls below: HELLO agrees, GET finds
+    nothing, MULTI / EXEC queue and confirm, anything else (SET, CLIENT
+    SETINFO) is OK."""
+    stream = connection.makefile("rb")
+    queued = None
+    with connection, stream:
+        while header := stream.readline():
+            args = []
+            for _ in range(int(header[1:])):
+                length = int(stream.readline()[1:])
+                args.append(stream.read(length + 2)[:-2])
+            command = args[0].upper()
+            if command == b"HELLO":
+                reply = b"%1\r\n+proto\r\n:3\r\n"
+            elif command == b"MULTI":
+                queued, reply = 0, b"+OK\r\n"
+            elif command == b"EXEC":
+                reply, queued = b"*%d\r\n" % (queued or 0) + b"+OK\r\n" * (queued or 0), None
+            elif queued is not None:
+                queued, reply = queued + 1, b"+QUEUED\r\n"
+            elif command == b"GET":
+                reply = b"_\r\n"
+            else:
+                reply = b"+OK\r\n"
+            connection.sendall(reply)
+
+
+@pytest.fixture
+def answering_redis_url() -> Iterator[str]:
+    """A server on loopback that answers like Redis (an empty one)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        with server:
+            while True:
+                try:
+                    connection, _ = server.accept()
+                except OSError:  # closed: the test is over
+                    return
+                threading.Thread(target=_answer, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    server.close()
 
 
 def test_unreachable_redis_reads_miss_and_writes_are_dropped(
@@ -71,6 +121,72 @@ def test_breaker_logs_recovery_once(caplog: pytest.LogCaptureFixture) -> None:
     assert sum("unreachable" in m for m in messages) == 1
     assert messages.count("cache reachable again") == 1
     assert not breaker.is_down
+
+
+def test_calls_that_ask_redis_nothing_do_not_end_an_outage(
+    fresh_breaker: CircuitBreaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """django-redis answers these itself. Django closes every cache after every
+    request (and the gRPC servers after every call): once the retry window had
+    passed, that close "recovered" the breaker with Redis still unreachable,
+    and the next call logged the same outage a second time."""
+    dead = make_cache(dead_redis_url())
+    with caplog.at_level(logging.WARNING, logger="arcana.cache"):
+        dead.get("k")
+        assert fresh_breaker.is_down
+        time.sleep(0.25)  # past the retry window
+        assert fresh_breaker.allows_attempt()
+        dead.close()
+        dead.get_many([])
+        dead.delete_many([])
+        dead.set_many({})
+        assert fresh_breaker.is_down
+        assert dead.get("k", "fallback") == "fallback"
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("unreachable" in message for message in messages) == 1, messages
+    assert "cache reachable again" not in messages
+    assert fresh_breaker.is_down
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda c: c.get("k"), lambda c: c.set_many({"a": 1, "b": 2})],
+    ids=["command", "pipeline"],
+)
+def test_a_reply_from_redis_ends_an_outage_once(
+    fresh_breaker: CircuitBreaker,
+    caplog: pytest.LogCaptureFixture,
+    answering_redis_url: str,
+    call: Callable[[FailOpenRedisCache], object],
+) -> None:
+    answering = make_cache(answering_redis_url)
+    fresh_breaker.failed(ConnectionError())
+    time.sleep(0.25)  # past the retry window
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="arcana.cache"):
+        answering.close()
+        assert fresh_breaker.is_down
+        call(answering)
+        assert not fresh_breaker.is_down
+        call(answering)
+    assert [record.getMessage() for record in caplog.records] == ["cache reachable again"]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"REDIS_URL": "redis://127.0.0.1:6379/3"},
+        {"REDIS_SENTINELS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "arcana"},
+    ],
+    ids=["url", "sentinel"],
+)
+def test_both_redis_configurations_count_replies(environ: dict[str, str]) -> None:
+    """Without reply-counting clients the breaker would never see Redis back."""
+    settings = redis_cache(environ)
+    assert settings is not None
+    built = FailOpenRedisCache(settings["LOCATION"], settings)
+    factory = built.client._inner.connection_factory  # no connection is made
+    assert factory.redis_client_cls is ReplyCountingRedis
 
 
 def test_throttle_counts_locally_while_redis_is_down(fresh_breaker: CircuitBreaker) -> None:

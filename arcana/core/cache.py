@@ -10,6 +10,12 @@ the service. When Redis cannot be reached:
   for a connection timeout while it is down;
 - rate limits count in a per-process local-memory cache meanwhile (see
   ``throttle_cache``): still a limit, just per process instead of shared.
+
+Only a reply from Redis ends an outage. Some client calls return without
+asking Redis anything: ``close()``, which Django sends every cache at the end
+of every request and gRPC call, and ``get_many([])`` and its kin. Counted as
+successes, they "recovered" the breaker behind a cut once its retry window
+had passed, and the next real call logged the same outage again.
 """
 
 import logging
@@ -21,6 +27,8 @@ from typing import Any
 from django.core.cache import BaseCache, cache, caches
 from django_redis.cache import RedisCache
 from django_redis.exceptions import ConnectionInterrupted
+from redis import Redis
+from redis.client import Pipeline
 
 # The name log filters know; it did not change when the module moved into arcana.core.
 logger = logging.getLogger("arcana.cache")
@@ -66,6 +74,38 @@ class CircuitBreaker:
 breaker = CircuitBreaker()
 
 
+class _Replies(threading.local):
+    """How many replies Redis has sent to this thread (only the change matters)."""
+
+    count = 0
+
+
+_replies = _Replies()
+
+
+class ReplyCountingPipeline(Pipeline):
+    def parse_response(self, connection: Any, command_name: Any, **options: Any) -> Any:
+        response = super().parse_response(connection, command_name, **options)  # type: ignore[no-untyped-call]
+        _replies.count += 1
+        return response
+
+
+class ReplyCountingRedis(Redis):
+    """The redis-py client, counting the replies it reads (every command's and
+    every pipelined one's goes through ``parse_response``), so the breaker can
+    tell a call that Redis answered from one the client answered itself."""
+
+    def parse_response(self, connection: Any, command_name: Any, **options: Any) -> Any:
+        response = super().parse_response(connection, command_name, **options)  # type: ignore[no-untyped-call]
+        _replies.count += 1
+        return response
+
+    def pipeline(self, transaction: Any = True, shard_hint: Any = None) -> ReplyCountingPipeline:
+        return ReplyCountingPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+
 class _GuardedClient:
     """Wraps the django-redis client so every call passes the breaker."""
 
@@ -83,12 +123,14 @@ class _GuardedClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             if not breaker.allows_attempt():
                 raise ConnectionInterrupted(connection=None)
+            replies = _replies.count
             try:
                 result = method(*args, **kwargs)
             except ConnectionInterrupted as exc:
                 breaker.failed(exc.__cause__ or exc)
                 raise
-            breaker.succeeded()
+            if _replies.count != replies:  # Redis answered (see the module docstring)
+                breaker.succeeded()
             return result
 
         return call
@@ -105,10 +147,18 @@ class FailOpenRedisCache(RedisCache):
     same configuration in the process. Django keeps cache objects per
     execution context, and grpc runs every call in a fresh one, so without
     sharing each gRPC call would build a new Redis client.
+
+    Its redis-py clients count replies (``ReplyCountingRedis``), whatever
+    ``REDIS_CLIENT_CLASS`` says: the breaker needs them to see Redis back.
     """
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
-        params = {**params, "OPTIONS": {**params.get("OPTIONS", {}), "IGNORE_EXCEPTIONS": True}}
+        options = {
+            **params.get("OPTIONS", {}),
+            "IGNORE_EXCEPTIONS": True,
+            "REDIS_CLIENT_CLASS": f"{__name__}.ReplyCountingRedis",
+        }
+        params = {**params, "OPTIONS": options}
         super().__init__(server, params)
         self._client_key = f"{server}|{sorted(params.items(), key=str)!r}"
 
