@@ -110,6 +110,7 @@ class Server:
     argv: list[str]
     env: Mapping[str, str]
     log_path: Path
+    address: str = ""  # host:port it listens on, where its starter records it
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 

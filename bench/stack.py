@@ -54,6 +54,7 @@ one alone.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import importlib
 import json
@@ -236,6 +237,70 @@ def layered_envs(
         "service": {**common, "ARCANA_TIER": "service", "JWT_PRIVATE_KEY": private},
         "controller": {**common, "ARCANA_TIER": "controller", "JWT_PUBLIC_KEY": public},
     }
+
+
+# --- microservices mode ----------------------------------------------------------------
+
+SERVICES = ("users", "auth")
+GATEWAY_SH = ROOT / "scripts" / "gateway.sh"
+
+
+def microservices_envs(
+    env: Mapping[str, str],
+    *,
+    pki: TierPki,
+    jwt_keys: tuple[str, str],
+    databases: Mapping[str, str],
+    internal_addresses: Mapping[str, str],
+) -> dict[str, dict[str, str]]:
+    """Each microservice's environment from a monolithic server's ``env``: its
+    own database (``databases[service]``), the other one's internal address,
+    the private key for auth alone and the public key for users; both behind
+    the gateway (one trusted proxy)."""
+    private, public = jwt_keys
+    common = {
+        key: value
+        for key, value in env.items()
+        if key not in (*DATABASE_VARIABLES, "JWT_SIGNING_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY")
+    }
+    common.update(
+        ARCANA_MODE="microservices",
+        ARCANA_USERS_ADDR=internal_addresses["users"],
+        ARCANA_AUTH_ADDR=internal_addresses["auth"],
+        NUM_PROXIES="1",
+        GRPC_NUM_PROXIES="1",
+        **pki.env(),
+    )
+    keys = {"users": {"JWT_PUBLIC_KEY": public}, "auth": {"JWT_PRIVATE_KEY": private}}
+    return {
+        service: {
+            **common,
+            "ARCANA_SERVICE": service,
+            "DATABASE_URL": databases[service],
+            **keys[service],
+        }
+        for service in SERVICES
+    }
+
+
+def gateway_server(
+    env: Mapping[str, str],
+    *,
+    rest_port: int,
+    grpc_port: int,
+    upstreams: Mapping[str, str],
+    log_path: Path,
+) -> Server:
+    """nginx as the microservices gateway (``scripts/gateway.sh``), on 127.0.0.1.
+    ``upstreams``: ``USERS_REST_UPSTREAM`` ... ``AUTH_GRPC_UPSTREAM`` -> host:port."""
+    gateway_env = {
+        **env,
+        **upstreams,
+        "REST_PORT": str(rest_port),
+        "GRPC_PORT": str(grpc_port),
+        "GATEWAY_DIR": str(log_path.parent / f"nginx-{rest_port}"),
+    }
+    return Server("gateway (nginx)", [str(GATEWAY_SH)], gateway_env, log_path)
 
 
 def tier_server(env: Mapping[str, str], address: str, log_path: Path, *, name: str) -> Server:
@@ -430,6 +495,8 @@ class LiveStack:
     service_addresses: list[str] = field(default_factory=list)
     repository_address: str = ""
     admin_port: int = 0
+    # Microservices mode: "users" / "auth" -> that service's database URL.
+    databases: dict[str, str] = field(default_factory=dict)
 
     def tier_env(self, tier: str) -> dict[str, str]:
         """The environment of a layered-mode tier (``self.env`` is the controller's)."""
@@ -437,11 +504,25 @@ class LiveStack:
 
     def restart_tier(self, tier: str, index: int = 0) -> Server:
         """Start a stopped tier server again, on the same address and environment."""
-        old = self.tiers[tier][index]
-        server = Server(old.name, old.argv, old.env, old.log_path.with_suffix(".restarted.log"))
+        server = _again(self.tiers[tier][index])
         self.tiers[tier][index] = server
         self._launch(server, lambda: wait_tier_ready(server))
         return server
+
+    def stop_service(self, service: str, grace: float = 10) -> None:
+        """Microservices mode: stop every process of ``service`` (REST, gRPC, internal)."""
+        for server in self.tiers[service]:
+            server.stop(grace)
+
+    def restart_service(self, service: str) -> None:
+        """Microservices mode: start a stopped service's processes again, on the
+        same addresses and environment, and wait until each serves."""
+        rest, grpc, hop = (_again(server) for server in self.tiers[service])
+        self.tiers[service] = [rest, grpc, hop]
+        port = int(rest.address.rpartition(":")[2])
+        self._launch(rest, lambda: rest.wait_until(http_ok(port, "/healthz"), 60))
+        self._launch(grpc, lambda: grpc.wait_until(grpc_serving(grpc.address), 60))
+        self._launch(hop, lambda: wait_tier_ready(hop))
 
     def rest_json(
         self, method: str, path: str, body: Any = None, token: str = "", timeout: float = 120
@@ -530,7 +611,7 @@ def live_stack(
     """
     if not is_mysql_url(database_url):
         raise RuntimeError("live_stack needs a mysql:// DATABASE_URL")
-    if mode not in ("monolithic", "layered"):
+    if mode not in ("monolithic", "layered", "microservices"):
         raise ValueError(f"no mode {mode!r}")
     with ExitStack() as stack:
         if log_dir is None:
@@ -579,6 +660,37 @@ def live_stack(
             )
             setup_env = setup_tiers["repository"]
             env = tier_envs["controller"]
+        databases: dict[str, str] = {}
+        if mode == "microservices":
+            # Two databases: users' (the stack's own) and auth's.
+            auth_url = mysql_database_create(database_url, database_prefix)
+            stack.callback(mysql_database_drop, auth_url)
+            pki = tier_pki(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pki-"))))
+            internal = {service: f"127.0.0.1:{free_port()}" for service in SERVICES}
+            keys = jwt_key_pair()
+            server_db = database_url if server_database_url is None else server_database_url
+            databases = {"users": own_url, "auth": auth_url}
+            setup_services, tier_envs = (
+                microservices_envs(
+                    base,
+                    pki=pki,
+                    jwt_keys=keys,
+                    databases=urls,
+                    internal_addresses=internal,
+                )
+                for base, urls in (
+                    (setup_env, databases),
+                    (
+                        env,
+                        {
+                            name: with_database(server_db, database_name(url))
+                            for name, url in databases.items()
+                        },
+                    ),
+                )
+            )
+            manage(setup_services["auth"], "migrate", "--noinput")
+            setup_env = setup_services["users"]
         manage(setup_env, "migrate", "--noinput")
         admin_email = f"admin-{secrets.token_hex(3)}@live.example.com"
         create_admin(setup_env, email=admin_email, name="Live Admin", password=password)
@@ -624,18 +736,47 @@ def live_stack(
 
         rest_port = free_port()
         grpc_address = f"127.0.0.1:{free_port()}"
-        rest = rest_server(env, rest_port, log_dir / "rest.log", workers=rest_workers)
-        grpc = grpc_server(
-            {**env, **(grpc_env_overrides or {})},
-            grpc_address,
-            log_dir / "grpc.log",
-            workers=grpc_workers,
-        )
-        for server in (rest, grpc):
-            stack.callback(server.stop, stop_grace)
-            server.start()
-        wait_rest_ready(rest, rest_port, rest_workers)
-        wait_grpc_ready(grpc, grpc_address, grpc_workers)
+        if mode == "microservices":
+            tiers = _start_microservices(
+                stack,
+                tier_envs,
+                internal,
+                log_dir,
+                rest_workers=rest_workers,
+                grpc_workers=grpc_workers,
+                grpc_env_overrides=grpc_env_overrides or {},
+                stop_grace=stop_grace,
+            )
+            rest = grpc = gateway_server(
+                env,
+                rest_port=rest_port,
+                grpc_port=int(grpc_address.rpartition(":")[2]),
+                upstreams={
+                    f"{service.upper()}_{kind.upper()}_UPSTREAM": tiers[service][index].address
+                    for service in SERVICES
+                    for index, kind in enumerate(("rest", "grpc"))
+                },
+                log_path=log_dir / "gateway.log",
+            )
+            tiers["gateway"] = [rest]
+            stack.callback(rest.stop, stop_grace)
+            rest.start()
+            rest.wait_until(http_ok(rest_port, "/healthz"), 30)
+            rest.wait_until(grpc_serving(grpc_address), 30)
+            env = tier_envs["users"]
+        else:
+            rest = rest_server(env, rest_port, log_dir / "rest.log", workers=rest_workers)
+            grpc = grpc_server(
+                {**env, **(grpc_env_overrides or {})},
+                grpc_address,
+                log_dir / "grpc.log",
+                workers=grpc_workers,
+            )
+            for server in (rest, grpc):
+                stack.callback(server.stop, stop_grace)
+                server.start()
+            wait_rest_ready(rest, rest_port, rest_workers)
+            wait_grpc_ready(grpc, grpc_address, grpc_workers)
 
         status, body = rest_json(
             rest_port, "POST", "/api/v1/auth/login", {"email": admin_email, "password": password}
@@ -663,7 +804,71 @@ def live_stack(
             service_addresses=service_addresses,
             repository_address=repository_address,
             admin_port=admin_http,
+            databases=databases,
         )
+
+
+def _start_microservices(
+    stack: ExitStack,
+    envs: Mapping[str, Mapping[str, str]],
+    internal: Mapping[str, str],
+    log_dir: Path,
+    *,
+    rest_workers: int,
+    grpc_workers: int,
+    grpc_env_overrides: Mapping[str, str],
+    stop_grace: float,
+) -> dict[str, list[Server]]:
+    """Each service's REST, gRPC and internal servers, started and ready:
+    ``{"users": [rest, grpc, internal], "auth": [...]}`` (each Server's
+    ``address`` is where it listens)."""
+    servers: dict[str, list[Server]] = {}
+    ready: list[Callable[[], None]] = []
+    for service in SERVICES:
+        env = envs[service]
+        rest_port = free_port()
+        grpc_address = f"127.0.0.1:{free_port()}"
+        rest = rest_server(
+            env,
+            rest_port,
+            log_dir / f"{service}-rest.log",
+            workers=rest_workers,
+            name=f"{service} service REST (gunicorn)",
+        )
+        rest.address = f"127.0.0.1:{rest_port}"
+        grpc = grpc_server(
+            {**env, **grpc_env_overrides},
+            grpc_address,
+            log_dir / f"{service}-grpc.log",
+            workers=grpc_workers,
+            name=f"{service} service gRPC (grpcrunserver)",
+        )
+        grpc.address = grpc_address
+        hop = tier_server(
+            env,
+            internal[service],
+            log_dir / f"{service}-internal.log",
+            name=f"{service} service internal (tierserver)",
+        )
+        hop.address = internal[service]
+        servers[service] = [rest, grpc, hop]
+        for server in servers[service]:
+            stack.callback(server.stop, stop_grace)
+            server.start()
+        ready += [
+            functools.partial(wait_rest_ready, rest, rest_port, rest_workers),
+            functools.partial(wait_grpc_ready, grpc, grpc_address, grpc_workers),
+            functools.partial(wait_tier_ready, hop),
+        ]
+    for wait in ready:
+        wait()
+    return servers
+
+
+def _again(old: Server) -> Server:
+    """A stopped server's twin, to start again (its log in a new file)."""
+    log_path = old.log_path.with_suffix(".restarted.log")
+    return Server(old.name, old.argv, old.env, log_path, address=old.address)
 
 
 def log_tail(server: Server, lines: int = 40) -> str:

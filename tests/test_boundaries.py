@@ -24,7 +24,9 @@ from rest_framework.test import APIClient
 
 import authn
 import users
+from arcana.core import delegation
 from arcana.core.delegation import NotReachable
+from arcana.core.internal import RemoteBoundary
 from authn import repository as authn_repository
 from authn import services as authn_services
 from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
@@ -184,10 +186,13 @@ def test_a_tier_cannot_reach_a_boundary_two_tiers_down(
     deploy_as(settings, "controller", service_targets=("10.0.0.1:7000",))
     for app in (users, authn):
         monkeypatch.delattr(app, "repo")
+        monkeypatch.delattr(app, "service")
         with pytest.raises(NotReachable, match="repository tier, which the controller tier"):
             app.repo  # noqa: B018
         app.bind()  # start-up binds what this tier reaches ...
+        delegation.connect()
         assert "repo" not in vars(app)  # ... and leaves the rest to fail loudly on use
+        assert isinstance(vars(app)["service"], RemoteBoundary)
         vars(app)["service"].close()
     with pytest.raises(AttributeError):
         users.no_such_boundary  # noqa: B018

@@ -434,22 +434,19 @@ def container_env(document: dict[str, Any], name: str, secrets_dir: Path) -> dic
     return resolved
 
 
-# Microservices mode is refused by the settings until it lands (arcana/modes.py);
-# add it here then.
-LOADABLE = ("monolithic", "layered")
-
-
 def test_every_container_environment_loads_in_production(tmp_path: Path) -> None:
     from scripts.compose_secrets import generate
 
     generate(tmp_path)
     environments: dict[tuple[tuple[str, str], ...], list[str]] = {}
-    for mode in LOADABLE:
+    for mode in MODES:
         document = load(mode)
         for name in apps(document):
             key = tuple(sorted(container_env(document, name, tmp_path).items()))
             environments.setdefault(key, []).append(f"{mode}/{name}")
-    assert len(environments) == 5  # monolithic; layered controller, service, repository, admin
+    # monolithic; layered controller, service, repository, admin; per microservice
+    # its REST + gRPC, its tier (TLS files, port) and its migrate step (no TLS).
+    assert len(environments) == 11, sorted(environments.values())
 
     def check(environment: tuple[tuple[str, str], ...]) -> subprocess.CompletedProcess[str]:
         return run_manage("check", settings="arcana.settings.production", env=dict(environment))

@@ -199,8 +199,32 @@ class Boundaries:
         return implementation
 
     def bind(self) -> None:
-        """At start-up (``AppConfig.ready``): bind every boundary that is
-        local or remote from this tier; leave those out of reach to fail on use."""
+        """At start-up (``AppConfig.ready``): bind every local boundary. Remote
+        ones wait for :func:`connect` (serving processes) or their first use
+        (commands: ``migrate`` needs no peer, so no certificate for one); those
+        out of reach fail on use."""
+        _ALL[self._app] = self
         for name in self._local:
-            with contextlib.suppress(NotReachable):
+            if self._is_local(name):
                 self.resolve(name)
+
+    def connect(self) -> None:
+        """Build every remote boundary of this app (bad TLS settings raise here)."""
+        for name in self._local:
+            if name not in self._namespace:
+                with contextlib.suppress(NotReachable):
+                    self.resolve(name)
+
+
+# Every app's boundaries, by app, once bound.
+_ALL: dict[str, Boundaries] = {}
+
+
+def connect() -> None:
+    """In a process that serves (``arcana.wsgi``, the gRPC servers), at start:
+    build the clients of every remote boundary, so that a missing or bad
+    certificate stops the server before it takes a request."""
+    if mode() == MONOLITHIC:
+        return
+    for boundaries in _ALL.values():
+        boundaries.connect()

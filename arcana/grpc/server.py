@@ -245,6 +245,7 @@ def build_server(
         reflection = False
     compat.ensure_grpc_logging()
     keep_caches_per_thread()
+    delegation.connect()  # the peers' clients: bad TLS settings stop the server here
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=max_workers + max_streams, thread_name_prefix="grpc-worker"

@@ -197,6 +197,8 @@ def test_the_service_tier_binds_remote_repositories_and_local_services(
         monkeypatch.delattr(app, "service")
         monkeypatch.delattr(app, "repo")
         app.bind()
+        assert "repo" not in vars(app)  # a command (migrate, check) needs no peer
+        delegation.connect()  # what a serving process does at start
         assert isinstance(vars(app)["repo"], RemoteBoundary)
         assert vars(app)["service"].__name__ == f"{app.__name__}.services"
         vars(app)["repo"].close()
@@ -256,11 +258,13 @@ def test_a_service_tier_without_internal_tls_refuses_to_start() -> None:
         "ARCANA_REPOSITORY_ADDR": "repository:50053",
         **tier_keys("service"),
     }
-    assert refusal(run_manage("check", env=env)) == (
+    # Commands that call no peer run without its certificate; a server does not start.
+    assert run_manage("check", env=env).returncode == 0
+    assert refusal(run_manage("tierserver", "127.0.0.1:0", env=env)) == (
         "internal calls need mutual TLS (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA) "
         "or ARCANA_INTERNAL_INSECURE=true"
     )
     half = {**env, "ARCANA_INTERNAL_TLS_CERT": "/etc/arcana/tier.pem"}
-    assert refusal(run_manage("check", env=half)) == (
+    assert refusal(run_manage("tierserver", "127.0.0.1:0", env=half)) == (
         "ARCANA_INTERNAL_TLS_KEY must be set with the other internal TLS settings"
     )

@@ -1,11 +1,13 @@
 """Every deployment mode passes the same end-to-end flow through its public
-REST and gRPC ports (issue 8), as production runs it: ``live_stack`` on
-MariaDB + Redis, monolithic (gunicorn + grpcrunserver) and layered (the
-controller tier on the public ports, two service-tier replicas, the
-repository tier, mutual TLS between them).
+REST and gRPC ports, as production runs it: ``live_stack`` on MariaDB +
+Redis, monolithic (gunicorn + grpcrunserver), layered (the controller tier
+on the public ports, two service-tier replicas, the repository tier, mutual
+TLS between them) and microservices (the nginx gateway on the public ports,
+in front of a users service and an auth service, each with its own
+database, calling each other's internal gRPC with mutual TLS).
 
-The layered stack's internal ports also have to refuse any client that does
-not present a certificate of the tiers' CA.
+The internal ports also have to refuse any client that does not present a
+certificate of the deployment's CA.
 """
 
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcana.core.internal import SERVICE_NAMES
 from arcana.core.wire import Codec
-from bench.stack import LiveStack, live_stack
+from bench.stack import LiveStack, live_stack, mysql_connect
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 from tests.factories import DEFAULT_PASSWORD
 from tests.live.conftest import UNTHROTTLED, live_database_url, live_redis_url, server_log_problems
@@ -28,7 +30,7 @@ from users.interfaces import UserRepositoryInterface, UserServiceInterface
 
 pytestmark = pytest.mark.live
 
-MODES = ["monolithic", "layered"]
+MODES = ["monolithic", "layered", "microservices"]
 CALL_TIMEOUT = 10
 
 
@@ -59,13 +61,30 @@ def test_the_user_journey_through_both_public_ports(deployed: LiveStack) -> None
     if deployed.mode == "layered":  # the edge reached the data through both replicas
         for server in deployed.tiers["service"]:
             server.check_alive()
+    if deployed.mode == "microservices":  # each service kept its own data, and only its own
+        tables = {service: _tables(url) for service, url in deployed.databases.items()}
+        assert "users_user" in tables["users"]
+        assert "authn_refreshtoken" in tables["auth"]
+        assert not {table for table in tables["users"] if table.startswith("authn_")}
+        assert tables["auth"] == {"authn_refreshtoken", "django_migrations"}
+        with mysql_connect(deployed.databases["auth"]) as auth_db:
+            cursor = auth_db.cursor()
+            cursor.execute("SELECT COUNT(DISTINCT user_id) FROM authn_refreshtoken")
+            assert cursor.fetchone()[0] >= 2  # the journeys' users and the admin logged in
+
+
+def _tables(url: str) -> set[str]:
+    with mysql_connect(url) as db:
+        cursor = db.cursor()
+        cursor.execute("SHOW TABLES")
+        return {row[0] for row in cursor.fetchall()}
 
 
 # --- the internal ports: mutual TLS --------------------------------------------------------
 
 
 def _tls(stack: LiveStack) -> dict[str, bytes]:
-    env = stack.tier_env("service")
+    env = stack.tier_env("service" if stack.mode == "layered" else "users")
     return {
         name: Path(env[f"ARCANA_INTERNAL_TLS_{name.upper()}"]).read_bytes()
         for name in ("cert", "key", "ca")
@@ -133,10 +152,18 @@ def _attempt(
     return codes[0], codes[1], result
 
 
-@pytest.mark.parametrize("deployed", ["layered"], indirect=True)
-@pytest.mark.parametrize("home", ["repository", "service"])
+@pytest.mark.parametrize(
+    ("deployed", "home"),
+    [("layered", "repository"), ("layered", "service"), ("microservices", "service")],
+    indirect=["deployed"],
+)
 def test_internal_ports_admit_only_the_tiers_certificate(deployed: LiveStack, home: str) -> None:
-    address = deployed.repository_address if home == "repository" else deployed.service_addresses[0]
+    if deployed.mode == "microservices":  # users' internal server: users.service
+        address = deployed.tiers["users"][2].address
+    elif home == "repository":
+        address = deployed.repository_address
+    else:
+        address = deployed.service_addresses[0]
     outcomes = {
         name: _attempt(address, credentials, home, deployed)
         for name, credentials in _clients(deployed).items()

@@ -25,7 +25,7 @@ from arcana.grpc.server import served_services
 from arcana.modes import Deployment, Mode, Service
 from authn.models import RefreshToken
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
-from tests.commands import command_error, run_service
+from tests.commands import command_error, refusal, run_service
 from tests.grpc.conftest import live_db, start_server
 from tests.jwtkeys import key_pair, simple_jwt
 from tests.routing import refused as _refused
@@ -276,3 +276,22 @@ def test_each_service_serves_its_own_grpc_service(
     finally:
         server.stop(0).wait(5)
     assert django_settings.ARCANA_DEPLOYMENT.service is Service(service)
+
+
+def test_a_service_without_internal_tls_runs_commands_but_serves_nothing(tmp_path: Path) -> None:
+    """migrate needs no certificate for a peer it never calls; the servers
+    (WSGI and both gRPC servers) refuse to start without one."""
+    env = {
+        "USERS_DATABASE_URL": f"sqlite:///{tmp_path / 'users.sqlite3'}",
+        "ARCANA_INTERNAL_INSECURE": "false",
+    }
+    migrated = run_service("users", "migrate", "--noinput", "-v", "0", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    message = (
+        "internal calls need mutual TLS (ARCANA_INTERNAL_TLS_CERT, _KEY and _CA) "
+        "or ARCANA_INTERNAL_INSECURE=true"
+    )
+    for command in (["grpcrunserver", "127.0.0.1:0"], ["tierserver", "127.0.0.1:0"]):
+        assert refusal(run_service("users", *command, env=env)) == message, command
+    wsgi = run_service("users", "shell", "-c", "import arcana.wsgi", env=env)
+    assert refusal(wsgi) == message

@@ -67,5 +67,9 @@ class Command(BaseCommand):
             "internal": tier,
             "max_connection_age": settings.ARCANA_INTERNAL_MAX_CONNECTION_AGE,
         }
-        what = f"{deployment.service} service internal" if deployment.service else f"{tier} tier"
+        what = (
+            f"{deployment.service} service's internal tier"
+            if deployment.service
+            else f"{tier} tier"
+        )
         run_servers(self, address, options["workers"], what, server_options)
