@@ -207,6 +207,13 @@ def jwt_key_pair() -> tuple[str, str]:
 DATABASE_VARIABLES = ("DATABASE_URL", "DATABASE_REPLICA_URLS")
 
 
+def _without_credentials(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` less the database and the JWT keys, which each split process gets
+    only where it needs them."""
+    held = (*DATABASE_VARIABLES, "JWT_SIGNING_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY")
+    return {key: value for key, value in env.items() if key not in held}
+
+
 def layered_envs(
     env: Mapping[str, str],
     *,
@@ -221,11 +228,7 @@ def layered_envs(
     controller."""
     private, public = jwt_keys
     database = {key: env[key] for key in DATABASE_VARIABLES if key in env}
-    common = {
-        key: value
-        for key, value in env.items()
-        if key not in (*DATABASE_VARIABLES, "JWT_SIGNING_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY")
-    }
+    common = _without_credentials(env)
     common.update(
         ARCANA_MODE="layered",
         ARCANA_SERVICE_ADDR=",".join(service_addresses),
@@ -258,11 +261,7 @@ def microservices_envs(
     the private key for auth alone and the public key for users; both behind
     the gateway (one trusted proxy)."""
     private, public = jwt_keys
-    common = {
-        key: value
-        for key, value in env.items()
-        if key not in (*DATABASE_VARIABLES, "JWT_SIGNING_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY")
-    }
+    common = _without_credentials(env)
     common.update(
         ARCANA_MODE="microservices",
         ARCANA_USERS_ADDR=internal_addresses["users"],
