@@ -1,6 +1,7 @@
-"""``make run MODE=layered`` as a developer runs it: ``scripts/run.sh`` (honcho,
-procfiles/layered.Procfile, scripts/tier.sh) on side ports and a SQLite file
-of this test's, the admin made by ``make superuser MODE=layered NOINPUT=1``'s
+"""``make run MODE=layered`` and ``MODE=microservices`` as a developer runs
+them: ``scripts/run.sh`` (honcho, procfiles/<mode>.Procfile, scripts/tier.sh
+or scripts/service.sh and the nginx gateway) on side ports and SQLite files of
+this test's, the admin made by ``make superuser MODE=... NOINPUT=1``'s
 command, the end-to-end flow through the public REST and gRPC ports, then
 Ctrl-C, which must stop every process it started."""
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.servers import free_port, grpc_serving, http_ok
-from tests.commands import ROOT, child_env, run_tier
+from tests.commands import ROOT, child_env, run_service, run_tier
 from tests.factories import DEFAULT_PASSWORD
 from tests.live.flow import JOURNEY_DEADLINE, Admin, run_journeys
 
@@ -98,23 +99,7 @@ def refuses(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.fixture
-def layered_run(tmp_path: Path) -> Iterator[Run]:
-    ports = {name: free_port() for name in ("PORT", "GRPC_PORT", "ADMIN_PORT")}
-    ports.update(SERVICE_PORT=free_port(), REPOSITORY_PORT=free_port())
-    # make run's settings: manage.py's default, development.
-    env = child_env(DEVELOPMENT)
-    env.update(
-        MODE="layered",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'layered.sqlite3'}",
-        CACHE_DIR=str(tmp_path / "cache"),  # throttle counters of this run only
-        THROTTLE_LOGIN="1000/min",
-        THROTTLE_REGISTER="1000/min",
-        PYTHONUNBUFFERED="1",
-        **JOURNEY_DEADLINE,
-        **{name: str(port) for name, port in ports.items()},
-    )
-    log = tmp_path / "run.log"
+def start_run(env: dict[str, str], ports: dict[str, int], log: Path) -> Run:
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["scripts/run.sh"],
@@ -125,15 +110,81 @@ def layered_run(tmp_path: Path) -> Iterator[Run]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal's job is
         )
-    run = Run(process, env, ports, log)
+    return Run(process, env, ports, log)
+
+
+def kill_run(run: Run) -> None:
+    if run.process.poll() is None:
+        os.killpg(run.process.pid, signal.SIGKILL)
+        for pid in process_tree(run.process.pid):
+            os.kill(pid, signal.SIGKILL)
+        run.process.wait(timeout=10)
+
+
+def run_env(tmp_path: Path, mode: str, ports: dict[str, int]) -> dict[str, str]:
+    # make run's settings: manage.py's default, development.
+    env = child_env(DEVELOPMENT)
+    env.update(
+        MODE=mode,
+        CACHE_DIR=str(tmp_path / "cache"),  # throttle counters of this run only
+        THROTTLE_LOGIN="1000/min",
+        THROTTLE_REGISTER="1000/min",
+        PYTHONUNBUFFERED="1",
+        **JOURNEY_DEADLINE,
+        **{name: str(port) for name, port in ports.items()},
+    )
+    return env
+
+
+@pytest.fixture
+def layered_run(tmp_path: Path) -> Iterator[Run]:
+    ports = {name: free_port() for name in ("PORT", "GRPC_PORT", "ADMIN_PORT")}
+    ports.update(SERVICE_PORT=free_port(), REPOSITORY_PORT=free_port())
+    env = run_env(tmp_path, "layered", ports)
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'layered.sqlite3'}"
+    run = start_run(env, ports, tmp_path / "run.log")
     try:
         yield run
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            for pid in process_tree(process.pid):
-                os.kill(pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        kill_run(run)
+
+
+MICROSERVICES_PORTS = (
+    "PORT",
+    "GRPC_PORT",
+    "USERS_PORT",
+    "AUTH_PORT",
+    "USERS_GRPC_PORT",
+    "AUTH_GRPC_PORT",
+    "USERS_INTERNAL_PORT",
+    "AUTH_INTERNAL_PORT",
+)
+
+
+@pytest.fixture
+def microservices_run(tmp_path: Path) -> Iterator[Run]:
+    ports = {name: free_port() for name in MICROSERVICES_PORTS}
+    env = run_env(tmp_path, "microservices", ports)
+    env["USERS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'users.sqlite3'}"
+    env["AUTH_DATABASE_URL"] = f"sqlite:///{tmp_path / 'auth.sqlite3'}"
+    env["GATEWAY_DIR"] = str(tmp_path / "nginx")
+    run = start_run(env, ports, tmp_path / "run.log")
+    try:
+        yield run
+    finally:
+        kill_run(run)
+
+
+def ctrl_c_stops_everything(run: Run, tree: dict[int, tuple[str, dict[str, str]]]) -> None:
+    """Ctrl-C: the terminal sends SIGINT to the whole foreground process group."""
+    os.killpg(run.process.pid, signal.SIGINT)
+    run.process.wait(timeout=STOP_TIMEOUT)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while (survivors := [pid for pid in tree if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not survivors, {pid: tree[pid][0] for pid in survivors}
+    assert all(refuses(port) for port in run.ports.values()), run.tail()
+    assert "Traceback" not in run.log_text(), run.tail()
 
 
 def test_make_run_layered_serves_the_flow_and_ctrl_c_stops_everything(layered_run: Run) -> None:
@@ -182,12 +233,50 @@ def test_make_run_layered_serves_the_flow_and_ctrl_c_stops_everything(layered_ru
             assert env["DATABASE_URL"] == run.env["DATABASE_URL"]
         assert ("JWT_PRIVATE_KEY" in env) == (env["ARCANA_TIER"] == "service")
 
-    # Ctrl-C: the terminal sends SIGINT to the whole foreground process group.
-    os.killpg(run.process.pid, signal.SIGINT)
-    run.process.wait(timeout=STOP_TIMEOUT)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while (survivors := [pid for pid in tree if alive(pid)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not survivors, {pid: tree[pid][0] for pid in survivors}
-    assert all(refuses(port) for port in ports.values()), run.tail()
-    assert "Traceback" not in run.log_text(), run.tail()
+    ctrl_c_stops_everything(run, tree)
+
+
+def test_make_run_microservices_serves_the_flow_through_the_gateway(
+    microservices_run: Run,
+) -> None:
+    run, ports = microservices_run, microservices_run.ports
+    grpc_address = f"127.0.0.1:{ports['GRPC_PORT']}"
+    run.wait_until(http_ok(ports["USERS_PORT"], "/readyz"), STARTUP_TIMEOUT, "users /readyz")
+    run.wait_until(http_ok(ports["AUTH_PORT"], "/readyz"), STARTUP_TIMEOUT, "auth /readyz")
+    run.wait_until(grpc_serving(grpc_address), STARTUP_TIMEOUT, "gRPC health at the gateway")
+    run.wait_until(http_ok(ports["USERS_PORT"], "/admin/login/"), STARTUP_TIMEOUT, "the admin")
+
+    # What `make superuser MODE=microservices NOINPUT=1` runs, beside the running services.
+    admin = Admin(email="root@e2e.example.com", password=DEFAULT_PASSWORD)
+    created = run_service(
+        "users",
+        "createsuperuser",
+        "--noinput",
+        settings=DEVELOPMENT,
+        env={
+            "USERS_DATABASE_URL": run.env["USERS_DATABASE_URL"],
+            "CACHE_DIR": run.env["CACHE_DIR"],
+            "DJANGO_SUPERUSER_EMAIL": admin.email,
+            "DJANGO_SUPERUSER_NAME": "Root Admin",
+            "DJANGO_SUPERUSER_PASSWORD": admin.password,
+        },
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+
+    run_journeys(ports["PORT"], grpc_address, admin, password=DEFAULT_PASSWORD)
+
+    # Each service's processes hold its own database and key, and nothing of the other's.
+    tree = process_tree(run.process.pid)
+    django = [env for argv, env in tree.values() if "manage.py" in argv and "python" in argv]
+    by_service: dict[str, set[tuple[str, str]]] = {}
+    for env in django:
+        key = "JWT_PRIVATE_KEY" if "JWT_PRIVATE_KEY" in env else "JWT_PUBLIC_KEY"
+        by_service.setdefault(env["ARCANA_SERVICE"], set()).add((env["DATABASE_URL"], key))
+    assert by_service == {
+        "users": {(run.env["USERS_DATABASE_URL"], "JWT_PUBLIC_KEY")},
+        "auth": {(run.env["AUTH_DATABASE_URL"], "JWT_PRIVATE_KEY")},
+    }, by_service
+    assert len(django) == 6  # REST, gRPC and internal server of each
+    assert any("nginx" in argv for argv, _ in tree.values())
+
+    ctrl_c_stops_everything(run, tree)
