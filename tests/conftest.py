@@ -13,7 +13,13 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from authn.services import TokenPair, token_pair_issue
 from tests.factories import DEFAULT_PASSWORD, UserFactory
-from tests.layered import deployment_mode, layered, tier_servers  # noqa: F401 - fixtures
+from tests.layered import (  # noqa: F401 - fixtures
+    deployment_mode,
+    layered,
+    microservices,
+    service_servers,
+    tier_servers,
+)
 from tests.routing import routed_as  # noqa: F401 - a fixture
 from tests.secret_scan import SecretScanner
 from users import repository

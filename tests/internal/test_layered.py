@@ -27,7 +27,7 @@ from tests.layered import (
     CONTROLLER,
     REPOSITORY,
     SERVICE,
-    ByTier,
+    ByPlace,
     Layered,
     at_tier,
     current_tier,
@@ -77,7 +77,7 @@ def test_grpc_requests_enter_the_controller_tier(
 
 def bound(boundary: object) -> object:
     """What ``boundary`` (a package attribute) is in the running code's tier."""
-    assert isinstance(boundary, ByTier)
+    assert isinstance(boundary, ByPlace)
     return boundary.current()
 
 

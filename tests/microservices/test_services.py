@@ -147,6 +147,21 @@ def test_migrations_follow_the_owner(
     assert (service_of(app) == service) is (allowed is None)
 
 
+def test_the_router_asks_where_the_code_runs_and_refuses_nothing_outside_a_service() -> None:
+    """``here``: where both services run in one process (tests/layered.py),
+    the running call's service; None outside any service's code."""
+    where: list[str | None] = ["auth"]
+    router = ServiceDataRouter(here=lambda: where[0])
+    with pytest.raises(ForeignDataUse, match=r"^users\.User .* the auth service reaches"):
+        router.db_for_read(User)
+    assert router.db_for_write(RefreshToken) is None
+    assert router.allow_migrate("default", "users") is False
+    where[0] = None
+    assert router.db_for_read(User) is router.db_for_write(RefreshToken) is None
+    assert router.allow_migrate("default", "users") is router.allow_migrate("default", "authn")
+    assert router.allow_migrate("default", "authn") is None
+
+
 # --- what each service reaches -----------------------------------------------------------
 
 
