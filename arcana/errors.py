@@ -11,13 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from arcana.core.exceptions import ApplicationError, InvalidInput, Throttled, Unavailable
+from arcana.core.exceptions import (
+    DATABASE_DOWN_ERRORS,
+    ApplicationError,
+    InvalidInput,
+    Throttled,
+    database_error_as_domain,
+)
 from arcana.core.rest import error_body, error_json
 
 logger = logging.getLogger("arcana.errors")
@@ -44,14 +49,6 @@ GRPC_STATUS_BY_KIND: dict[str, str] = {
     "unavailable": "UNAVAILABLE",
     "internal": "INTERNAL",
 }
-
-# Exceptions that mean "the database cannot be reached right now".
-DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
-
-
-def database_error_as_domain(exc: Exception) -> Unavailable:
-    logger.error("database unavailable: %s", exc.__class__.__name__)
-    return Unavailable("The database is unavailable; try again shortly.")
 
 
 def application_error_body(exc: ApplicationError) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 
 from arcana.core.context import accept_request_id, call_context
+from arcana.core.exceptions import DATABASE_DOWN_ERRORS, database_error_as_domain
 from arcana.core.rest import error_json
-from arcana.errors import DATABASE_DOWN_ERRORS, database_error_as_domain
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
 

@@ -120,7 +120,7 @@ def test_closing_is_harmless(refused: str) -> None:
 
 def test_it_is_a_configuration_error_not_a_database_outage() -> None:
     """An outage answers 503 (OperationalError); this is a layering bug."""
-    from arcana.errors import DATABASE_DOWN_ERRORS
+    from arcana.core.exceptions import DATABASE_DOWN_ERRORS
 
     assert issubclass(HiddenDatabaseUse, ImproperlyConfigured)
     assert not issubclass(HiddenDatabaseUse, DATABASE_DOWN_ERRORS)

@@ -6,7 +6,12 @@ machine ``code``. ``arcana.errors`` is the one place that turns a kind into an
 HTTP status or a gRPC status code.
 """
 
+import logging
 from typing import ClassVar
+
+from django.db import InterfaceError, OperationalError
+
+logger = logging.getLogger("arcana.errors")
 
 
 class ApplicationError(Exception):
@@ -71,3 +76,14 @@ class Unavailable(ApplicationError):
     kind = "unavailable"
     code = "service_unavailable"
     default_message = "The service is temporarily unavailable; try again shortly."
+
+
+# Exceptions that mean "the database cannot be reached right now".
+DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_error_as_domain(exc: Exception) -> Unavailable:
+    """A database outage as the domain error every transport answers (503,
+    ``UNAVAILABLE``, and the same failure across an internal hop)."""
+    logger.error("database unavailable: %s", exc.__class__.__name__)
+    return Unavailable("The database is unavailable; try again shortly.")

@@ -45,7 +45,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_finished, request_started
 
 from arcana.core.context import acting_user, call_context, request_id
-from arcana.core.exceptions import ApplicationError, Unavailable
+from arcana.core.exceptions import (
+    DATABASE_DOWN_ERRORS,
+    ApplicationError,
+    Unavailable,
+    database_error_as_domain,
+)
 from arcana.core.pem import TlsError, check_private_key, pem_certificates
 from arcana.core.wire import Codec, Failure, WireError, error_from, failure_of
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
@@ -527,6 +532,10 @@ class BoundaryServicer:
             result = getattr(implementation, method)(**arguments)
         except ApplicationError as exc:
             return boundary_pb2.InvokeReply(failure=_failure_message(failure_of(exc))), None
+        except DATABASE_DOWN_ERRORS as exc:
+            # As in monolithic mode: the caller answers 503 / UNAVAILABLE.
+            failure = failure_of(database_error_as_domain(exc))
+            return boundary_pb2.InvokeReply(failure=_failure_message(failure)), None
         except Exception:
             logger.exception(
                 "internal call %s.%s failed", request.boundary, method, extra=dict(extra)

@@ -22,12 +22,16 @@ from typing import Any
 import grpc
 from rest_framework import exceptions as drf_exceptions
 
-from arcana.core.exceptions import ApplicationError, InvalidInput, Throttled
-from arcana.errors import (
+from arcana.core.exceptions import (
     DATABASE_DOWN_ERRORS,
+    ApplicationError,
+    InvalidInput,
+    Throttled,
+    database_error_as_domain,
+)
+from arcana.errors import (
     GRPC_STATUS_BY_KIND,
     HTTP_STATUS_BY_KIND,
-    database_error_as_domain,
     drf_error_code,
     drf_error_message,
     flat_field_errors,

@@ -17,9 +17,10 @@ from rest_framework.test import APIClient
 from authn.models import RefreshToken
 from tests.conftest import client_for, tokens_for
 from tests.factories import DEFAULT_PASSWORD
+from tests.layered import every_mode
 from users.models import User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, every_mode]
 
 STRONG = "a long and unusual passphrase 42"
 
