@@ -105,6 +105,7 @@ def running_gateway(
         [str(SCRIPT)],
         gateway_env(upstreams, rest_port, grpc_port, run_dir),
         directory / f"{name}.log",
+        append_log=True,
     )
     try:
         server.start()

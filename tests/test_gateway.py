@@ -26,7 +26,7 @@ import grpc
 import pytest
 import yaml
 
-from bench.servers import free_port
+from bench.servers import Server, free_port, http_ok
 from scripts import gateway as renderer
 from tests.gateway import (
     Gateway,
@@ -37,6 +37,7 @@ from tests.gateway import (
     run_script,
     running_gateway,
 )
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_ID = re.compile(r"[0-9a-f]{32}")  # nginx's $request_id
@@ -597,3 +598,30 @@ def test_bootstrap_installs_nginx_for_the_gateway_and_for_development() -> None:
     gateway = (ROOT / "scripts" / "gateway.sh").read_text()
     assert "scripts/bootstrap.sh --gateway" in gateway
     assert "apt-get" not in gateway
+
+
+def test_a_procfile_line_runs_it_under_honcho(tmp_path: Path) -> None:
+    """``gateway: scripts/gateway.sh`` as make run's Procfiles have it: serves
+    in the foreground, and honcho's SIGTERM stops every nginx process."""
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("gateway: scripts/gateway.sh\n")
+    env = good_env(tmp_path)
+    server = Server(
+        "honcho",
+        [str(ROOT / ".venv" / "bin" / "honcho"), "start", "-f", str(procfile), "-d", str(ROOT)],
+        env,
+        tmp_path / "honcho.log",
+    )
+    try:
+        server.start()
+        server.wait_until(http_ok(int(env["REST_PORT"]), "/healthz"), timeout=30)
+        nginx = [
+            pid for pid in server.pids() if Path(f"/proc/{pid}/comm").read_text().strip() == "nginx"
+        ]
+        assert len(nginx) == 3  # the master and GATEWAY_WORKERS=2 workers
+    finally:
+        server.stop(grace=10)
+    assert server.process is not None
+    assert server.process.returncode is not None
+    wait_for(lambda: not [pid for pid in nginx if Path(f"/proc/{pid}").exists()], timeout=5)
+    assert "gateway.1 | " in server.log_text()
