@@ -36,6 +36,11 @@ fi
 if [ $want_dev -eq 1 ] && ! command -v docker-compose >/dev/null 2>&1; then
   need_apt+=(docker-compose)
 fi
+# Development: envsubst renders the gateway's template as the nginx image does
+# (tests/test_gateway.py compares it with scripts/gateway.py).
+if [ $want_dev -eq 1 ] && ! command -v envsubst >/dev/null 2>&1; then
+  need_apt+=(gettext-base)
+fi
 # The microservices gateway: Debian's nginx (scripts/gateway.sh). Not on PATH
 # for every user (/usr/sbin), hence the explicit look. Debian starts a packaged
 # service on install unless policy-rc.d forbids it (container images do);

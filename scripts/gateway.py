@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         if K8S_CONFIG.read_text() != made:
-            print(f"gateway: {K8S_CONFIG.relative_to(ROOT)} is stale: run scripts/gateway.py k8s")
+            stale = K8S_CONFIG.relative_to(ROOT)
+            print(f"gateway: {stale} is stale: run scripts/gateway.py k8s", file=sys.stderr)
             return 1
         return 0
     K8S_CONFIG.write_text(made)

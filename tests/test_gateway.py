@@ -13,7 +13,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -436,6 +438,28 @@ def test_an_oversized_body_is_refused_as_json_before_any_service(
     assert stubs["auth_rest"].requests == before
 
 
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"GET /api/v1/users HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 400),
+        (b"GET /api/v1/users/" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400),
+    ],
+    ids=["header-too-large", "uri-too-long", "bad-content-length"],
+)
+def test_requests_nginx_refuses_get_json_errors(
+    gateway: Gateway, stubs: dict[str, Any], request_head: bytes, status: int
+) -> None:
+    before = stubs["users_rest"].requests
+    with socket.create_connection(("127.0.0.1", gateway.rest_port), timeout=5) as sock:
+        sock.sendall(request_head)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == status
+        assert json.loads(response.read()) == {"error": "Bad request.", "code": "bad_request"}
+    assert stubs["users_rest"].requests == before
+
+
 # --- slow clients ---------------------------------------------------------------------------
 
 
@@ -518,8 +542,6 @@ def test_the_local_config_is_valid_nginx(tmp_path: Path) -> None:
 
 
 def run_nginx_check(config: Path, prefix: Path) -> Any:
-    import subprocess
-
     return subprocess.run(
         [nginx_binary(), "-t", "-q", "-e", "stderr", "-p", f"{prefix}/", "-c", str(config)],
         capture_output=True,
@@ -625,3 +647,48 @@ def test_a_procfile_line_runs_it_under_honcho(tmp_path: Path) -> None:
     assert server.process.returncode is not None
     wait_for(lambda: not [pid for pid in nginx if Path(f"/proc/{pid}").exists()], timeout=5)
     assert "gateway.1 | " in server.log_text()
+
+
+def test_the_nginx_image_renders_the_template_as_the_script_does(tmp_path: Path) -> None:
+    """The official image's 20-envsubst-on-templates.sh: envsubst of every
+    variable defined in the container (nginx's own $vars survive, being
+    lowercase), with compose's environment for the gateway."""
+    envsubst = shutil.which("envsubst")
+    assert envsubst, "envsubst is missing: scripts/bootstrap.sh --dev installs it (gettext-base)"
+    compose = yaml.safe_load((ROOT / "docker" / "compose.microservices.yml").read_text())
+    environment = {
+        k: str(v).replace("$$", "$")
+        for k, v in compose["services"]["gateway"]["environment"].items()
+    }
+    # What else the image defines.
+    container = {
+        "PATH": "/usr/sbin:/usr/bin",
+        "HOME": "/root",
+        "HOSTNAME": "gw",
+        "NGINX_VERSION": "1.27.5",
+    }
+    container |= environment
+    shell_format = " ".join(f"${{{name}}}" for name in container)
+    rendered = subprocess.run(
+        [envsubst, shell_format],
+        input=renderer.TEMPLATE.read_text(),
+        env=container,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    assert rendered == renderer.render_template(environment)
+    assert "$proxy_add_x_forwarded_for" in rendered
+    assert "X-Forwarded-Proto $scheme;" in rendered
+    assert "server users-rest:8000;" in rendered
+    # and what the image would run is valid nginx, with its own main config.
+    (tmp_path / "arcana.conf").write_text(
+        re.sub(r"server [a-z]+-(rest|grpc):(\d+);", r"server 127.0.0.1:\2;", rendered)
+        .replace("listen 8000;", f"listen 127.0.0.1:{free_port()};")
+        .replace("listen 50051 http2;", f"listen 127.0.0.1:{free_port()} http2;")
+    )
+    main = tmp_path / "nginx.conf"
+    main.write_text(renderer.local_main_config(tmp_path))
+    result = run_nginx_check(main, tmp_path)
+    assert result.returncode == 0, result.stderr
