@@ -472,7 +472,7 @@ def test_slow_clients_wait_at_the_gateway_not_at_the_service(
     before = (users.requests, users.connections)
     latencies = []
     with Trickle(gateway.rest_port, 200, interval=0.5) as slow:
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             started = time.monotonic()
             response, raw = rest(gateway.rest_port, "GET", "/api/v1/users/1")
