@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -81,15 +82,25 @@ def gateway_env(
 def run_script(
     env: Mapping[str, str], *args: str, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    """``scripts/gateway.sh`` to its end (for a configuration it refuses)."""
-    return subprocess.run(
+    """``scripts/gateway.sh`` to its end (for a configuration it refuses). If
+    it serves instead, its whole process group goes at the timeout: nginx's
+    workers outlive a killed master."""
+    with subprocess.Popen(
         [str(SCRIPT), *args],
         env=dict(env),
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @contextmanager
