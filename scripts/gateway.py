@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "render":
-            print(render_local(args.dir, os.environ))
+            print(render_local(args.dir, os.environ).resolve())  # nginx -c: from its prefix
             return 0
         made = k8s_config()
     except GatewayConfigError as exc:

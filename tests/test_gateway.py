@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import socket
@@ -628,6 +629,8 @@ def test_a_procfile_line_runs_it_under_honcho(tmp_path: Path) -> None:
     procfile = tmp_path / "Procfile"
     procfile.write_text("gateway: scripts/gateway.sh\n")
     env = good_env(tmp_path)
+    # Relative, as the default (.run/nginx) is: nginx must still find it.
+    env["GATEWAY_RUN_DIR"] = os.path.relpath(tmp_path / "run", ROOT)
     server = Server(
         "honcho",
         [str(ROOT / ".venv" / "bin" / "honcho"), "start", "-f", str(procfile), "-d", str(ROOT)],
