@@ -7,7 +7,7 @@
 #   USERS_GRPC_UPSTREAM AUTH_GRPC_UPSTREAM    host:port of each service's gRPC
 #   REST_PORT (8000) GRPC_PORT (50051)        the public ports; on HOST when set
 #   FORWARDED_PROTO ($scheme)                 see the template
-#   GATEWAY_RUN_DIR (.run/nginx)              the rendered config, pid, temp files
+#   GATEWAY_DIR (.run/nginx)                  the rendered config, pid, temp files
 #   GATEWAY_WORKERS (2)                       nginx worker processes
 # Installs Debian's nginx first when it is missing (scripts/bootstrap.sh
 # --gateway), and checks the result with `nginx -t` before serving.
@@ -27,7 +27,7 @@ if [ -n "${HOST:-}" ]; then
   [[ "$REST_PORT" =~ ^[0-9]+$ ]] && REST_PORT="$HOST:$REST_PORT"
   [[ "$GRPC_PORT" =~ ^[0-9]+$ ]] && GRPC_PORT="$HOST:$GRPC_PORT"
 fi
-run=${GATEWAY_RUN_DIR:-.run/nginx}
+run=${GATEWAY_DIR:-.run/nginx}
 python=python3
 [ -x .venv/bin/python ] && python=.venv/bin/python
 conf=$("$python" scripts/gateway.py render "$run") || exit 2  # it has said why, in one line

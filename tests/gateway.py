@@ -72,7 +72,7 @@ def gateway_env(
         HOST="127.0.0.1",
         REST_PORT=str(rest_port),
         GRPC_PORT=str(grpc_port),
-        GATEWAY_RUN_DIR=str(run_dir),
+        GATEWAY_DIR=str(run_dir),
         GATEWAY_WORKERS="2",
     )
     env.pop("FORWARDED_PROTO", None)

@@ -630,7 +630,7 @@ def test_a_procfile_line_runs_it_under_honcho(tmp_path: Path) -> None:
     procfile.write_text("gateway: scripts/gateway.sh\n")
     env = good_env(tmp_path)
     # Relative, as the default (.run/nginx) is: nginx must still find it.
-    env["GATEWAY_RUN_DIR"] = os.path.relpath(tmp_path / "run", ROOT)
+    env["GATEWAY_DIR"] = os.path.relpath(tmp_path / "run", ROOT)
     server = Server(
         "honcho",
         [str(ROOT / ".venv" / "bin" / "honcho"), "start", "-f", str(procfile), "-d", str(ROOT)],

@@ -2,12 +2,13 @@
 real servers: gunicorn ``arcana.wsgi`` and ``grpcrunserver``, as deployed,
 on MariaDB + Redis.
 
-Microservices mode itself is another piece of work; the gateway does not need
-it. Two monolithic server pairs on one database stand in for the two
-services, each serving every route: the "users" pair (REST + gRPC) and the
-"auth" pair. Each REST server's access log shows which requests reached it,
-and stopping one pair shows which calls depended on it. Both run as they do
-behind the gateway: ``NUM_PROXIES=1``, ``GRPC_NUM_PROXIES=1``.
+Two monolithic server pairs on one database stand in for the two services,
+each serving every route: the "users" pair (REST + gRPC) and the "auth"
+pair. Since either could answer anything, each REST server's access log shows
+which requests the gateway sent it, and stopping one pair shows which calls
+depended on it. Both run as they do behind the gateway: ``NUM_PROXIES=1``,
+``GRPC_NUM_PROXIES=1``. Microservices mode itself behind the gateway:
+tests/live/test_make_run.py and tests/live/test_microservices_outage.py.
 """
 
 from __future__ import annotations
