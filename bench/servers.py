@@ -112,10 +112,14 @@ class Server:
     log_path: Path
     address: str = ""  # host:port it listens on, where its starter records it
     process: subprocess.Popen[bytes] | None = None
+    # For a server that opens /dev/stdout again itself (nginx's access log):
+    # a second open file description of the log, so every writer must append,
+    # or each overwrites the other's lines.
+    append_log: bool = False
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
-        self._log = self.log_path.open("wb")
+        self._log = self.log_path.open("ab" if self.append_log else "wb")
         argv = [SETPRIV, "--pdeathsig", "TERM", "--", *self.argv] if SETPRIV else self.argv
         self.process = subprocess.Popen(  # noqa: S603  (our own argv, no shell)
             argv,

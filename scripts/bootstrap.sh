@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: the Debian packages mysqlclient needs to build (only
-# when missing; with --dev also docker-compose), a virtual environment in .venv,
-# and the pinned dependencies.
+# when missing; with --dev also docker-compose and nginx), a virtual
+# environment in .venv, and the pinned dependencies.
 # Idempotent and quick when everything is already in place.
 #   scripts/bootstrap.sh            runtime dependencies
-#   scripts/bootstrap.sh --dev      runtime + test and dev tools
+#   scripts/bootstrap.sh --gateway  runtime + nginx (microservices mode's gateway)
+#   scripts/bootstrap.sh --dev      runtime + nginx + test and dev tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 want_dev=0
-[ "${1:-}" = "--dev" ] && want_dev=1
+want_gateway=0
+for option in "$@"; do
+  case "$option" in
+    --dev) want_dev=1 want_gateway=1 ;;  # the gateway's tests run a real nginx
+    --gateway) want_gateway=1 ;;
+    *) echo "bootstrap: unknown option $option (--dev, --gateway)" >&2; exit 2 ;;
+  esac
+done
 
 need_apt=()
 # Debian splits venv/ensurepip out of the interpreter package.
@@ -27,6 +35,18 @@ fi
 # needed; tests/test_compose.py, scripts/compose_check.sh).
 if [ $want_dev -eq 1 ] && ! command -v docker-compose >/dev/null 2>&1; then
   need_apt+=(docker-compose)
+fi
+# Development: envsubst renders the gateway's template as the nginx image does
+# (tests/test_gateway.py compares it with scripts/gateway.py).
+if [ $want_dev -eq 1 ] && ! command -v envsubst >/dev/null 2>&1; then
+  need_apt+=(gettext-base)
+fi
+# The microservices gateway: Debian's nginx (scripts/gateway.sh). Not on PATH
+# for every user (/usr/sbin), hence the explicit look. Debian starts a packaged
+# service on install unless policy-rc.d forbids it (container images do);
+# scripts/gateway.sh runs its own nginx and never that one.
+if [ $want_gateway -eq 1 ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  need_apt+=(nginx)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"

@@ -24,6 +24,9 @@ if [ ! -x "$VALIDATE" ]; then
   exit 1
 fi
 
+# The gateway's nginx.conf is made from docker/nginx/arcana.conf.template.
+python3 scripts/gateway.py k8s --check || failed_gateway=1
+
 overlays=("$@")
 [ ${#overlays[@]} -gt 0 ] || overlays=(docker/k8s/overlays/*/)
 out=${K8S_OUT:-$(mktemp -d)}
@@ -52,4 +55,5 @@ for overlay in "${overlays[@]}"; do
     echo "ok   $overlay: $(grep -c '^kind:' "$rendered") objects valid for Kubernetes ${versions[*]}"
   fi
 done
+[ -z "${failed_gateway:-}" ] || failed=1
 exit $failed

@@ -53,8 +53,12 @@ class TcpProxy:
         host: str = "127.0.0.1",
         port: int = 0,
         connect_timeout: float = 2.0,
+        source: str | None = None,
     ) -> None:
+        """``source``: the local address the proxy connects from (any of
+        127.0.0.0/8 on loopback), so that the target sees another client."""
         self.target = target
+        self.source = source
         self.host = host
         self.connect_timeout = connect_timeout
         self._selector = selectors.DefaultSelector()
@@ -181,7 +185,11 @@ class TcpProxy:
             self._track(client, None)
             return
         try:
-            upstream = socket.create_connection(self.target, timeout=self.connect_timeout)
+            upstream = socket.create_connection(
+                self.target,
+                timeout=self.connect_timeout,
+                source_address=(self.source, 0) if self.source else None,
+            )
         except OSError:
             self._clients.discard(client)
             _abort(client)  # the target itself is down: pass that on
