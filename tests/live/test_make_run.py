@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,29 @@ def microservices_run(tmp_path: Path) -> Iterator[Run]:
         kill_run(run)
 
 
+def superuser(
+    command: Callable[..., subprocess.CompletedProcess[str]], run: Run, database: str
+) -> Admin:
+    """``createsuperuser --noinput`` as ``make superuser NOINPUT=1`` runs it,
+    where the users' data lives (``command``: scripts/tier.sh or service.sh),
+    on the run's database (the variable ``database``) and cache."""
+    admin = Admin(email="root@e2e.example.com", password=DEFAULT_PASSWORD)
+    created = command(
+        "createsuperuser",
+        "--noinput",
+        settings=DEVELOPMENT,
+        env={
+            database: run.env[database],
+            "CACHE_DIR": run.env["CACHE_DIR"],
+            "DJANGO_SUPERUSER_EMAIL": admin.email,
+            "DJANGO_SUPERUSER_NAME": "Root Admin",
+            "DJANGO_SUPERUSER_PASSWORD": admin.password,
+        },
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    return admin
+
+
 def ctrl_c_stops_everything(run: Run, tree: dict[int, tuple[str, dict[str, str]]]) -> None:
     """Ctrl-C: the terminal sends SIGINT to the whole foreground process group."""
     os.killpg(run.process.pid, signal.SIGINT)
@@ -196,21 +220,7 @@ def test_make_run_layered_serves_the_flow_and_ctrl_c_stops_everything(layered_ru
     assert status_of(ports["PORT"], "/admin/login/") == 404  # the edge has no admin
 
     # What `make superuser MODE=layered NOINPUT=1` runs, beside the running tiers.
-    admin = Admin(email="root@e2e.example.com", password=DEFAULT_PASSWORD)
-    created = run_tier(
-        "repository",
-        "createsuperuser",
-        "--noinput",
-        settings=DEVELOPMENT,
-        env={
-            "DATABASE_URL": run.env["DATABASE_URL"],
-            "CACHE_DIR": run.env["CACHE_DIR"],
-            "DJANGO_SUPERUSER_EMAIL": admin.email,
-            "DJANGO_SUPERUSER_NAME": "Root Admin",
-            "DJANGO_SUPERUSER_PASSWORD": admin.password,
-        },
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
+    admin = superuser(partial(run_tier, "repository"), run, "DATABASE_URL")
 
     run_journeys(ports["PORT"], grpc_address, admin, password=DEFAULT_PASSWORD)
 
@@ -247,21 +257,7 @@ def test_make_run_microservices_serves_the_flow_through_the_gateway(
     run.wait_until(http_ok(ports["USERS_PORT"], "/admin/login/"), STARTUP_TIMEOUT, "the admin")
 
     # What `make superuser MODE=microservices NOINPUT=1` runs, beside the running services.
-    admin = Admin(email="root@e2e.example.com", password=DEFAULT_PASSWORD)
-    created = run_service(
-        "users",
-        "createsuperuser",
-        "--noinput",
-        settings=DEVELOPMENT,
-        env={
-            "USERS_DATABASE_URL": run.env["USERS_DATABASE_URL"],
-            "CACHE_DIR": run.env["CACHE_DIR"],
-            "DJANGO_SUPERUSER_EMAIL": admin.email,
-            "DJANGO_SUPERUSER_NAME": "Root Admin",
-            "DJANGO_SUPERUSER_PASSWORD": admin.password,
-        },
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
+    admin = superuser(partial(run_service, "users"), run, "USERS_DATABASE_URL")
 
     run_journeys(ports["PORT"], grpc_address, admin, password=DEFAULT_PASSWORD)
 
