@@ -28,18 +28,20 @@ LABELS = {
     load.ECHO_TLS: "echo (mutual TLS)",
 }
 # Internal calls one request makes in layered mode, the same over REST and gRPC
-# (read from the code, and counted in the tiers' logs: see the README).
-# Every authenticated request first asks the service tier for the caller
-# (authn.service.access_user), which reads them from the repository tier
-# (users.repo.user_get): 2 hops; then the operation itself:
-# - get-by-id: users.service.user_get -> users.repo.user_get: 2 more;
-# - list-20: users.service.user_list -> users.repo.user_list: 2 more;
-# - create: users.service.user_create_by -> users.repo.user_insert: 2 more;
+# (read from the code, and counted in the tiers' logs: see the README), with
+# the user cache warm (Redis; the benchmark reads the same seeded users over
+# and over). Every authenticated request first looks up the caller
+# (users.service.user_record): the controller finds the record in the shared
+# cache, 0 hops (arcana.core.delegation.front); then the operation itself:
+# - get-by-id: users.service.user_get (the access rule), whose
+#   users.repo.user_get the service tier finds in the cache: 1 hop;
+# - list-20: users.service.user_list -> users.repo.user_list: 2;
+# - create: users.service.user_create_by -> users.repo.user_insert: 2;
 # login is not authenticated: authn.service.auth_login, which calls the
-# repository tier for the credentials (users.repo.user_credentials), the
-# last-login stamp (users.repo.user_login_record) and the new session
-# (authn.repo.refresh_token_record): 4.
-HOPS = {load.GET: 4, load.LIST: 4, load.CREATE: 4, load.LOGIN: 4}
+# repository tier for the credentials (users.repo.user_credentials, never
+# cached), the last-login stamp (users.repo.user_login_record) and the new
+# session (authn.repo.refresh_token_record): 4.
+HOPS = {load.GET: 1, load.LIST: 2, load.CREATE: 2, load.LOGIN: 4}
 # Operations whose latency is not dominated by one Argon2 hash (about 0.1-0.2 s
 # of CPU, varying by more than the hops cost): the hop target is judged on these.
 HOP_JUDGED = (load.GET, load.LIST)

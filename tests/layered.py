@@ -320,7 +320,7 @@ class Split:
         for name, spec in specs.items():
             for place in layout.places:
                 if layout.reach(_app(name), spec.home, place) == delegation.REMOTE:
-                    clients[name, place] = RemoteBoundary(
+                    client = RemoteBoundary(
                         name,
                         spec.interface(),
                         home=spec.home,
@@ -330,6 +330,9 @@ class Split:
                         credentials=None,
                         caller_tier=place,
                     )
+                    # Layered tiers read the shared cache first, as in production.
+                    layered = layout.kind == "tier"
+                    clients[name, place] = delegation.front(client, spec) if layered else client
         return cls(layout=layout, servers=servers, clients=clients, specs=specs, local=local)
 
     def stop(self) -> None:

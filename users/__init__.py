@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING
 from arcana.core.delegation import Boundaries, Remote
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from users.interfaces import UserRepositoryInterface, UserServiceInterface
+    from users.records import UserRecord
 
     service: UserServiceInterface
     repo: UserRepositoryInterface
@@ -33,6 +36,12 @@ def _local_repo() -> "UserRepositoryInterface":
     from users import repository
 
     return repository  # and here
+
+
+def _cached_record() -> "Callable[..., UserRecord | None]":
+    from users.repository import user_cached
+
+    return user_cached
 
 
 def _service_interface() -> type:
@@ -54,6 +63,9 @@ _boundaries = Boundaries(
     # In layered mode the controller tier's ``service`` and the service tier's
     # ``repo`` are internal gRPC clients; ``reads`` change nothing, so a call
     # that met an unavailable replica may be tried once more on another.
+    # ``cached``: a user record the repository keeps in the shared cache
+    # answers the caller lookup (every authenticated request) and user_get
+    # without a hop (arcana.core.delegation.front).
     remote={
         "service": Remote(
             interface=_service_interface,
@@ -65,10 +77,12 @@ _boundaries = Boundaries(
                 "password_check",
                 "user_password_matches",
             ),
+            cached={"user_record": _cached_record},
         ),
         "repo": Remote(
             interface=_repo_interface,
             reads=("user_get", "user_credentials", "user_password_hash", "user_list"),
+            cached={"user_get": _cached_record},
         ),
     },
 )

@@ -110,6 +110,22 @@ def user_get(*, user_id: str) -> UserRecord:
     return record
 
 
+def user_cached(*, user_id: str) -> UserRecord | None:
+    """The user's record if the cache holds one, else None (not cached,
+    invalidated moments ago, no cache, a malformed id): the shared cache
+    alone, never the database. Layered mode's tiers above the repository read
+    it before they call ``user_get`` / ``user_record`` across a hop
+    (``arcana.core.delegation.front``); a None sends them on to this module."""
+    if not settings.USER_CACHE:
+        return None
+    try:
+        pk = parse_user_id(user_id)
+    except UserNotFound:
+        return None
+    cached = cache.get(_key(str(pk)))
+    return cached if isinstance(cached, UserRecord) else None
+
+
 def _fresh(pk: uuid.UUID) -> UserRecord:
     """From the database, bypassing the cache (also used right after writes)."""
     try:

@@ -33,12 +33,16 @@ a spy in front of a boundary.
 """
 
 import contextlib
-from collections.abc import Callable, Collection, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.conf import settings
 
+B = TypeVar("B")
+
 MONOLITHIC = "monolithic"
+LAYERED = "layered"
 MICROSERVICES = "microservices"
 # Tiers from the top; a boundary is local in its home tier and below it.
 _TIERS = ("controller", "service", "repository")
@@ -48,12 +52,42 @@ _TIERS = ("controller", "service", "repository")
 class Remote:
     """What a remote implementation of a boundary needs from its app: the
     Protocol (a factory, imported once the apps are loaded), the tier it
-    lives in, and the methods that only read (retried once when the tier is
-    unavailable)."""
+    lives in, the methods that only read (retried once when the tier is
+    unavailable), and the reads a layered tier may answer from the shared
+    cache before it calls (``cached``: method -> a factory of a function
+    taking the method's arguments and returning the cached result or None;
+    see :func:`front`)."""
 
     interface: Callable[[], type]
     home: str = "repository"
     reads: Collection[str] = ()
+    cached: Mapping[str, Callable[[], Callable[..., object | None]]] = field(default_factory=dict)
+
+
+def front(remote: B, spec: Remote) -> B:
+    """Put ``spec.cached``'s cache reads in front of ``remote``'s methods, in
+    place: a read found in the shared cache costs no hop; a miss (or no
+    cache, or a record invalidated moments ago) calls the tier as before.
+
+    Layered mode only: its tiers are one deployment sharing one Redis, and the
+    repository tier keeps the cache exact (invalidated on every write, refilled
+    only from the database), so a tier above reading it sees what the
+    repository would answer. Microservices never read each other's cache.
+    """
+    for method, peek_factory in spec.cached.items():
+        call = getattr(remote, method)
+        peek = peek_factory()
+
+        def read(
+            call: Callable[..., object] = call,
+            peek: Callable[..., object | None] = peek,
+            **arguments: object,
+        ) -> object:
+            found = peek(**arguments)
+            return call(**arguments) if found is None else found
+
+        setattr(remote, method, read)
+    return remote
 
 
 class NotReachable(RuntimeError):
@@ -184,9 +218,10 @@ class Boundaries:
             )
         from arcana.core.internal import RemoteBoundary  # grpc: only where a hop is
 
-        return RemoteBoundary.from_settings(
+        remote = RemoteBoundary.from_settings(
             boundary, spec.interface(), app=self._app, home=spec.home, reads=spec.reads
         )
+        return front(remote, spec) if mode() == LAYERED else remote
 
     def resolve(self, name: str) -> object:
         """The implementation of boundary ``name``, bound into the package on

@@ -9,6 +9,7 @@ their layered runs mean what they say."""
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 import authn
@@ -136,3 +137,33 @@ def test_the_repository_tier_keeps_its_database(layered: Layered, user: User) ->
     with at_tier(REPOSITORY):
         assert User.objects.filter(pk=user.pk).exists()
     assert layered.guard.verdict() is None
+
+
+def test_a_cached_user_record_costs_no_hop_until_a_write_invalidates_it(
+    layered: Layered, user: User
+) -> None:
+    """The caller lookup (users.service.user_record, every authenticated
+    request) and users.repo.user_get are read from the shared cache the
+    repository keeps exact; a miss, and a record invalidated by a write, go
+    through the tiers as before."""
+    client = client_for(user)
+    path = f"/api/v1/users/{user.id}"
+    cache.delete(repository.CACHE_KEY.format(user.id))  # the creation's tombstone
+    assert client.get(path).status_code == 200  # cold: the repository fills the cache
+    assert layered.crossed(SERVICE) == ["users.service.user_record", "users.service.user_get"]
+    assert layered.crossed(REPOSITORY) == ["users.repo.user_get"]
+
+    layered.calls(SERVICE).clear()
+    layered.calls(REPOSITORY).clear()
+    assert client.get(path).json()["name"] == user.name  # warm: the caller from the cache
+    assert layered.crossed(SERVICE) == ["users.service.user_get"]  # the access rule
+    assert layered.crossed(REPOSITORY) == []
+
+    renamed = client.patch(path, {"name": "Renamed Person"}, format="json")
+    assert renamed.status_code == 200
+    layered.calls(SERVICE).clear()
+    layered.calls(REPOSITORY).clear()
+    assert client.get(path).json()["name"] == "Renamed Person"  # invalidated: no stale read
+    assert layered.crossed(SERVICE) == ["users.service.user_record", "users.service.user_get"]
+    # Both reads miss (the write's tombstone) and go to the repository.
+    assert layered.crossed(REPOSITORY) == ["users.repo.user_get", "users.repo.user_get"]
