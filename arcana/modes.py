@@ -93,7 +93,7 @@ class Deployment:
         """Whether this process may open the database (it holds its credentials):
         every process but layered mode's controller and service tiers. A
         microservice holds its own database, with its own app's tables only."""
-        return self.mode is not Mode.LAYERED or self.tier is Tier.REPOSITORY
+        return self.mode != Mode.LAYERED or self.tier == Tier.REPOSITORY
 
     @property
     def owned_app(self) -> str | None:

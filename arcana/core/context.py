@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+
 request_id: ContextVar[str | None] = ContextVar("arcana_request_id", default=None)
 acting_user: ContextVar[str | None] = ContextVar("arcana_acting_user", default=None)
 
@@ -39,3 +42,21 @@ def call_context(*, request: str | None = None, actor: str | None = None) -> Ite
     finally:
         acting_user.reset(actor_token)
         request_id.reset(request_token)
+
+
+@contextmanager
+def request_boundaries(sender: type) -> Iterator[None]:
+    """Django's request boundaries around one gRPC call (``request_started`` /
+    ``request_finished``, as a WSGI request has them), where this process
+    holds a database: their receivers close stale or broken connections and
+    keep replica reads honest (``arcana.db.routers``). A layered tier without
+    a database (controller, service) has nothing for them to do and skips
+    their cost, twice per call, on every call and hop."""
+    if not settings.ARCANA_DEPLOYMENT.holds_database:
+        yield
+        return
+    request_started.send(sender=sender)
+    try:
+        yield
+    finally:
+        request_finished.send(sender=sender)

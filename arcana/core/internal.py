@@ -18,7 +18,7 @@ structured domain error (``arcana.core.wire``). Two halves:
   own class, so the public answer is the same in every mode.
 - :class:`BoundaryServicer` (the called tier): dispatches only to the methods
   its boundaries' Protocols name, inside Django's request boundaries
-  (``request_started`` / ``request_finished``, as the public server's
+  (``arcana.core.context.request_boundaries``, as the public server's
   ``ErrorInterceptor`` does), and logs with the caller's metadata. It is
   never added to the public server (``arcana.grpc.server``).
 
@@ -42,9 +42,8 @@ from typing import Any
 import grpc
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import request_finished, request_started
 
-from arcana.core.context import acting_user, call_context, request_id
+from arcana.core.context import acting_user, call_context, request_boundaries, request_id
 from arcana.core.exceptions import (
     DATABASE_DOWN_ERRORS,
     ApplicationError,
@@ -503,12 +502,11 @@ class BoundaryServicer:
             field = _METADATA_FIELDS.get(key)
             if field is not None and isinstance(value, str):
                 extra[field] = value
-        request_started.send(sender=self.__class__)
-        try:
-            with call_context(request=extra["request_id"], actor=extra["acting_user"]):
-                reply, status = self._invoke(codec, implementation, request, extra)
-        finally:
-            request_finished.send(sender=self.__class__)
+        with (
+            request_boundaries(self.__class__),
+            call_context(request=extra["request_id"], actor=extra["acting_user"]),
+        ):
+            reply, status = self._invoke(codec, implementation, request, extra)
         if status is not None:
             context.abort(*status)
         return reply

@@ -2,7 +2,8 @@
 
 ``ErrorInterceptor`` (outermost) opens and closes the request the way Django
 does (``request_started`` / ``request_finished``: stale database connections
-closed, caches released) and is the single point where exceptions become
+closed, caches released; only where the process holds a database,
+``arcana.core.context.request_boundaries``) and is the single point where exceptions become
 statuses (``arcana.grpc.errors``). ``AuthInterceptor`` throttles the methods
 the apps declare public and authenticates every other one with the function
 ``settings.ARCANA_AUTHENTICATOR`` names, making the caller available to
@@ -30,9 +31,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
-from django.core.signals import request_finished, request_started
 
-from arcana.core.context import accept_request_id, call_context
+from arcana.core.context import accept_request_id, call_context, request_boundaries
 from arcana.core.exceptions import InvalidInput, Throttled
 from arcana.core.grpc import authenticated_as, client_address, public_methods
 from arcana.core.principal import authenticator_load
@@ -147,14 +147,11 @@ class ErrorInterceptor(_GuardingInterceptor):
         sent = [value for key, value in context.invocation_metadata() or () if key == REQUEST_ID]
         rid = accept_request_id(sent[0] if sent and isinstance(sent[0], str) else None)
         context.send_initial_metadata(((REQUEST_ID, rid),))
-        request_started.send(sender=self.__class__)
         try:
-            with call_context(request=rid):
+            with request_boundaries(self.__class__), call_context(request=rid):
                 yield
         except Exception as exc:
             _abort(context, exc)
-        finally:
-            request_finished.send(sender=self.__class__)
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:

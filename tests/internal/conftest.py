@@ -21,6 +21,7 @@ import authn
 import users
 from arcana.core import delegation
 from arcana.core.internal import BoundaryServicer, RemoteBoundary
+from arcana.modes import Mode, Tier
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 
 # Fixtures reused from the public server's tests: its PKI, the server and a stub.
@@ -168,7 +169,11 @@ def deploy_as(settings: Any, tier: str, **fields: Any) -> None:
     the test's ``settings`` fixture restores the real deployment."""
     settings.ARCANA_INTERNAL_TLS_CERT = ""
     settings.ARCANA_DEPLOYMENT = dataclasses.replace(
-        settings.ARCANA_DEPLOYMENT, mode="layered", tier=tier, internal_insecure=True, **fields
+        settings.ARCANA_DEPLOYMENT,
+        mode=Mode.LAYERED,
+        tier=Tier(tier),
+        internal_insecure=True,
+        **fields,
     )
 
 

@@ -2,15 +2,18 @@
 gRPC ``x-request-id``) to the far side of every internal hop."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
+from django.core.signals import request_finished, request_started
 from rest_framework.test import APIClient
 
 import users
+from arcana.core.context import request_boundaries
 from protos.arcana.v1 import users_pb2, users_pb2_grpc
 from tests.conftest import client_for, tokens_for
-from tests.internal.conftest import Hop, live_db, serving_tier
+from tests.internal.conftest import Hop, deploy_as, live_db, serving_tier
 from users.interfaces import UserServiceInterface
 from users.models import User
 
@@ -90,3 +93,30 @@ def test_both_hops_carry_the_id_and_the_user(service_hop: Hop, across: Hop, user
     assert_one_request(service_hop.servicer.metadata, "edge-req-43", str(user.pk), "controller")
     # Set again on the service tier's side from its metadata, and forwarded.
     assert_one_request(across.servicer.metadata, "edge-req-43", str(user.pk), "service")
+
+
+@pytest.mark.parametrize(("tier", "sent"), [(None, 2), ("repository", 2), ("service", 0)])
+def test_django_request_signals_only_where_a_database_is(
+    settings: Any, tier: str | None, sent: int
+) -> None:
+    """Their receivers look after database connections and replica routing;
+    the service and controller tiers hold none and skip them on every call."""
+    if tier is not None:
+        deploy_as(settings, tier)
+    seen: list[str] = []
+
+    def started(**kwargs: Any) -> None:
+        seen.append("started")
+
+    def finished(**kwargs: Any) -> None:
+        seen.append("finished")
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        with request_boundaries(object):
+            pass
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    assert len(seen) == sent
