@@ -6,6 +6,7 @@ lists every variable.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "arcana.middleware.RequestIdMiddleware",
+    # Answers CORS preflights before anything else looks at them (CORS below).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "arcana.middleware.JsonNotFoundMiddleware",
     # Serves the admin's and the API docs' static files from any WSGI server.
@@ -303,6 +307,39 @@ PASSWORD_MAX_LENGTH = 1024
 # whenever the admin stores a message), not after Django's default two weeks.
 ADMIN_SESSION_SECONDS = env.int("ADMIN_SESSION_SECONDS", default=8 * 60 * 60)
 SESSION_COOKIE_AGE = ADMIN_SESSION_SECONDS
+
+# --- browser clients (CORS) ------------------------------------------------------
+# Single-page apps served from another origin call the API from the browser:
+# CORS_ALLOWED_ORIGINS=https://app.example.org,http://localhost:4200 lets those
+# origins (scheme://host[:port], nothing else) call the API and read its
+# answers; none by default. The API authenticates with a bearer token, not a
+# cookie, so credentialed requests stay off unless CORS_ALLOW_CREDENTIALS=true.
+# Only the API and the JWKS answer cross-origin requests, never the admin.
+
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+def cors_origins(raw: list[str]) -> list[str]:
+    origins = [origin.strip().rstrip("/") for origin in raw if origin.strip()]
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ImproperlyConfigured(
+                f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin (scheme://host[:port], "
+                "no path, no wildcard)."
+            )
+    return origins
+
+
+CORS_ALLOWED_ORIGINS: list[str] = cors_origins(env.list("CORS_ALLOWED_ORIGINS", default=[]))
+CORS_ALLOW_CREDENTIALS: bool = env.bool("CORS_ALLOW_CREDENTIALS", default=False)
+CORS_URLS_REGEX = r"^/(api/|\.well-known/)"
+# The API's methods and the headers its clients send; what they may read back.
+CORS_ALLOW_METHODS = ("DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT")
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-request-id")
+CORS_EXPOSE_HEADERS = ("x-request-id", "retry-after")
+CORS_PREFLIGHT_MAX_AGE = env.int("CORS_PREFLIGHT_MAX_AGE", default=3600)
 
 # --- request limits -----------------------------------------------------------
 
