@@ -51,11 +51,10 @@ _boundaries = Boundaries(
     "authn",
     {"service": _local_service, "repo": _local_repo},
     # In layered mode the controller tier's ``service`` and the service tier's
-    # ``repo`` are internal gRPC clients; every call of either changes state,
-    # so none is tried twice.
+    # ``repo`` are internal gRPC clients; only the reads may be tried twice.
     remote={
-        "service": Remote(interface=_service_interface, home="service"),
-        "repo": Remote(interface=_repo_interface, reads=("refresh_token_revoked",)),
+        "service": Remote(interface=_service_interface, home="service", reads=("sessions_list",)),
+        "repo": Remote(interface=_repo_interface, reads=("refresh_token_revoked", "sessions_live")),
     },
 )
 

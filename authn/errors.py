@@ -4,7 +4,7 @@ REST and gRPC raise these same errors for the same failures, so a client sees
 one machine ``code`` per failure on both transports.
 """
 
-from arcana.core.exceptions import Unauthenticated
+from arcana.core.exceptions import NotFound, Unauthenticated
 
 
 class InvalidCredentials(Unauthenticated):
@@ -32,3 +32,10 @@ class AuthorizationHeaderInvalid(Unauthenticated):
 
     code = "bad_authorization_header"
     default_message = "Authorization header must contain two space-delimited values."
+
+
+class SessionNotFound(NotFound):
+    """No live session of the caller by that id (also for another user's)."""
+
+    code = "session_not_found"
+    default_message = "Session not found."

@@ -14,7 +14,7 @@ reaches users only through ``users.service``.
 from datetime import datetime
 from typing import Protocol
 
-from authn.records import TokenPair
+from authn.records import Session, TokenPair
 from users.records import Actor, UserRecord
 
 
@@ -46,6 +46,10 @@ class AuthServiceInterface(Protocol):
     def user_sessions_end(self, *, user_id: str, keep_session: str | None = None) -> int: ...
 
     def tokens_flush_expired(self) -> int: ...
+
+    def sessions_list(self, *, actor: Actor, session_id: str | None) -> list[Session]: ...
+
+    def session_revoke(self, *, actor: Actor, session: str) -> None: ...
 
 
 class AuthRepositoryInterface(Protocol):
@@ -82,3 +86,7 @@ class AuthRepositoryInterface(Protocol):
     def refresh_tokens_revoke_all(self, *, user_id: str, keep_jti: str | None = None) -> int: ...
 
     def refresh_tokens_flush_expired(self) -> int: ...
+
+    def sessions_live(self, *, user_id: str, current_jti: str | None = None) -> list[Session]: ...
+
+    def session_end(self, *, user_id: str, session_id: str) -> bool: ...

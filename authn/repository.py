@@ -9,10 +9,11 @@ database decides which of several concurrent calls revoked a token.
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 from django.utils import timezone
 
 from authn.models import RefreshToken
+from authn.records import Session
 
 
 def refresh_token_record(
@@ -110,6 +111,45 @@ def refresh_tokens_revoke_all(*, user_id: str, keep_jti: str | None = None) -> i
         family = RefreshToken.objects.filter(jti=keep_jti).values_list("family", flat=True).first()
         live = live.exclude(family=family or keep_jti)
     return live.update(revoked_at=timezone.now())
+
+
+def sessions_live(*, user_id: str, current_jti: str | None = None) -> list[Session]:
+    """The user's live sessions, newest first: one per family with a live
+    refresh token; ``current`` marks the family ``current_jti`` belongs to
+    (the caller's access token may come from a token rotated since)."""
+    live = list(
+        _live().filter(user_id=user_id).values_list("family", "expires_at").order_by("-created_at")
+    )
+    families = [family for family, _ in live]
+    started = dict(
+        RefreshToken.objects.filter(family__in=families)
+        .values("family")
+        .annotate(start=Min("created_at"))
+        .values_list("family", "start")
+    )
+    current = None
+    if current_jti:
+        current = (
+            RefreshToken.objects.filter(jti=current_jti).values_list("family", flat=True).first()
+        )
+    return [
+        Session(
+            id=family,
+            created_at=started[family],
+            expires_at=expires_at,
+            current=family == current,
+        )
+        for family, expires_at in live
+    ]
+
+
+def session_end(*, user_id: str, session_id: str) -> bool:
+    """End the user's live session ``session_id`` (its family); False when the
+    user has no such live session."""
+    if not _live().filter(user_id=user_id, family=session_id).exists():
+        return False
+    refresh_token_family_revoke(family=session_id)
+    return True
 
 
 def refresh_token_owner(*, jti: str) -> str | None:

@@ -19,8 +19,9 @@ import users
 from arcana.core import lockout
 from arcana.core.exceptions import InvalidInput
 from arcana.core.ratelimit import rate_limit
-from authn.errors import InvalidCredentials, TokenInvalid
+from authn.errors import InvalidCredentials, SessionNotFound, TokenInvalid
 from authn.records import Authenticated as Authenticated  # re-exported: callers found it here
+from authn.records import Session
 from authn.records import TokenPair as TokenPair
 from authn.tokens import AccessClaims, ArcanaRefreshToken, RefreshTokenReused, access_claims
 from users.errors import UserNotFound
@@ -188,6 +189,20 @@ def user_sessions_end(*, user_id: str, keep_session: str | None = None) -> int:
     """End every session (refresh token) of a user but the one ``keep_session``
     (a refresh-token jti) belongs to; returns how many tokens died."""
     return authn.repo.refresh_tokens_revoke_all(user_id=user_id, keep_jti=keep_session)
+
+
+def sessions_list(*, actor: Actor, session_id: str | None) -> list[Session]:
+    """The caller's live sessions; ``session_id`` (the access token's ``sid``)
+    marks the one the call comes from."""
+    return authn.repo.sessions_live(user_id=actor.id, current_jti=session_id)
+
+
+def session_revoke(*, actor: Actor, session: str) -> None:
+    """End one of the caller's sessions (its refresh token dies; access tokens
+    already issued live out their minutes, as after logout). Another user's
+    session, or an ended one, is not found."""
+    if not authn.repo.session_end(user_id=actor.id, session_id=session):
+        raise SessionNotFound()
 
 
 def tokens_flush_expired() -> int:

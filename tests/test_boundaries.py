@@ -30,7 +30,7 @@ from arcana.core.internal import RemoteBoundary
 from authn import repository as authn_repository
 from authn import services as authn_services
 from authn.interfaces import AuthRepositoryInterface, AuthServiceInterface
-from authn.records import Authenticated, TokenPair
+from authn.records import Authenticated, Session, TokenPair
 from tests.conftest import client_for
 from tests.internal.conftest import deploy_as
 from users import repository as users_repository
@@ -152,7 +152,7 @@ def leaf_types(annotation: Any) -> set[Any]:
 
 
 PLAIN = {str, int, bool, type(None), datetime}
-RECORDS = {Actor, UserRecord, UserPage, UserChanges, TokenPair, Authenticated}
+RECORDS = {Actor, UserRecord, UserPage, UserChanges, TokenPair, Authenticated, Session}
 CONTAINERS = {Sequence, Iterable, list, tuple, types.UnionType, typing.Union}
 
 

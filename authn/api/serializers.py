@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from authn.records import Session
 from authn.services import TokenPair
 from users.api.serializers import PasswordField, UserOutputSerializer, email_field, name_field
 
@@ -45,3 +46,16 @@ class TokenPairOutputSerializer(serializers.Serializer[TokenPair]):
 class TokenRefreshOutputSerializer(serializers.Serializer[TokenPair]):
     access = serializers.CharField()
     refresh = serializers.CharField()
+
+
+class SessionOutputSerializer(serializers.Serializer[Session]):
+    """One live session (``GET /auth/sessions``)."""
+
+    id = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    current = serializers.BooleanField()
+
+
+class SessionListOutputSerializer(serializers.Serializer[list[Session]]):
+    data = SessionOutputSerializer(many=True)  # type: ignore[assignment]

@@ -10,4 +10,6 @@ urlpatterns = [
     path("auth/logout-all", views.LogoutAllView.as_view(), name="auth-logout-all"),
     path("auth/me", views.MeView.as_view(), name="auth-me"),
     path("auth/password", views.PasswordChangeView.as_view(), name="auth-password"),
+    path("auth/sessions", views.SessionsView.as_view(), name="auth-sessions"),
+    path("auth/sessions/<str:session>", views.SessionView.as_view(), name="auth-session"),
 ]

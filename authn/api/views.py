@@ -19,10 +19,12 @@ from authn.api.serializers import (
     PasswordChangeInputSerializer,
     RefreshInputSerializer,
     RegisterInputSerializer,
+    SessionListOutputSerializer,
+    SessionOutputSerializer,
     TokenPairOutputSerializer,
     TokenRefreshOutputSerializer,
 )
-from authn.records import Authenticated, TokenPair
+from authn.records import Authenticated, Session, TokenPair
 from users.api.serializers import UserOutputSerializer, user_json
 from users.records import Actor
 
@@ -86,6 +88,25 @@ class LogoutAllView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
         authn.service.auth_logout_all(actor=actor_of(request, Actor))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def sessions_json(sessions: list[Session]) -> dict[str, Any]:
+    return {"data": [SessionOutputSerializer(session).data for session in sessions]}
+
+
+class SessionsView(APIView):
+    @extend_schema(responses={200: SessionListOutputSerializer})
+    def get(self, request: Request) -> Response:
+        caller = caller_of(request, Authenticated)
+        sessions = authn.service.sessions_list(actor=caller.actor, session_id=caller.session_id)
+        return Response(sessions_json(sessions))
+
+
+class SessionView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, session: str) -> Response:
+        authn.service.session_revoke(actor=actor_of(request, Actor), session=session)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

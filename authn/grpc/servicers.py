@@ -2,8 +2,8 @@
 one service, render.
 
 Register, Login and Refresh are public and throttled like their REST twins
-(:data:`PUBLIC_METHODS`, declared in ``authn.apps``); Logout, Me and
-ChangePassword need a token.
+(:data:`PUBLIC_METHODS`, declared in ``authn.apps``); every other method
+needs a token.
 """
 
 import grpc
@@ -20,9 +20,9 @@ from authn.api.serializers import (
     RefreshInputSerializer,
     RegisterInputSerializer,
 )
-from authn.records import Authenticated, TokenPair
+from authn.records import Authenticated, Session, TokenPair
 from protos.arcana.v1 import auth_pb2, users_pb2
-from users.grpc.servicers import request_data, user_message
+from users.grpc.servicers import epoch_millis, request_data, user_message
 from users.records import Actor
 
 SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
@@ -37,6 +37,15 @@ PUBLIC_METHODS = {
 def token_pair_message(pair: TokenPair) -> auth_pb2.TokenPair:
     return auth_pb2.TokenPair(
         access=pair.access, refresh=pair.refresh, user=user_message(pair.user)
+    )
+
+
+def session_message(session: Session) -> auth_pb2.Session:
+    return auth_pb2.Session(
+        id=session.id,
+        created_at=epoch_millis(session.created_at),
+        expires_at=epoch_millis(session.expires_at),
+        current=session.current,
     )
 
 
@@ -67,6 +76,25 @@ class AuthServicer(Service):
     ) -> empty_pb2.Empty:
         data = validated(RefreshInputSerializer, request_data(request))
         authn.service.auth_logout(actor=current_actor(Actor), **data)
+        return empty_pb2.Empty()
+
+    def LogoutAll(
+        self, request: auth_pb2.LogoutAllRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        authn.service.auth_logout_all(actor=current_actor(Actor))
+        return empty_pb2.Empty()
+
+    def ListSessions(
+        self, request: auth_pb2.ListSessionsRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.ListSessionsResponse:
+        caller = current_caller(Authenticated)
+        sessions = authn.service.sessions_list(actor=caller.actor, session_id=caller.session_id)
+        return auth_pb2.ListSessionsResponse(sessions=[session_message(s) for s in sessions])
+
+    def RevokeSession(
+        self, request: auth_pb2.RevokeSessionRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        authn.service.session_revoke(actor=current_actor(Actor), session=request.id)
         return empty_pb2.Empty()
 
     def Me(

@@ -263,6 +263,9 @@ def test_every_method_is_fuzzed() -> None:
         "/arcana.v1.AuthService/Login",
         "/arcana.v1.AuthService/Refresh",
         "/arcana.v1.AuthService/Logout",
+        "/arcana.v1.AuthService/LogoutAll",
+        "/arcana.v1.AuthService/ListSessions",
+        "/arcana.v1.AuthService/RevokeSession",
         "/arcana.v1.AuthService/Me",
         "/arcana.v1.AuthService/ChangePassword",
     }

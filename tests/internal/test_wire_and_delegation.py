@@ -209,7 +209,7 @@ def test_the_service_tier_binds_remote_repositories_and_local_services(
         "user_password_hash",
         "user_list",
     }
-    assert authn.repo._reads == {"refresh_token_revoked"}  # type: ignore[attr-defined]
+    assert authn.repo._reads == {"refresh_token_revoked", "sessions_live"}  # type: ignore[attr-defined]
 
 
 def test_the_repository_tier_binds_local_and_serves_the_repositories(
@@ -244,7 +244,7 @@ def test_the_controller_tier_calls_the_services_across_the_hop(
         "password_check",
         "user_password_matches",
     }
-    assert authn.service._reads == frozenset()  # type: ignore[attr-defined]
+    assert authn.service._reads == {"sessions_list"}  # type: ignore[attr-defined]
     served = delegation.service_boundaries()
     assert set(served) == {"users.service", "authn.service"}
     assert served["users.service"][0] is UserServiceInterface

@@ -1,9 +1,10 @@
 # mypy: disable-error-code="type-arg"
 from google.protobuf import empty_pb2 as _empty_pb2
 from protos.arcana.v1 import users_pb2 as _users_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -59,3 +60,35 @@ class TokenPair(_message.Message):
     refresh: str
     user: _users_pb2.UserResponse
     def __init__(self, access: _Optional[str] = ..., refresh: _Optional[str] = ..., user: _Optional[_Union[_users_pb2.UserResponse, _Mapping]] = ...) -> None: ...
+
+class LogoutAllRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Session(_message.Message):
+    __slots__ = ("id", "created_at", "expires_at", "current")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    created_at: int
+    expires_at: int
+    current: bool
+    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[Session]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ...) -> None: ...
+
+class RevokeSessionRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

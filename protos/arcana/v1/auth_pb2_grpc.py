@@ -57,6 +57,21 @@ class AuthServiceStub:
                 request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.LogoutAll = channel.unary_unary(
+                '/arcana.v1.AuthService/LogoutAll',
+                request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.LogoutAllRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/arcana.v1.AuthService/ListSessions',
+                request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.RevokeSession = channel.unary_unary(
+                '/arcana.v1.AuthService/RevokeSession',
+                request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.Me = channel.unary_unary(
                 '/arcana.v1.AuthService/Me',
                 request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.MeRequest.SerializeToString,
@@ -100,6 +115,28 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogoutAll(self, request, context):
+        """Authenticated: every refresh token of the caller dies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Authenticated: the caller's live sessions, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSession(self, request, context):
+        """Authenticated: that session's refresh token dies. Another user's, or an
+        ended one: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Me(self, request, context):
         """Authenticated: the caller.
         """
@@ -136,6 +173,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'Logout': grpc.unary_unary_rpc_method_handler(
                     servicer.Logout,
                     request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.LogoutRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'LogoutAll': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogoutAll,
+                    request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.LogoutAllRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
+                    response_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'RevokeSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSession,
+                    request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.RevokeSessionRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'Me': grpc.unary_unary_rpc_method_handler(
@@ -256,6 +308,87 @@ class AuthService:
             target,
             '/arcana.v1.AuthService/Logout',
             protos_dot_arcana_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogoutAll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arcana.v1.AuthService/LogoutAll',
+            protos_dot_arcana_dot_v1_dot_auth__pb2.LogoutAllRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arcana.v1.AuthService/ListSessions',
+            protos_dot_arcana_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+            protos_dot_arcana_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arcana.v1.AuthService/RevokeSession',
+            protos_dot_arcana_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
