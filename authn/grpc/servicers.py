@@ -11,11 +11,13 @@ from django_grpc_framework.services import Service
 from google.protobuf import empty_pb2
 
 import authn
+import users
 from arcana.core.grpc import client_address, current_actor, current_caller
 from arcana.core.rest import validated
 from authn.api import views
 from authn.api.serializers import (
     LoginInputSerializer,
+    MeUpdateInputSerializer,
     PasswordChangeInputSerializer,
     RefreshInputSerializer,
     RegisterInputSerializer,
@@ -102,6 +104,16 @@ class AuthServicer(Service):
     ) -> users_pb2.UserResponse:
         # The interceptor just loaded the caller fresh: no second read.
         return user_message(current_caller(Authenticated).user)
+
+    def UpdateMe(
+        self, request: auth_pb2.UpdateMeRequest, context: grpc.ServicerContext
+    ) -> users_pb2.UserResponse:
+        actor = current_actor(Actor)
+        data = validated(MeUpdateInputSerializer, request_data(request))
+        user = users.service.user_update(
+            actor=actor, user_id=actor.id, client=client_address(context), **data
+        )
+        return user_message(user)
 
     def ChangePassword(
         self, request: auth_pb2.ChangePasswordRequest, context: grpc.ServicerContext

@@ -1,5 +1,6 @@
-"""``ListSessions``, ``RevokeSession`` and ``LogoutAll``: the RPCs of the
-sessions endpoints, in every deployment mode."""
+"""The account RPCs beside Me: ``ListSessions``, ``RevokeSession``,
+``LogoutAll`` and ``UpdateMe`` (REST's sessions endpoints, logout-all and
+PATCH /auth/me), in every deployment mode."""
 
 from typing import Any
 
@@ -51,3 +52,20 @@ def test_grpc_lists_and_revokes_sessions_and_logs_out_everywhere(
     assert list(after.sessions) == []
     unauthenticated = rpc_error(auth_stub.ListSessions, auth_pb2.ListSessionsRequest())
     assert unauthenticated.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_update_me_changes_the_callers_name_only(auth_stub: AuthServiceStub, user: User) -> None:
+    token = tokens_for(user).access
+    renamed = auth_stub.UpdateMe(
+        auth_pb2.UpdateMeRequest(name="  New Name "), metadata=bearer(token)
+    )
+    assert renamed.name == "New Name"
+    assert renamed.email == user.email
+    rest = client_for(token=token).get("/api/v1/auth/me").json()
+    assert rest["name"] == "New Name"  # one record, both ways
+    unchanged = auth_stub.UpdateMe(auth_pb2.UpdateMeRequest(), metadata=bearer(token))
+    assert unchanged.name == "New Name"  # no name: nothing changes
+    bad = rpc_error(auth_stub.UpdateMe, auth_pb2.UpdateMeRequest(name=""), metadata=bearer(token))
+    assert bad.code() is grpc.StatusCode.INVALID_ARGUMENT
+    anonymous = rpc_error(auth_stub.UpdateMe, auth_pb2.UpdateMeRequest(name="X"))
+    assert anonymous.code() is grpc.StatusCode.UNAUTHENTICATED

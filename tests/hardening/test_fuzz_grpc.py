@@ -267,6 +267,7 @@ def test_every_method_is_fuzzed() -> None:
         "/arcana.v1.AuthService/ListSessions",
         "/arcana.v1.AuthService/RevokeSession",
         "/arcana.v1.AuthService/Me",
+        "/arcana.v1.AuthService/UpdateMe",
         "/arcana.v1.AuthService/ChangePassword",
     }
 

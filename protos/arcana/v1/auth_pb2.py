@@ -26,7 +26,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from protos.arcana.v1 import users_pb2 as protos_dot_arcana_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/arcana/v1/auth.proto\x12\tarcana.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cprotos/arcana/v1/users.proto\"@\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"!\n\x0eRefreshRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\" \n\rLogoutRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\"\x0b\n\tMeRequest\"G\n\x15\x43hangePasswordRequest\x12\x18\n\x10\x63urrent_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"S\n\tTokenPair\x12\x0e\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\t\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.arcana.v1.UserResponse\"\x12\n\x10LogoutAllRequest\"\x15\n\x13ListSessionsRequest\"N\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x03\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\x0f\n\x07\x63urrent\x18\x04 \x01(\x08\"<\n\x14ListSessionsResponse\x12$\n\x08sessions\x18\x01 \x03(\x0b\x32\x12.arcana.v1.Session\"\"\n\x14RevokeSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xd9\x04\n\x0b\x41uthService\x12<\n\x08Register\x12\x1a.arcana.v1.RegisterRequest\x1a\x14.arcana.v1.TokenPair\x12\x36\n\x05Login\x12\x17.arcana.v1.LoginRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x07Refresh\x12\x19.arcana.v1.RefreshRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x06Logout\x12\x18.arcana.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\x12@\n\tLogoutAll\x12\x1b.arcana.v1.LogoutAllRequest\x1a\x16.google.protobuf.Empty\x12O\n\x0cListSessions\x12\x1e.arcana.v1.ListSessionsRequest\x1a\x1f.arcana.v1.ListSessionsResponse\x12H\n\rRevokeSession\x12\x1f.arcana.v1.RevokeSessionRequest\x1a\x16.google.protobuf.Empty\x12\x33\n\x02Me\x12\x14.arcana.v1.MeRequest\x1a\x17.arcana.v1.UserResponse\x12J\n\x0e\x43hangePassword\x12 .arcana.v1.ChangePasswordRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/arcana/v1/auth.proto\x12\tarcana.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cprotos/arcana/v1/users.proto\"@\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"!\n\x0eRefreshRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\" \n\rLogoutRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\t\"\x0b\n\tMeRequest\"-\n\x0fUpdateMeRequest\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_name\"G\n\x15\x43hangePasswordRequest\x12\x18\n\x10\x63urrent_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"S\n\tTokenPair\x12\x0e\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\t\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.arcana.v1.UserResponse\"\x12\n\x10LogoutAllRequest\"\x15\n\x13ListSessionsRequest\"N\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x03\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\x0f\n\x07\x63urrent\x18\x04 \x01(\x08\"<\n\x14ListSessionsResponse\x12$\n\x08sessions\x18\x01 \x03(\x0b\x32\x12.arcana.v1.Session\"\"\n\x14RevokeSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x9a\x05\n\x0b\x41uthService\x12<\n\x08Register\x12\x1a.arcana.v1.RegisterRequest\x1a\x14.arcana.v1.TokenPair\x12\x36\n\x05Login\x12\x17.arcana.v1.LoginRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x07Refresh\x12\x19.arcana.v1.RefreshRequest\x1a\x14.arcana.v1.TokenPair\x12:\n\x06Logout\x12\x18.arcana.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\x12@\n\tLogoutAll\x12\x1b.arcana.v1.LogoutAllRequest\x1a\x16.google.protobuf.Empty\x12O\n\x0cListSessions\x12\x1e.arcana.v1.ListSessionsRequest\x1a\x1f.arcana.v1.ListSessionsResponse\x12H\n\rRevokeSession\x12\x1f.arcana.v1.RevokeSessionRequest\x1a\x16.google.protobuf.Empty\x12\x33\n\x02Me\x12\x14.arcana.v1.MeRequest\x1a\x17.arcana.v1.UserResponse\x12?\n\x08UpdateMe\x12\x1a.arcana.v1.UpdateMeRequest\x1a\x17.arcana.v1.UserResponse\x12J\n\x0e\x43hangePassword\x12 .arcana.v1.ChangePasswordRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,20 +43,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGOUTREQUEST']._serialized_end=283
   _globals['_MEREQUEST']._serialized_start=285
   _globals['_MEREQUEST']._serialized_end=296
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=298
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=369
-  _globals['_TOKENPAIR']._serialized_start=371
-  _globals['_TOKENPAIR']._serialized_end=454
-  _globals['_LOGOUTALLREQUEST']._serialized_start=456
-  _globals['_LOGOUTALLREQUEST']._serialized_end=474
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=476
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=497
-  _globals['_SESSION']._serialized_start=499
-  _globals['_SESSION']._serialized_end=577
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=579
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=639
-  _globals['_REVOKESESSIONREQUEST']._serialized_start=641
-  _globals['_REVOKESESSIONREQUEST']._serialized_end=675
-  _globals['_AUTHSERVICE']._serialized_start=678
-  _globals['_AUTHSERVICE']._serialized_end=1279
+  _globals['_UPDATEMEREQUEST']._serialized_start=298
+  _globals['_UPDATEMEREQUEST']._serialized_end=343
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=345
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=416
+  _globals['_TOKENPAIR']._serialized_start=418
+  _globals['_TOKENPAIR']._serialized_end=501
+  _globals['_LOGOUTALLREQUEST']._serialized_start=503
+  _globals['_LOGOUTALLREQUEST']._serialized_end=521
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=523
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=544
+  _globals['_SESSION']._serialized_start=546
+  _globals['_SESSION']._serialized_end=624
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=626
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=686
+  _globals['_REVOKESESSIONREQUEST']._serialized_start=688
+  _globals['_REVOKESESSIONREQUEST']._serialized_end=722
+  _globals['_AUTHSERVICE']._serialized_start=725
+  _globals['_AUTHSERVICE']._serialized_end=1391
 # @@protoc_insertion_point(module_scope)

@@ -43,6 +43,12 @@ class MeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class UpdateMeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class ChangePasswordRequest(_message.Message):
     __slots__ = ("current_password", "new_password")
     CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]

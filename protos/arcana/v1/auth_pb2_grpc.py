@@ -77,6 +77,11 @@ class AuthServiceStub:
                 request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.MeRequest.SerializeToString,
                 response_deserializer=protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.FromString,
                 _registered_method=True)
+        self.UpdateMe = channel.unary_unary(
+                '/arcana.v1.AuthService/UpdateMe',
+                request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.UpdateMeRequest.SerializeToString,
+                response_deserializer=protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.FromString,
+                _registered_method=True)
         self.ChangePassword = channel.unary_unary(
                 '/arcana.v1.AuthService/ChangePassword',
                 request_serializer=protos_dot_arcana_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
@@ -144,6 +149,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateMe(self, request, context):
+        """Authenticated: change the caller's own name (REST PATCH /auth/me); an
+        absent name changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ChangePassword(self, request, context):
         """Authenticated; throttled (RESOURCE_EXHAUSTED). Needs the current password
         (wrong: INVALID_ARGUMENT); every other refresh token of the user dies.
@@ -193,6 +206,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'Me': grpc.unary_unary_rpc_method_handler(
                     servicer.Me,
                     request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.MeRequest.FromString,
+                    response_serializer=protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.SerializeToString,
+            ),
+            'UpdateMe': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMe,
+                    request_deserializer=protos_dot_arcana_dot_v1_dot_auth__pb2.UpdateMeRequest.FromString,
                     response_serializer=protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.SerializeToString,
             ),
             'ChangePassword': grpc.unary_unary_rpc_method_handler(
@@ -416,6 +434,33 @@ class AuthService:
             target,
             '/arcana.v1.AuthService/Me',
             protos_dot_arcana_dot_v1_dot_auth__pb2.MeRequest.SerializeToString,
+            protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arcana.v1.AuthService/UpdateMe',
+            protos_dot_arcana_dot_v1_dot_auth__pb2.UpdateMeRequest.SerializeToString,
             protos_dot_arcana_dot_v1_dot_users__pb2.UserResponse.FromString,
             options,
             channel_credentials,
