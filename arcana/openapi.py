@@ -72,7 +72,20 @@ ERROR_STATUSES_ATTRIBUTE = "error_statuses"
 
 
 class ArcanaAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema plus the contract's error responses."""
+    """drf-spectacular's AutoSchema plus the contract's error responses; an
+    operation's text is its ``summary`` (and ``description``) as declared with
+    ``extend_schema``, never the view's docstring, which is written for the
+    code's readers; operations open to anyone declare no security, so
+    generated clients call them unauthenticated."""
+
+    def get_description(self) -> str:  # type: ignore[override]  # drf-spectacular's signature
+        return ""
+
+    def get_auth(self) -> list[dict[str, Any]]:
+        if not getattr(self.view, "authentication_classes", True):
+            return []
+        auth: list[dict[str, Any]] = super().get_auth()
+        return auth
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
@@ -139,3 +152,27 @@ class ArcanaAutoSchema(AutoSchema):
         self.registry.register_on_missing(component)
         ref: dict[str, str] = component.ref
         return ref
+
+
+def reference_parameter_enums(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """A query parameter whose values are an enum component's (``sync_status``)
+    refers to that component, so generated clients have one enum type for it,
+    not a second one named after the operation. A drf-spectacular
+    postprocessing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``),
+    run after its own enum hook."""
+    schemas = result.get("components", {}).get("schemas", {})
+    by_values = {
+        tuple(schema["enum"]): name
+        for name, schema in schemas.items()
+        if isinstance(schema.get("enum"), list)
+    }
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else ():
+                values = parameter.get("schema", {}).get("enum")
+                name = by_values.get(tuple(values)) if isinstance(values, list) else None
+                if name is not None:
+                    parameter["schema"] = {"$ref": f"#/components/schemas/{name}"}
+    return result

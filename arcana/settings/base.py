@@ -545,7 +545,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
+    # The serializers are already split into input and output ones: splitting
+    # again would name components "LoginInputRequest".
+    "COMPONENT_SPLIT_REQUEST": False,
+    # Tags and operation ids without the version ("auth", "auth_login_create").
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Enum values speak for themselves; "* user - User" lines only clutter clients.
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "arcana.openapi.reference_parameter_enums",
+    ],
 }
 
 # --- logging --------------------------------------------------------------------

@@ -49,7 +49,11 @@ class RegisterView(PublicView):
     # Errors from the service rules, for the OpenAPI schema (arcana/openapi.py).
     error_statuses = {"post": (409,)}
 
-    @extend_schema(request=RegisterInputSerializer, responses={201: TokenPairOutputSerializer})
+    @extend_schema(
+        request=RegisterInputSerializer,
+        responses={201: TokenPairOutputSerializer},
+        summary="Register a new user and start their first session",
+    )
     def post(self, request: Request) -> Response:
         pair = authn.service.auth_register(**validated(RegisterInputSerializer, request.data))
         return Response(token_pair_json(pair), status=status.HTTP_201_CREATED, headers=NO_STORE)
@@ -59,7 +63,11 @@ class LoginView(PublicView):
     throttle_scope = "login"
     error_statuses = {"post": (401,)}
 
-    @extend_schema(request=LoginInputSerializer, responses={200: TokenPairOutputSerializer})
+    @extend_schema(
+        request=LoginInputSerializer,
+        responses={200: TokenPairOutputSerializer},
+        summary="Log in with email and password",
+    )
     def post(self, request: Request) -> Response:
         data = validated(LoginInputSerializer, request.data)
         pair = authn.service.auth_login(client=client_of(request), **data)
@@ -70,14 +78,22 @@ class RefreshView(PublicView):
     throttle_scope = "refresh"
     error_statuses = {"post": (401,)}
 
-    @extend_schema(request=RefreshInputSerializer, responses={200: TokenRefreshOutputSerializer})
+    @extend_schema(
+        request=RefreshInputSerializer,
+        responses={200: TokenRefreshOutputSerializer},
+        summary="Rotate a refresh token for a new token pair",
+    )
     def post(self, request: Request) -> Response:
         pair = authn.service.auth_refresh(**validated(RefreshInputSerializer, request.data))
         return Response({"access": pair.access, "refresh": pair.refresh}, headers=NO_STORE)
 
 
 class LogoutView(APIView):
-    @extend_schema(request=RefreshInputSerializer, responses={204: None})
+    @extend_schema(
+        request=RefreshInputSerializer,
+        responses={204: None},
+        summary="Log out: end the session of a refresh token",
+    )
     def post(self, request: Request) -> Response:
         data = validated(RefreshInputSerializer, request.data)
         authn.service.auth_logout(actor=actor_of(request, Actor), **data)
@@ -85,7 +101,11 @@ class LogoutView(APIView):
 
 
 class LogoutAllView(APIView):
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        summary="Log out everywhere: end every session of the caller",
+    )
     def post(self, request: Request) -> Response:
         authn.service.auth_logout_all(actor=actor_of(request, Actor))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -96,7 +116,9 @@ def sessions_json(sessions: list[Session]) -> dict[str, Any]:
 
 
 class SessionsView(APIView):
-    @extend_schema(responses={200: SessionListOutputSerializer})
+    @extend_schema(
+        responses={200: SessionListOutputSerializer}, summary="List the caller's live sessions"
+    )
     def get(self, request: Request) -> Response:
         caller = caller_of(request, Authenticated)
         sessions = authn.service.sessions_list(actor=caller.actor, session_id=caller.session_id)
@@ -104,19 +126,23 @@ class SessionsView(APIView):
 
 
 class SessionView(APIView):
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses={204: None}, summary="End one of the caller's sessions")
     def delete(self, request: Request, session: str) -> Response:
         authn.service.session_revoke(actor=actor_of(request, Actor), session=session)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeView(APIView):
-    @extend_schema(responses={200: UserOutputSerializer})
+    @extend_schema(responses={200: UserOutputSerializer}, summary="The caller's own user")
     def get(self, request: Request) -> Response:
         # The authenticated principal was just loaded fresh: no second read.
         return Response(user_json(caller_of(request, Authenticated).user))
 
-    @extend_schema(request=MeUpdateInputSerializer, responses={200: UserOutputSerializer})
+    @extend_schema(
+        request=MeUpdateInputSerializer,
+        responses={200: UserOutputSerializer},
+        summary="Change the caller's own name",
+    )
     def patch(self, request: Request) -> Response:
         actor = actor_of(request, Actor)
         data = validated(MeUpdateInputSerializer, request.data)
@@ -127,7 +153,11 @@ class MeView(APIView):
 
 
 class PasswordChangeView(APIView):
-    @extend_schema(request=PasswordChangeInputSerializer, responses={204: None})
+    @extend_schema(
+        request=PasswordChangeInputSerializer,
+        responses={204: None},
+        summary="Change the caller's password (ends their other sessions)",
+    )
     def post(self, request: Request) -> Response:
         caller = caller_of(request, Authenticated)
         data = validated(PasswordChangeInputSerializer, request.data)

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.request import Request
@@ -19,7 +20,9 @@ from users.api.serializers import (
 )
 from users.records import Actor
 
-ID_PARAMETER = OpenApiParameter("id", str, OpenApiParameter.PATH, description="User id (UUID).")
+ID_PARAMETER = OpenApiParameter(
+    "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="User id (UUID)."
+)
 
 
 class UserViewSet(viewsets.ViewSet):
@@ -36,7 +39,11 @@ class UserViewSet(viewsets.ViewSet):
         "destroy": (403,),
     }
 
-    @extend_schema(parameters=[UserListQuerySerializer], responses={200: UserPageOutputSerializer})
+    @extend_schema(
+        parameters=[UserListQuerySerializer],
+        responses={200: UserPageOutputSerializer},
+        summary="List users, a page at a time (admins)",
+    )
     def list(self, request: Request) -> Response:
         query = validated(UserListQuerySerializer, request.query_params)
         page = users.service.user_list(actor=actor_of(request, Actor), **query)
@@ -49,13 +56,21 @@ class UserViewSet(viewsets.ViewSet):
             }
         )
 
-    @extend_schema(request=UserCreateInputSerializer, responses={201: UserOutputSerializer})
+    @extend_schema(
+        request=UserCreateInputSerializer,
+        responses={201: UserOutputSerializer},
+        summary="Create a user (admins)",
+    )
     def create(self, request: Request) -> Response:
         data = validated(UserCreateInputSerializer, request.data)
         user = users.service.user_create_by(actor=actor_of(request, Actor), **data)
         return Response(user_json(user), status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[ID_PARAMETER], responses={200: UserOutputSerializer})
+    @extend_schema(
+        parameters=[ID_PARAMETER],
+        responses={200: UserOutputSerializer},
+        summary="One user (admins, or the user themself)",
+    )
     def retrieve(self, request: Request, id: str) -> Response:
         user = users.service.user_get(actor=actor_of(request, Actor), user_id=id)
         return Response(user_json(user))
@@ -64,6 +79,7 @@ class UserViewSet(viewsets.ViewSet):
         parameters=[ID_PARAMETER],
         request=UserUpdateInputSerializer,
         responses={200: UserOutputSerializer},
+        summary="Update a user (admins, or the user themself; any subset of fields)",
     )
     def update(self, request: Request, id: str, **kwargs: Any) -> Response:
         data = validated(UserUpdateInputSerializer, request.data)
@@ -76,11 +92,14 @@ class UserViewSet(viewsets.ViewSet):
         parameters=[ID_PARAMETER],
         request=UserUpdateInputSerializer,
         responses={200: UserOutputSerializer},
+        summary="Update some fields of a user (admins, or the user themself)",
     )
     def partial_update(self, request: Request, id: str) -> Response:
         return self.update(request, id)
 
-    @extend_schema(parameters=[ID_PARAMETER], responses={204: None})
+    @extend_schema(
+        parameters=[ID_PARAMETER], responses={204: None}, summary="Delete a user (admins)"
+    )
     def destroy(self, request: Request, id: str) -> Response:
         users.service.user_delete(actor=actor_of(request, Actor), user_id=id)
         return Response(status=status.HTTP_204_NO_CONTENT)
