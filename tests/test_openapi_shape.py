@@ -77,3 +77,13 @@ def test_user_ids_are_uuids(schema: dict[str, Any]) -> None:
     ]
     assert ids
     assert all(schema == {"type": "string", "format": "uuid"} for schema in ids)
+
+
+def test_every_request_body_is_required(schema: dict[str, Any]) -> None:
+    bodies = [
+        (operation["operationId"], operation["requestBody"])
+        for operation in operations(schema)
+        if "requestBody" in operation
+    ]
+    assert {"users_update", "users_partial_update"} <= {name for name, _ in bodies}
+    assert all(body.get("required") is True for _, body in bodies)

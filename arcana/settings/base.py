@@ -555,6 +555,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "arcana.openapi.reference_parameter_enums",
+        "arcana.openapi.require_request_bodies",
     ],
 }
 
