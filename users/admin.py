@@ -10,6 +10,8 @@ the model's ``users.signals.password_changed``, like every other path.
 this admin imports no other app.
 """
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -67,12 +69,58 @@ class UserEditForm(EmailNormalisingMixin, UserChangeForm):  # type: ignore[type-
         widgets = {"roles": forms.CheckboxSelectMultiple}
 
 
+admin.site.site_header = "Arcana Cloud administration"
+admin.site.site_title = "Arcana Cloud admin"
+admin.site.index_title = "Users and access"
+
+
+class RoleFilter(admin.SimpleListFilter):
+    title = "role"
+    parameter_name = "role"
+    NONE = "none"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(role, role.capitalize()) for role in Roles.values] + [(self.NONE, "No role")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
+        if self.value() == self.NONE:
+            return queryset.filter(roles__isnull=True)
+        if self.value() in Roles.values:
+            return queryset.filter(roles__name=self.value())
+        return queryset
+
+
+class _YesNoFilter(admin.SimpleListFilter):
+    field = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{self.field: self.value() == "yes"})
+        return queryset
+
+
+class ActiveFilter(_YesNoFilter):
+    title = "active"
+    parameter_name = "active"
+    field = "is_active"
+
+
+class StaffFilter(_YesNoFilter):
+    title = "staff (admin site access)"
+    parameter_name = "staff"
+    field = "is_staff"
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     form = UserEditForm
     add_form = UserAddForm
     list_display = ("name", "email", "roles_display", "sync_status", "is_active", "created_at")
-    list_filter = ("roles", "sync_status", "is_active", "is_staff")
+    list_filter = (RoleFilter, "sync_status", ActiveFilter, StaffFilter)
+    date_hierarchy = "created_at"
     search_fields = ("name", "email")
     ordering = ("-created_at",)
     readonly_fields = ("id", "created_at", "updated_at", "last_login")
@@ -114,15 +162,22 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     def roles_display(self, obj: User) -> str:
         return ", ".join(obj.role_names)
 
+    def _log_changed(self, request: HttpRequest, changed: list[str], message: str) -> None:
+        """A History entry (LogEntry) on each user an action changed."""
+        for user in User.objects.filter(pk__in=changed):
+            self.log_change(request, user, message)
+
     @admin.action(description="Mark selected users as pending sync")
     def mark_pending_sync(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = users.service.users_mark_pending_sync(user_ids=_ids(queryset))
-        self.message_user(request, f"{count} user(s) marked pending sync.", messages.SUCCESS)
+        changed = users.service.users_mark_pending_sync(user_ids=_ids(queryset))
+        self._log_changed(request, changed, "Marked pending sync.")
+        self.message_user(request, f"{len(changed)} user(s) marked pending sync.", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected users")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = users.service.users_deactivate(user_ids=_ids(queryset))
-        self.message_user(request, f"{count} user(s) deactivated.", messages.SUCCESS)
+        changed = users.service.users_deactivate(user_ids=_ids(queryset))
+        self._log_changed(request, changed, "Deactivated.")
+        self.message_user(request, f"{len(changed)} user(s) deactivated.", messages.SUCCESS)
 
     @admin.action(description="Unlock login for selected users (lift failed-login lockouts)")
     def unlock_login(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

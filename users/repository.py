@@ -32,6 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connections, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from arcana.core.reads import primary
@@ -339,19 +340,26 @@ def user_delete(*, user_id: str) -> None:
 
 def users_update_many(
     *, user_ids: Iterable[str], sync_status: str | None = None, is_active: bool | None = None
-) -> int:
+) -> list[str]:
     """Bulk update (the admin's actions, which are not held to the last-admin
-    rule: the admin site is the operators' way back in). ``QuerySet.update``
-    sends no signals, so invalidate here."""
+    rule: the admin site is the operators' way back in); returns the ids of
+    the users it changed: those that already had the values are left alone
+    (and not counted). ``QuerySet.update`` sends no signals, so invalidate here."""
     values: dict[str, Any] = {}
     if sync_status is not None:
         values["sync_status"] = sync_status
     if is_active is not None:
         values["is_active"] = is_active
     ids = [str(parse_user_id(user_id)) for user_id in user_ids]
-    count = _users().filter(pk__in=ids).update(**values, updated_at=timezone.now())
-    invalidate(ids)
-    return count
+    if not values:
+        return []
+    with transaction.atomic():
+        already = Q(**values)
+        changing = _users().filter(pk__in=ids).exclude(already).select_for_update()
+        changed = [str(pk) for pk in changing.values_list("pk", flat=True)]
+        _users().filter(pk__in=changed).update(**values, updated_at=timezone.now())
+        invalidate(changed)
+    return changed
 
 
 def user_model_for_login(*, user_id: str) -> User:

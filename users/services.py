@@ -285,11 +285,12 @@ def user_set_password(*, user_id: str, password: str, keep_session: str | None =
     )
 
 
-def users_mark_pending_sync(*, user_ids: Iterable[str]) -> int:
-    """Admin action: queue users for the next sync."""
+def users_mark_pending_sync(*, user_ids: Iterable[str]) -> list[str]:
+    """Admin action: queue users for the next sync; the ids of those it changed."""
     return users.repo.users_update_many(user_ids=user_ids, sync_status=SyncStatus.PENDING)
 
 
-def users_deactivate(*, user_ids: Iterable[str]) -> int:
-    """Admin action: deactivated users' tokens stop working at once."""
+def users_deactivate(*, user_ids: Iterable[str]) -> list[str]:
+    """Admin action: deactivated users' tokens stop working at once; the ids
+    of those it changed (the active ones)."""
     return users.repo.users_update_many(user_ids=user_ids, is_active=False)

@@ -4,6 +4,7 @@ the API's rules (normalised unique email, no stale cached read)."""
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -229,3 +230,49 @@ def test_delete_in_admin_invalidates_cache(operator: Client, user: User) -> None
     response = operator.post(f"{CHANGELIST}{user.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert api.get("/api/v1/auth/me").status_code == 401
+
+
+def _messages(response: Any) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_bulk_actions_count_what_they_changed_and_write_history(
+    operator: Client, user: User, other_user: User
+) -> None:
+    both = [str(user.pk), str(other_user.pk)]
+    first = operator.post(
+        CHANGELIST, {"action": "deactivate", "_selected_action": [str(user.pk)]}, follow=True
+    )
+    assert "1 user(s) deactivated." in _messages(first)
+    again = operator.post(
+        CHANGELIST, {"action": "deactivate", "_selected_action": both}, follow=True
+    )
+    assert "1 user(s) deactivated." in _messages(again)  # the first was inactive already
+    history = LogEntry.objects.filter(object_id=str(user.pk), action_flag=CHANGE)
+    assert [entry.get_change_message() for entry in history] == ["Deactivated."]
+    assert LogEntry.objects.filter(object_id=str(other_user.pk)).count() == 1
+    page = operator.get(f"{CHANGELIST}{user.pk}/history/")
+    assert "Deactivated." in page.content.decode()
+
+
+def test_filters_read_well_and_find_users_without_a_role(
+    operator: Client, user: User, other_user: User
+) -> None:
+    other_user.roles.clear()
+    page = operator.get(CHANGELIST)
+    html = page.content.decode()
+    for label in ("By role", "No role", "By active", "By staff (admin site access)"):
+        assert label in html, label
+    assert "By is active" not in html
+    no_role = operator.get(CHANGELIST, {"role": "none"})
+    assert list(no_role.context["cl"].result_list) == [other_user]
+    inactive = operator.get(CHANGELIST, {"active": "no"})
+    assert list(inactive.context["cl"].result_list) == []
+    dated = operator.get(CHANGELIST, {"created_at__year": str(user.created_at.year)})
+    assert dated.status_code == 200
+    assert f"?created_at__year={user.created_at.year}" in html  # the date drill-down
+
+
+def test_the_site_names_the_product(operator: Client) -> None:
+    html = operator.get("/admin/").content.decode()
+    assert "Arcana Cloud administration" in html

@@ -69,10 +69,10 @@ def test_delete_invalidates(user: User) -> None:
 def test_bulk_update_invalidates(user: User, other_user: User) -> None:
     for u in (user, other_user):
         repository.user_get(user_id=str(u.pk))
-    count = repository.users_update_many(
+    changed = repository.users_update_many(
         user_ids=[str(user.pk), str(other_user.pk)], is_active=False
     )
-    assert count == 2
+    assert sorted(changed) == sorted([str(user.pk), str(other_user.pk)])
     assert not repository.user_get(user_id=str(user.pk)).is_active
     assert not repository.user_get(user_id=str(other_user.pk)).is_active
 
