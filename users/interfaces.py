@@ -41,6 +41,7 @@ class UserServiceInterface(Protocol):
         password: str,
         roles: Sequence[str] | None = None,
         sync_status: str | None = None,
+        by: str | None = None,
     ) -> UserRecord: ...
 
     def user_create_by(
@@ -124,10 +125,16 @@ class UserRepositoryInterface(Protocol):
         password_hash: str,
         roles: Iterable[str],
         sync_status: str | None = None,
+        by: str | None = None,
     ) -> UserRecord: ...
 
     def user_update_fields(
-        self, *, user_id: str, changes: UserChanges, roles: Sequence[str] | None = None
+        self,
+        *,
+        user_id: str,
+        changes: UserChanges,
+        roles: Sequence[str] | None = None,
+        by: str | None = None,
     ) -> UserRecord: ...
 
     def user_set_password_hash(
@@ -138,7 +145,7 @@ class UserRepositoryInterface(Protocol):
 
     def user_login_record(self, *, user_id: str) -> None: ...
 
-    def user_delete(self, *, user_id: str) -> None: ...
+    def user_delete(self, *, user_id: str, by: str | None = None) -> None: ...
 
     def users_update_many(
         self,

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q
@@ -184,6 +186,22 @@ def user_list(*, page: int, size: int, sync_status: str | None, search: str | No
 # --- writes -----------------------------------------------------------------------
 
 
+def _audit(by: str | None, user: User, flag: int, message: str) -> None:
+    """An entry in the admin's History of ``user``: what the admin ``by`` did to
+    it through the API (who, what, and when, as the admin's own edits are
+    recorded), written in the change's own transaction. No entry without ``by``."""
+    if by is None:
+        return
+    LogEntry.objects.create(
+        user_id=parse_user_id(by),
+        content_type=ContentType.objects.get_for_model(User),
+        object_id=str(user.pk),
+        object_repr=str(user)[:200],
+        action_flag=flag,
+        change_message=message,
+    )
+
+
 def _is_email_conflict(exc: IntegrityError) -> bool:
     # SQLite: "UNIQUE constraint failed: users_user.email";
     # MySQL/MariaDB: "Duplicate entry '...' for key 'email'".
@@ -231,8 +249,10 @@ def user_insert(
     password_hash: str,
     roles: Iterable[str],
     sync_status: str | None = None,
+    by: str | None = None,
 ) -> UserRecord:
-    """A new user with these roles (one transaction: never a user without them)."""
+    """A new user with these roles (one transaction: never a user without them);
+    ``by``: the admin who created it through the API (History)."""
     user = User(name=name, email=normalize_email(email), password=password_hash)
     if sync_status:
         user.sync_status = sync_status
@@ -240,6 +260,7 @@ def user_insert(
         with transaction.atomic():
             user.save(force_insert=True)
             _set_roles(user, roles)
+            _audit(by, user, ADDITION, "Added through the API.")
             return _fresh(user.pk)
     except IntegrityError as exc:
         if _is_email_conflict(exc):
@@ -248,7 +269,11 @@ def user_insert(
 
 
 def user_update_fields(
-    *, user_id: str, changes: UserChanges, roles: Sequence[str] | None = None
+    *,
+    user_id: str,
+    changes: UserChanges,
+    roles: Sequence[str] | None = None,
+    by: str | None = None,
 ) -> UserRecord:
     """Store ``changes`` (and exactly ``roles``, when given) in one transaction.
 
@@ -288,6 +313,8 @@ def user_update_fields(
             _set_roles(user, roles)
             if not fields:
                 user.save(update_fields=["updated_at"])
+        changed = [*fields, *(["roles"] if roles is not None else [])]
+        _audit(by, user, CHANGE, f"Changed {', '.join(changed)} through the API.")
         # Read under the row lock, before the commit: the answer is this
         # change, whole, not a concurrent one that commits right after it.
         return _fresh(pk)
@@ -328,12 +355,15 @@ def user_login_record(*, user_id: str) -> None:
     _users().filter(pk=parse_user_id(user_id)).update(last_login=timezone.now())
 
 
-def user_delete(*, user_id: str) -> None:
-    """Delete a user; refused (``LastAdmin``) for the last active admin."""
+def user_delete(*, user_id: str, by: str | None = None) -> None:
+    """Delete a user; refused (``LastAdmin``) for the last active admin; ``by``:
+    the admin who deleted it through the API (History)."""
     pk = parse_user_id(user_id)
     with transaction.atomic():
         _lock_admin_changes()
-        _refuse_last_admin(_locked(pk), stays_active=False, stays_admin=False)
+        user = _locked(pk)
+        _refuse_last_admin(user, stays_active=False, stays_admin=False)
+        _audit(by, user, DELETION, "Deleted through the API.")
         _users().filter(pk=pk).delete()
     invalidate([str(pk)])
 

@@ -73,8 +73,10 @@ def user_create(
     password: str,
     roles: Sequence[str] | None = None,
     sync_status: str | None = None,
+    by: str | None = None,
 ) -> UserRecord:
-    """Create a user; the email must be free and the password strong."""
+    """Create a user; the email must be free and the password strong. ``by``:
+    the admin creating it, whose act the admin's History records."""
     email = normalize_email(email)
     password_check(password=password, name=name, email=email)
     return users.repo.user_insert(
@@ -83,6 +85,7 @@ def user_create(
         password_hash=make_password(password),
         roles=_check_roles(roles if roles is not None else [Roles.USER]),
         sync_status=_check_sync_status(sync_status) if sync_status else None,
+        by=by,
     )
 
 
@@ -94,9 +97,9 @@ def user_create_by(
     password: str,
     roles: Sequence[str] | None = None,
 ) -> UserRecord:
-    """``POST /users``: an admin creating someone."""
+    """``POST /users``: an admin creating someone (recorded in its History)."""
     _require_admin(actor)
-    return user_create(name=name, email=email, password=password, roles=roles)
+    return user_create(name=name, email=email, password=password, roles=roles, by=actor.id)
 
 
 def user_get(*, actor: Actor, user_id: str) -> UserRecord:
@@ -259,8 +262,12 @@ def user_update(
         changes["is_active"] = is_active
     if sync_status is not None:
         changes["sync_status"] = _check_sync_status(sync_status)
+    # An admin's change to someone else goes in that user's History.
+    by = actor.id if actor.is_admin and actor.id != user_id else None
     try:
-        return users.repo.user_update_fields(user_id=user_id, changes=changes, roles=checked_roles)
+        return users.repo.user_update_fields(
+            user_id=user_id, changes=changes, roles=checked_roles, by=by
+        )
     except LastAdmin:
         raise _last_admin(actor, user_id, "demote" if demoted else "deactivate") from None
 
@@ -270,7 +277,7 @@ def user_delete(*, actor: Actor, user_id: str) -> None:
     target = users.repo.user_get(user_id=user_id)
     _require_superuser_to_touch(actor, target, "delete")
     try:
-        users.repo.user_delete(user_id=target.id)
+        users.repo.user_delete(user_id=target.id, by=actor.id)
     except LastAdmin:
         raise _last_admin(actor, target.id, "delete") from None
 

@@ -15,6 +15,7 @@ from users.models import User
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/users/user/"
+STRONG = "a long and unusual passphrase 42"
 
 
 def change_form(user: User, **overrides: object) -> dict[str, object]:
@@ -276,3 +277,16 @@ def test_filters_read_well_and_find_users_without_a_role(
 def test_the_site_names_the_product(operator: Client) -> None:
     html = operator.get("/admin/").content.decode()
     assert "Arcana Cloud administration" in html
+
+
+def test_the_history_page_shows_what_an_admin_did_through_the_api(
+    operator: Client, admin_user: User
+) -> None:
+    created = client_for(admin_user).post(
+        "/api/v1/users",
+        {"name": "Via Api", "email": "via.api@example.com", "password": STRONG},
+        format="json",
+    )
+    page = operator.get(f"{CHANGELIST}{created.json()['id']}/history/").content.decode()
+    assert "Added through the API." in page
+    assert admin_user.email in page  # who
