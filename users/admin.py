@@ -10,6 +10,7 @@ the model's ``users.signals.password_changed``, like every other path.
 this admin imports no other app.
 """
 
+import math
 from typing import Any
 
 from django import forms
@@ -123,7 +124,7 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     date_hierarchy = "created_at"
     search_fields = ("name", "email")
     ordering = ("-created_at",)
-    readonly_fields = ("id", "created_at", "updated_at", "last_login")
+    readonly_fields = ("id", "created_at", "updated_at", "last_login", "login_lockout")
     filter_horizontal = ("groups", "user_permissions")
     actions = ["mark_pending_sync", "deactivate", "unlock_login"]
     fieldsets = (
@@ -134,6 +135,7 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
             {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")},
         ),
         ("Dates", {"fields": ("created_at", "updated_at", "last_login")}),
+        ("Login", {"fields": ("login_lockout",)}),
     )
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),
@@ -157,6 +159,20 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
         if not term or not isinstance(queryset, UserQuerySet):
             return super().get_search_results(request, queryset, search_term)
         return queryset.search(term), False
+
+    @admin.display(description="Failed-login lockout")
+    def login_lockout(self, obj: User) -> str:
+        if obj.pk is None:
+            return "-"
+        remaining, failures = lockout.account_state(account=normalize_email(obj.email))
+        if remaining > 0:
+            state = f"Locked for everyone for {math.ceil(remaining / 60)} more minute(s)."
+        else:
+            state = f"Not locked for everyone ({failures} failed attempt(s) in the window)."
+        return (
+            f"{state} Locks of single addresses are not listed; the list's action "
+            '"Unlock login" lifts every lock of the account.'
+        )
 
     @admin.display(description="Roles")
     def roles_display(self, obj: User) -> str:

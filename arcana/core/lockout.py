@@ -90,6 +90,19 @@ def failures_clear(*, account: str, client: str) -> None:
     throttle_cache().delete(_keys(account, client)["pair_failures"])
 
 
+def account_state(*, account: str) -> tuple[float, int]:
+    """(seconds the account stays locked for everyone, 0 when it is not;
+    failures from all addresses counted in the current window), for
+    operators. Locks of one address cannot be listed: their keys hold a hash
+    of the address. ``unlock`` lifts them all."""
+    keys = _keys(account, "")
+    cache = throttle_cache()
+    found = cache.get_many([keys["account_locked"], keys["account_failures"]])
+    until = found.get(keys["account_locked"])
+    remaining = max(float(until) - time.time(), 0.0) if until is not None else 0.0
+    return remaining, int(found.get(keys["account_failures"], 0) or 0)
+
+
 def unlock(*, account: str) -> None:
     """Lift every lock of ``account`` and forget its failures, from every address."""
     # Never expires: if it did, the account would fall back to an older

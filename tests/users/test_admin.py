@@ -290,3 +290,18 @@ def test_the_history_page_shows_what_an_admin_did_through_the_api(
     page = operator.get(f"{CHANGELIST}{created.json()['id']}/history/").content.decode()
     assert "Added through the API." in page
     assert admin_user.email in page  # who
+
+
+def test_the_user_page_shows_the_account_lockout(
+    operator: Client, user: User, settings: Any
+) -> None:
+    settings.LOGIN_LOCKOUT_ACCOUNT_FAILURES = 3
+    page = f"{CHANGELIST}{user.pk}/change/"
+    assert "Not locked for everyone (0 failed attempt(s)" in operator.get(page).content.decode()
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        APIClient(REMOTE_ADDR=address).post(
+            "/api/v1/auth/login", {"email": user.email, "password": "wrong"}, format="json"
+        )
+    assert "Locked for everyone for 15 more minute(s)." in operator.get(page).content.decode()
+    operator.post(CHANGELIST, {"action": "unlock_login", "_selected_action": [str(user.pk)]})
+    assert "Not locked for everyone (0 failed attempt(s)" in operator.get(page).content.decode()
