@@ -196,3 +196,19 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def role_names(self) -> list[str]:
         return sorted(role.name for role in self.roles.all())
+
+
+def _through_text(relation: models.Model) -> str:
+    """How the admin's delete confirmation names a row of the user's
+    many-to-many tables: "role admin", not "User_roles object (3)"."""
+    for field in relation._meta.concrete_fields:
+        if field.is_relation and field.related_model is not User:
+            target = getattr(relation, field.name)
+            return f"{field.verbose_name} {target}"
+    return f"{relation._meta.verbose_name} {relation.pk}"  # pragma: no cover - none such
+
+
+# The auto-created through models (roles, groups, permissions) get that name;
+# they have no class of their own to define __str__ in (and no migration needs one).
+for _field in ("roles", "groups", "user_permissions"):
+    User._meta.get_field(_field).remote_field.through.__str__ = _through_text  # type: ignore[union-attr]

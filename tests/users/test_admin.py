@@ -305,3 +305,11 @@ def test_the_user_page_shows_the_account_lockout(
     assert "Locked for everyone for 15 more minute(s)." in operator.get(page).content.decode()
     operator.post(CHANGELIST, {"action": "unlock_login", "_selected_action": [str(user.pk)]})
     assert "Not locked for everyone (0 failed attempt(s)" in operator.get(page).content.decode()
+
+
+def test_the_delete_confirmation_names_what_goes_with_the_user(
+    operator: Client, admin_user: User
+) -> None:
+    html = operator.get(f"{CHANGELIST}{admin_user.pk}/delete/").content.decode()
+    assert "object (" not in html
+    assert "User-role relationship: role admin" in html
