@@ -51,6 +51,8 @@ class AuthServiceInterface(Protocol):
 
     def session_revoke(self, *, actor: Actor, session: str) -> None: ...
 
+    def sessions_revoke(self, *, sessions: list[str]) -> int: ...
+
 
 class AuthRepositoryInterface(Protocol):
     """Refresh-token bookkeeping (``authn.repository``); each call commits on

@@ -205,6 +205,12 @@ def session_revoke(*, actor: Actor, session: str) -> None:
         raise SessionNotFound()
 
 
+def sessions_revoke(*, sessions: list[str]) -> int:
+    """Operators (the admin's "revoke"): end these sessions (families) whoever
+    holds them; returns how many refresh tokens died."""
+    return sum(authn.repo.refresh_token_family_revoke(family=family) for family in sessions)
+
+
 def tokens_flush_expired() -> int:
     """Delete expired refresh tokens' rows (they can no longer be used or
     replayed); returns how many. Run it daily: ``manage.py flushexpiredtokens``."""

@@ -19,6 +19,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
 import users
 from arcana.core import lockout
@@ -69,6 +71,8 @@ class UserEditForm(EmailNormalisingMixin, UserChangeForm):  # type: ignore[type-
         )
         widgets = {"roles": forms.CheckboxSelectMultiple}
 
+
+SESSIONS_URL = "admin:authn_refreshtoken_changelist"
 
 admin.site.site_header = "Arcana Cloud administration"
 admin.site.site_title = "Arcana Cloud admin"
@@ -124,7 +128,14 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     date_hierarchy = "created_at"
     search_fields = ("name", "email")
     ordering = ("-created_at",)
-    readonly_fields = ("id", "created_at", "updated_at", "last_login", "login_lockout")
+    readonly_fields = (
+        "id",
+        "created_at",
+        "updated_at",
+        "last_login",
+        "login_lockout",
+        "sessions",
+    )
     filter_horizontal = ("groups", "user_permissions")
     actions = ["mark_pending_sync", "deactivate", "unlock_login"]
     fieldsets = (
@@ -135,7 +146,7 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
             {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")},
         ),
         ("Dates", {"fields": ("created_at", "updated_at", "last_login")}),
-        ("Login", {"fields": ("login_lockout",)}),
+        ("Login", {"fields": ("login_lockout", "sessions")}),
     )
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),
@@ -172,6 +183,23 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
         return (
             f"{state} Locks of single addresses are not listed; the list's action "
             '"Unlock login" lifts every lock of the account.'
+        )
+
+    @admin.display(description="Sessions")
+    def sessions(self, obj: User) -> str:
+        # authn's sessions page, by URL name: this admin imports no other app.
+        # Absent where authn's data is elsewhere (microservices' users service).
+        try:
+            url = reverse(SESSIONS_URL)
+        except NoReverseMatch:
+            return "Kept by the auth service (not in this admin)."
+        if obj.pk is None:
+            return "-"
+        return format_html(
+            '<a href="{}?user_id={}&amp;live=yes">Live sessions of this user</a>'
+            " (revoke them there)",
+            url,
+            obj.pk,
         )
 
     @admin.display(description="Roles")

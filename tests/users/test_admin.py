@@ -313,3 +313,25 @@ def test_the_delete_confirmation_names_what_goes_with_the_user(
     html = operator.get(f"{CHANGELIST}{admin_user.pk}/delete/").content.decode()
     assert "object (" not in html
     assert "User-role relationship: role admin" in html
+
+
+def test_operators_see_and_revoke_a_users_sessions(
+    operator: Client, user: User, other_user: User
+) -> None:
+    mine, theirs = tokens_for(user), tokens_for(other_user)
+    page = operator.get(f"{CHANGELIST}{user.pk}/change/").content.decode()
+    sessions = f"/admin/authn/refreshtoken/?user_id={user.pk}&amp;live=yes"
+    assert sessions in page
+    listed = operator.get("/admin/authn/refreshtoken/", {"user_id": str(user.pk), "live": "yes"})
+    rows = list(listed.context["cl"].result_list)
+    assert [row.user_id for row in rows] == [str(user.pk)]
+    assert mine.refresh not in listed.content.decode()  # the token itself is never shown
+    done = operator.post(
+        "/admin/authn/refreshtoken/",
+        {"action": "revoke", "_selected_action": [str(rows[0].pk)]},
+        follow=True,
+    )
+    assert "1 refresh token(s) revoked." in _messages(done)
+    assert refresh_status(mine.refresh) == 401
+    assert refresh_status(theirs.refresh) == 200
+    assert operator.get("/admin/authn/refreshtoken/add/").status_code == 403
