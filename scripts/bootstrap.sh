@@ -6,6 +6,7 @@
 #   scripts/bootstrap.sh            runtime dependencies
 #   scripts/bootstrap.sh --gateway  runtime + nginx (microservices mode's gateway)
 #   scripts/bootstrap.sh --dev      runtime + nginx + test and dev tools
+#   scripts/bootstrap.sh --browser  also Debian's Chromium (the admin's browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +14,13 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 want_dev=0
 want_gateway=0
+want_browser=0
 for option in "$@"; do
   case "$option" in
     --dev) want_dev=1 want_gateway=1 ;;  # the gateway's tests run a real nginx
     --gateway) want_gateway=1 ;;
-    *) echo "bootstrap: unknown option $option (--dev, --gateway)" >&2; exit 2 ;;
+    --browser) want_dev=1 want_gateway=1 want_browser=1 ;;
+    *) echo "bootstrap: unknown option $option (--dev, --gateway, --browser)" >&2; exit 2 ;;
   esac
 done
 
@@ -47,6 +50,11 @@ fi
 # scripts/gateway.sh runs its own nginx and never that one.
 if [ $want_gateway -eq 1 ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   need_apt+=(nginx)
+fi
+# The admin's browser test (tests/browser): Debian's Chromium, which Playwright
+# drives by path (never `playwright install`, which downloads its own).
+if [ $want_browser -eq 1 ] && [ ! -x /usr/bin/chromium ]; then
+  need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"
