@@ -59,7 +59,7 @@ def test_the_generated_client_type_checks_strictly(generated: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the seeded roles stay
 def test_the_generated_client_works_end_to_end(generated: Path, live_server: Any) -> None:
     User.objects.create_superuser(email=ADMIN[0], name="Root", password=ADMIN[1])
     sys.path.insert(0, str(generated))

@@ -13,7 +13,8 @@ from tests.conftest import tokens_for
 from tests.factories import UserFactory
 from users.models import Role, Roles, SyncStatus, User
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback: the roles the migrations seed are back for the tests after it.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 OPERATOR = ("operator@example.com", "an operator's long passphrase 7")
 NEW_PASSWORD = "a freshly chosen passphrase 42"
