@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak compose-check compose-secrets ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak compose-check compose-secrets image ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -65,6 +65,10 @@ compose-check:  ## Validate docker/compose.*.yml with docker-compose config -q (
 compose-secrets:  ## Make the development secrets the compose files mount (docker/secrets/, git-ignored)
 	@scripts/bootstrap.sh
 	@$(PY) scripts/compose_secrets.py
+
+image:  ## Build the production image (docker/Dockerfile) with rootful podman; prints its size (IMAGE=arcana:latest)
+	@scripts/bootstrap.sh --containers
+	@scripts/image.sh
 
 ci:
 	@bash .ci/run

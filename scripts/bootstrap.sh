@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: the Debian packages mysqlclient needs to build (only
-# when missing; with --dev also docker-compose and nginx), a virtual
-# environment in .venv, and the pinned dependencies.
+# when missing; with --dev also docker-compose and nginx; with --containers
+# podman and debootstrap), a virtual environment in .venv, and the pinned
+# dependencies.
 # Idempotent and quick when everything is already in place.
 #   scripts/bootstrap.sh            runtime dependencies
 #   scripts/bootstrap.sh --gateway  runtime + nginx (microservices mode's gateway)
 #   scripts/bootstrap.sh --dev      runtime + nginx + test and dev tools
+#   scripts/bootstrap.sh --containers  runtime + podman and debootstrap (make image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +15,13 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 want_dev=0
 want_gateway=0
+want_containers=0
 for option in "$@"; do
   case "$option" in
     --dev) want_dev=1 want_gateway=1 ;;  # the gateway's tests run a real nginx
     --gateway) want_gateway=1 ;;
-    *) echo "bootstrap: unknown option $option (--dev, --gateway)" >&2; exit 2 ;;
+    --containers) want_containers=1 ;;
+    *) echo "bootstrap: unknown option $option (--dev, --gateway, --containers)" >&2; exit 2 ;;
   esac
 done
 
@@ -47,6 +51,15 @@ fi
 # scripts/gateway.sh runs its own nginx and never that one.
 if [ $want_gateway -eq 1 ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   need_apt+=(nginx)
+fi
+# Containers (make image, scripts/image.sh): rootful podman builds and runs
+# them; debootstrap makes the local base image where no registry is reachable.
+# debootstrap lives in /usr/sbin, not on every user's PATH.
+if [ $want_containers -eq 1 ]; then
+  command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+  if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then
+    need_apt+=(debootstrap)
+  fi
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"
