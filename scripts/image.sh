@@ -17,6 +17,8 @@
 # Environment: IMAGE (arcana:latest), BUILD_CA (the host's CA bundle; empty:
 # no secret), DEBIAN_MIRROR (the first deb.debian.org-style URI of apt's
 # sources), REBUILD_BASE=1 (debootstrap and import again).
+# Later runs reuse the imported base (labelled with its REVISION) or, when it
+# is gone from podman's store, the cached tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,26 +86,34 @@ EOF
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/*
 }
 
-[ "${REBUILD_BASE:-0}" = 1 ] && rm -rf "$ROOTFS"
+label=org.arcana.base-revision
+if [ "${REBUILD_BASE:-0}" = 1 ]; then
+  rm -rf "$ROOTFS"
+  podman rmi --force "$STANDIN" "$BASE" >/dev/null 2>&1 || true
+fi
 if podman image exists "docker.io/library/$FROM_IMAGE"; then
   echo "image: using the pulled docker.io/library/$FROM_IMAGE"
 else
-  if [ "$(cat "$ROOTFS/.complete" 2>/dev/null)" != "$REVISION" ]; then
-    url=$(mirror)
-    echo "image: debootstrap $SUITE (minbase) from $url into $ROOTFS"
-    start=$(date +%s)
-    rm -rf "$ROOTFS.tmp" && mkdir -p "$CACHE"
-    debootstrap --variant=minbase "$SUITE" "$ROOTFS.tmp" "$url" >"$CACHE/debootstrap.log" 2>&1 \
-      || { tail -n 20 "$CACHE/debootstrap.log" >&2; exit 1; }
-    prepare_rootfs "$ROOTFS.tmp" "$url"
-    rm -rf "$ROOTFS" && mv "$ROOTFS.tmp" "$ROOTFS" && echo "$REVISION" >"$ROOTFS/.complete"
-    podman rmi -f "$STANDIN" "$BASE" >/dev/null 2>&1 || true
-    echo "image: debootstrap took $(elapsed "$start")"
-  fi
-  if ! podman image exists "$BASE"; then
+  # The imported base carries its revision: current, it is reused as it is
+  # (another checkout's, too); else it is imported again from the cached tree,
+  # made first when missing or of another revision.
+  have=$(podman image inspect --format "{{index .Labels \"$label\"}}" "$BASE" 2>/dev/null || true)
+  if [ "$have" != "$REVISION" ]; then
+    if [ "$(cat "$ROOTFS/.complete" 2>/dev/null)" != "$REVISION" ]; then
+      url=$(mirror)
+      echo "image: debootstrap $SUITE (minbase) from $url into $ROOTFS"
+      start=$(date +%s)
+      rm -rf "$ROOTFS.tmp" && mkdir -p "$CACHE"
+      debootstrap --variant=minbase "$SUITE" "$ROOTFS.tmp" "$url" >"$CACHE/debootstrap.log" 2>&1 \
+        || { tail -n 20 "$CACHE/debootstrap.log" >&2; exit 1; }
+      prepare_rootfs "$ROOTFS.tmp" "$url"
+      rm -rf "$ROOTFS" && mv "$ROOTFS.tmp" "$ROOTFS" && echo "$REVISION" >"$ROOTFS/.complete"
+      echo "image: debootstrap took $(elapsed "$start")"
+    fi
     echo "image: importing $ROOTFS as $BASE"
     start=$(date +%s)
-    tar --exclude=./.complete -C "$ROOTFS" -c . | podman import --quiet - "$BASE" >/dev/null
+    tar --exclude=./.complete -C "$ROOTFS" -c . \
+      | podman import --quiet --change "LABEL $label=$REVISION" - "$BASE" >/dev/null
     echo "image: import took $(elapsed "$start")"
   fi
   # Cached by podman when nothing changed (a second or so).
