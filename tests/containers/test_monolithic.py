@@ -16,6 +16,7 @@ Database ``img`` and Redis database 7 are this suite's own.
 """
 
 import http.client
+import json
 import os
 import secrets
 import subprocess
@@ -250,3 +251,24 @@ def test_sigterm_stops_each_server_cleanly(deployment: Deployment) -> None:
         assert time.monotonic() - started < 25, f"{name} needed SIGKILL"
         code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
         assert code == "0", f"{name} exited {code}"
+
+
+def test_the_built_image_holds_no_build_ca_and_no_build_tools() -> None:
+    # The build secret was mounted for one step of the build stage: nothing of
+    # it in the runtime image, its history or its configuration.
+    history = podman("history", "--no-trunc", "--format", "{{.CreatedBy}}", IMAGE).stdout
+    assert "BEGIN CERTIFICATE" not in history
+    assert "EXTRA_CA" not in history
+    env = json.loads(podman("image", "inspect", "--format", "{{json .Config.Env}}", IMAGE).stdout)
+    assert not [item for item in env if "CA_" in item or "CERT" in item], env
+
+    def inside(script: str) -> str:
+        return podman(
+            "run", "--rm", "--network", "none", "--entrypoint", "sh", IMAGE, "-c", script
+        ).stdout  # fmt: skip
+
+    assert inside("ls -A /usr/local/share/ca-certificates") == ""  # Debian's CAs only
+    assert inside("test -e /run/secrets || echo absent") == "absent\n"
+    assert inside("find / -xdev -name 'pip-ca*' 2>/dev/null || true") == ""
+    # No compiler and no installer at run time.
+    assert inside("command -v gcc cc c++ make pip pip3 || true") == ""
