@@ -2,7 +2,9 @@
 a ``rest`` and a ``grpc`` container, each as uid 10001 on a read-only root
 with a tmpfs /tmp, secrets as mounted files (the entry point's ``*_FILE``),
 checked through their published ports on 127.0.0.1 and by the image's own
-HEALTHCHECK (``podman healthcheck run``).
+HEALTHCHECK (``podman healthcheck run``), then SIGTERM under load to a
+further ``rest`` and ``grpc`` container (tests/live/test_shutdown.py's check:
+every call answered in full or refused).
 
 The network: the machine's MariaDB and Redis listen on 127.0.0.1 only, which
 podman's default bridge cannot reach (``host.containers.internal`` is the
@@ -11,7 +13,7 @@ them but put each container's fixed ports (8000, 50051) on the host's, where
 other servers run. So each container gets its own network namespace from
 slirp4netns with ``allow_host_loopback=true``: the host's 127.0.0.1 is
 10.0.2.2 inside, and its ports are published on the host's 127.0.0.1
-(18500-18599, this suite's range) as a deployment publishes them.
+(18500-18503 of this suite's range, 18500-18599) as a deployment publishes them.
 Database ``img`` and Redis database 7 are this suite's own.
 """
 
@@ -25,6 +27,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import MySQLdb  # type: ignore[import-untyped]
@@ -33,7 +36,9 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.stack import GENEROUS_RATE
+from protos.arcana.v1 import auth_pb2, auth_pb2_grpc
 from tests.factories import DEFAULT_PASSWORD
+from tests.live.clients import bearer
 from tests.live.flow import Admin, RestApi, run_journeys
 from tests.secret_scan import find_secret
 from tests.waiting import wait_for
@@ -80,6 +85,7 @@ class Deployment:
     grpc: str
     admin: Admin
     log_dir: Path
+    args: list[str]  # what every container of this deployment runs with
 
 
 def container_args(secret_dir: Path, env_file: Path) -> list[str]:
@@ -163,7 +169,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     try:
         wait_for(lambda: rest_health() == 200, timeout=60, interval=0.5)
         wait_for(lambda: grpc_health() == health_pb2.HealthCheckResponse.SERVING, 60, 0.5)
-        yield Deployment(names["rest"], names["grpc"], admin, base)
+        yield Deployment(names["rest"], names["grpc"], admin, base, common)
     finally:
         for name in names.values():
             (base / f"{name}.log").write_text(podman("logs", name, check=False).stderr)
@@ -181,8 +187,8 @@ def rest_health() -> int:
         connection.close()
 
 
-def grpc_health() -> int:
-    with grpc.insecure_channel(f"127.0.0.1:{GRPC_PORT}") as channel:
+def grpc_health(port: int = GRPC_PORT) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=2
@@ -243,16 +249,6 @@ def test_the_logs_hold_no_secret_and_no_error(deployment: Deployment) -> None:
             assert "[ERROR]" not in line, f"{name}:{number}: {line}"
 
 
-def test_sigterm_stops_each_server_cleanly(deployment: Deployment) -> None:
-    # Last: the servers exit 0 on SIGTERM (they are PID 1: the entry point execs).
-    for name in (deployment.rest, deployment.grpc):
-        started = time.monotonic()
-        podman("stop", "--time", "30", name)
-        assert time.monotonic() - started < 25, f"{name} needed SIGKILL"
-        code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
-        assert code == "0", f"{name} exited {code}"
-
-
 def test_the_built_image_holds_no_build_ca_and_no_build_tools() -> None:
     # The build secret was mounted for one step of the build stage: nothing of
     # it in the runtime image, its history or its configuration.
@@ -272,3 +268,145 @@ def test_the_built_image_holds_no_build_ca_and_no_build_tools() -> None:
     assert inside("find / -xdev -name 'pip-ca*' 2>/dev/null || true") == ""
     # No compiler and no installer at run time.
     assert inside("command -v gcc cc c++ make pip pip3 || true") == ""
+
+
+# --- SIGTERM under load -------------------------------------------------------------------
+
+GRACE = 5
+
+
+def start_server(deployment: Deployment, role: str, port: int, inner: int) -> str:
+    name = f"{PREFIX}-{role}-sigterm"
+    podman("rm", "--force", "--ignore", name)
+    podman(
+        "run", "--detach", "--name", name, *deployment.args,
+        "--env", f"GUNICORN_GRACEFUL_TIMEOUT={GRACE}", "--env", f"GRPC_SHUTDOWN_GRACE={GRACE}",
+        "--publish", f"127.0.0.1:{port}:{inner}", IMAGE, role,
+    )  # fmt: skip
+    return name
+
+
+def terminate_container(name: str) -> tuple[float, float, int]:
+    """SIGTERM to the container's PID 1 (the server: the entry point execs it);
+    (signal time, seconds until it exited, exit code)."""
+    signalled = time.monotonic()
+    podman("kill", "--signal", "TERM", name)
+    code = int(podman("wait", name, timeout=GRACE + 30).stdout.strip())
+    return signalled, time.monotonic() - signalled, code
+
+
+def forwarded(outcomes: Any, signalled: float) -> Any:
+    """The outcomes as through a direct port: the published port's forwarder
+    accepts a connection while the container runs and resets it when nothing
+    listens inside any more. A reset of a call sent after the signal is that
+    refusal (the call never reached a server); anything else stays as seen."""
+    from tests.live.test_shutdown import REFUSED
+
+    outcomes.seen = [
+        (kind, REFUSED, started, finished)
+        if outcome == "broken: ConnectionResetError" and started > signalled
+        else (kind, outcome, started, finished)
+        for kind, outcome, started, finished in outcomes.seen
+    ]
+    return outcomes
+
+
+def sigterm_under_load(name: str, calls: dict[str, Any], *, unmatched: str = "") -> None:
+    from tests.live.test_shutdown import Hammer, check, report
+
+    load = Hammer(calls, 3)
+    try:
+        time.sleep(1.5)
+        signalled, took, code = terminate_container(name)
+        time.sleep(1.0)  # keep calling the dead port for a while
+        outcomes = forwarded(load.stop(), signalled)
+    finally:
+        load.stopping.set()
+    report(f"{name} (SIGTERM)", outcomes, signalled, took, code)
+    check(outcomes, signalled, took, code, unmatched=unmatched)
+
+
+@pytest.fixture
+def admin_session(deployment: Deployment) -> tuple[str, str]:
+    pair = (
+        RestApi(REST_PORT)
+        .login(email=deployment.admin.email, password=deployment.admin.password)
+        .ok()
+    )
+    return pair["access"], pair["user"]["id"]
+
+
+def test_sigterm_to_the_rest_container_under_load(
+    deployment: Deployment, admin_session: tuple[str, str]
+) -> None:
+    # tests/live/test_shutdown.py's check, through the published port: every
+    # call answered in full or refused, exit 0 within the grace period.
+    from tests.live.test_shutdown import rest_caller
+
+    token, admin_id = admin_session
+    credentials = {"email": deployment.admin.email, "password": deployment.admin.password}
+    port = REST_PORT + 2
+    name = start_server(deployment, "rest", port, 8000)
+    try:
+        wait_for(lambda: rest_health_on(port) == 200, timeout=60, interval=0.5)
+        login = rest_caller(port, "POST", "/api/v1/auth/login", credentials, "", admin_id)
+        me = rest_caller(port, "GET", "/api/v1/auth/me", None, token, admin_id)
+        sigterm_under_load(name, {"me": me, "login": login})
+    finally:
+        podman("rm", "--force", name, check=False)
+
+
+def test_sigterm_to_the_grpc_container_under_load(
+    deployment: Deployment, admin_session: tuple[str, str]
+) -> None:
+    from tests.live.test_shutdown import OK, grpc_caller
+
+    token, admin_id = admin_session
+    port = GRPC_PORT + 2
+    name = start_server(deployment, "grpc", port, 50051)
+    channels: list[grpc.Channel] = []
+    metadata = bearer(token)
+    login = auth_pb2.LoginRequest(email=deployment.admin.email, password=deployment.admin.password)
+
+    def me(stub: auth_pb2_grpc.AuthServiceStub) -> str:
+        reply = stub.Me(auth_pb2.MeRequest(), metadata=metadata, timeout=GRACE + 10)
+        return OK if reply.id == admin_id else "wrong answer"
+
+    def log_in(stub: auth_pb2_grpc.AuthServiceStub) -> str:
+        pair = stub.Login(login, timeout=GRACE + 10)
+        return OK if pair.user.id == admin_id and pair.access else "wrong answer"
+
+    try:
+        wait_for(lambda: grpc_health(port) == health_pb2.HealthCheckResponse.SERVING, 60, 0.5)
+        address = f"127.0.0.1:{port}"
+        calls = {
+            "me": grpc_caller(address, channels, me),
+            "login": grpc_caller(address, channels, log_in),
+        }
+        # grpc/grpc#41785: see tests/live/test_shutdown.py.
+        sigterm_under_load(name, calls, unmatched="StatusCode.CANCELLED: CANCELLED")
+    finally:
+        for channel in channels:
+            channel.close()
+        podman("rm", "--force", name, check=False)
+
+
+def rest_health_on(port: int) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+def test_sigterm_stops_each_server_cleanly(deployment: Deployment) -> None:
+    # Last: the servers exit 0 on SIGTERM (they are PID 1: the entry point execs).
+    for name in (deployment.rest, deployment.grpc):
+        started = time.monotonic()
+        podman("stop", "--time", "30", name)
+        assert time.monotonic() - started < 25, f"{name} needed SIGKILL"
+        code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert code == "0", f"{name} exited {code}"
