@@ -44,8 +44,9 @@ mirror() {
   local uri
   uri=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
           /etc/apt/sources.list.d/*.sources \
-        | grep -oE 'https?://[^ ]*/debian/?' | grep -v security | head -n1 || true)
-  echo "${uri:-http://deb.debian.org/debian}"
+        | grep -v security | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 || true)
+  uri=${uri%% *}
+  echo "${uri%/}" | grep . || echo http://deb.debian.org/debian
 }
 
 # The debootstrapped tree, made slim like the official -slim images; bump
