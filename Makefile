@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak compose-check compose-secrets ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench soak compose-check compose-secrets image containers ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -65,6 +65,17 @@ compose-check:  ## Validate docker/compose.*.yml with docker-compose config -q (
 compose-secrets:  ## Make the development secrets the compose files mount (docker/secrets/, git-ignored)
 	@scripts/bootstrap.sh
 	@$(PY) scripts/compose_secrets.py
+
+image:  ## Build the production image (docker/Dockerfile) with rootful podman; prints its size (IMAGE=arcana:latest)
+	@scripts/bootstrap.sh --containers
+	@scripts/image.sh
+
+containers:  ## Run the built image as containers under podman and test them (MODE=monolithic; root, MariaDB + Redis on 127.0.0.1)
+ifneq ($(MODE),monolithic)
+	@echo "containers: MODE=$(MODE) has no container run yet (monolithic only: tests/containers)" >&2; exit 2
+endif
+	@scripts/bootstrap.sh --dev --containers
+	@ARCANA_CONTAINER_IMAGE=$(or $(IMAGE),arcana:latest) $(PY) -m pytest -p no:cacheprovider tests/containers
 
 ci:
 	@bash .ci/run

@@ -23,6 +23,14 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket (gunicornc, 25.1+) defaults to $HOME/.gunicorn/:
+# on the image's read-only root that fails with an error at every start, and
+# nothing here needs it. Off unless GUNICORN_CONTROL_SOCKET names its path
+# (in a container: under the writable /tmp).
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not _control_socket
+if _control_socket:
+    control_socket = _control_socket
 
 
 # --- graceful shutdown: refuse new connections at once, answer the queued ones ---

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: the Debian packages mysqlclient needs to build (only
-# when missing; with --dev also docker-compose and nginx), a virtual
-# environment in .venv, and the pinned dependencies.
+# when missing; with --dev also docker-compose and nginx; with --containers
+# podman and debootstrap), a virtual environment in .venv, and the pinned
+# dependencies.
 # Idempotent and quick when everything is already in place.
 #   scripts/bootstrap.sh            runtime dependencies
 #   scripts/bootstrap.sh --gateway  runtime + nginx (microservices mode's gateway)
 #   scripts/bootstrap.sh --dev      runtime + nginx + test and dev tools
 #   scripts/bootstrap.sh --browser  also Debian's Chromium (the admin's browser test)
+#   scripts/bootstrap.sh --containers  runtime + podman and debootstrap (make image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +17,14 @@ PYTHON=${PYTHON:-python3}
 want_dev=0
 want_gateway=0
 want_browser=0
+want_containers=0
 for option in "$@"; do
   case "$option" in
     --dev) want_dev=1 want_gateway=1 ;;  # the gateway's tests run a real nginx
     --gateway) want_gateway=1 ;;
     --browser) want_dev=1 want_gateway=1 want_browser=1 ;;
-    *) echo "bootstrap: unknown option $option (--dev, --gateway, --browser)" >&2; exit 2 ;;
+    --containers) want_containers=1 ;;
+    *) echo "bootstrap: unknown option $option (--dev, --gateway, --browser, --containers)" >&2; exit 2 ;;
   esac
 done
 
@@ -55,6 +59,15 @@ fi
 # drives by path (never `playwright install`, which downloads its own).
 if [ $want_browser -eq 1 ] && [ ! -x /usr/bin/chromium ]; then
   need_apt+=(chromium)
+fi
+# Containers (make image, scripts/image.sh): rootful podman builds and runs
+# them; debootstrap makes the local base image where no registry is reachable.
+# debootstrap lives in /usr/sbin, not on every user's PATH.
+if [ $want_containers -eq 1 ]; then
+  command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+  if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then
+    need_apt+=(debootstrap)
+  fi
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"

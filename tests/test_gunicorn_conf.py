@@ -51,3 +51,20 @@ def test_the_first_sigterm_takes_the_queue_then_refuses(listener: TCPSocket) -> 
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=5).close()
     listener.close()
+
+
+def test_the_control_socket_is_off_unless_a_path_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Its default directory ($HOME/.gunicorn) is on the image's read-only root.
+    monkeypatch.delenv("GUNICORN_CONTROL_SOCKET", raising=False)
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    assert settings["control_socket_disable"] is True
+    assert "control_socket" not in settings
+    path = str(tmp_path / "g.ctl")
+    monkeypatch.setenv("GUNICORN_CONTROL_SOCKET", path)
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    assert (settings["control_socket_disable"], settings["control_socket"]) == (False, path)
+    config = Config()
+    for name in ("control_socket", "control_socket_disable"):
+        config.set(name, settings[name])  # names gunicorn knows
