@@ -177,14 +177,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 
 def rest_health() -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", REST_PORT, timeout=5)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
+    return rest_health_on(REST_PORT)
 
 
 def grpc_health(port: int = GRPC_PORT) -> int:
@@ -416,6 +409,7 @@ def test_sigterm_to_the_grpc_container_under_load(
 
 
 def rest_health_on(port: int) -> int:
+    """GET /healthz on 127.0.0.1:``port``: its status, or 0 when nothing answers."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         connection.request("GET", "/healthz")
