@@ -85,13 +85,24 @@ class Edge(Protocol):
     grpc_address: str
     admin_token: str
     admin_id: str
+    admin_email: str
 
 
 @contextmanager
-def load(record: Path, edge: Edge, *, threads: int = 2, timeout: float = 30) -> Iterator[Load]:
+def load(
+    record: Path,
+    edge: Edge,
+    *,
+    threads: int = 2,
+    timeout: float = 30,
+    operation: str = "get",
+) -> Iterator[Load]:
     """``threads`` REST and ``threads`` gRPC callers of the admin's GetUser on
-    ``edge``, in another process."""
+    ``edge`` (``operation="list"``: a one-user page searching the admin's
+    email, which reaches the repository every time), in another process."""
     spec = {
+        "operation": operation,
+        "search": edge.admin_email,
         "rest_port": edge.rest_port,
         "grpc_address": edge.grpc_address,
         "token": edge.admin_token,

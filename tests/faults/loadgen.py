@@ -4,9 +4,12 @@ loop, each call recorded as one line of its outcome and timing.
     python -m tests.faults.loadgen SPEC_JSON OUT_FILE
 
 SPEC_JSON: ``{"rest_port", "grpc_address", "token", "user_id", "rest_threads",
-"grpc_threads", "timeout"}``. Every thread loops on one call (REST
-``GET /api/v1/users/{id}`` over a kept-alive connection, or gRPC ``GetUser``
-on a channel of its own) until SIGTERM/SIGINT, and appends
+"grpc_threads", "timeout"}`` and optionally ``"operation": "get" | "list"``
+with ``"search"``. Every thread loops on one call (REST ``GET
+/api/v1/users/{id}`` over a kept-alive connection, or gRPC ``GetUser`` on a
+channel of its own; with ``list``, a one-user page of ``GET /api/v1/users``
+/ ``ListUsers`` searching ``search``, which no cache answers) until
+SIGTERM/SIGINT, and appends
 ``kind status started finished`` to OUT_FILE (``time.monotonic()``: one clock
 for every process of the machine), flushed at once, so the test reads the
 record while the load runs. ``status`` is the HTTP status, the gRPC code's
@@ -24,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +85,8 @@ class Recorder:
 
 def rest_loop(spec: dict[str, Any], record: Recorder, stopping: threading.Event) -> None:
     path = f"/api/v1/users/{spec['user_id']}"
+    if spec.get("operation") == "list":
+        path = f"/api/v1/users?size=1&search={urllib.parse.quote(spec['search'])}"
     headers = {"Authorization": f"Bearer {spec['token']}"}
     conn: http.client.HTTPConnection | None = None
     while not stopping.is_set():
@@ -110,14 +116,20 @@ def rest_loop(spec: dict[str, Any], record: Recorder, stopping: threading.Event)
 
 
 def grpc_loop(spec: dict[str, Any], record: Recorder, stopping: threading.Event) -> None:
-    request = users_pb2.GetUserRequest(id=spec["user_id"])
+    listing = spec.get("operation") == "list"
+    request: Any = (
+        users_pb2.ListUsersRequest(size=1, search=spec["search"])
+        if listing
+        else users_pb2.GetUserRequest(id=spec["user_id"])
+    )
     metadata = (("authorization", f"Bearer {spec['token']}"),)
     with grpc.insecure_channel(spec["grpc_address"]) as channel:
         stub = users_pb2_grpc.UserServiceStub(channel)
+        call = stub.ListUsers if listing else stub.GetUser
         while not stopping.is_set():
             started = time.monotonic()
             try:
-                stub.GetUser(request, metadata=metadata, timeout=spec["timeout"])
+                call(request, metadata=metadata, timeout=spec["timeout"])
                 status = "OK"
             except grpc.RpcError as exc:
                 status = exc.code().name

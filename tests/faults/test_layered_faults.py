@@ -130,14 +130,29 @@ def test_killing_one_of_two_service_replicas_keeps_reads_succeeding(
     figures["service replica SIGKILL under load"] = "; ".join(found)
 
 
+@pytest.fixture
+def listing(layered: LiveStack, tmp_path: Path) -> Iterator[Load]:
+    """Traffic that needs the repository tier on every call: a page of users
+    (a read of one cached user is answered from the shared cache, without it)."""
+    with load(tmp_path / "calls.txt", layered, operation="list") as running:
+        yield running
+
+
 def test_killing_the_repository_tier_is_503_within_the_deadline_then_recovers(
-    layered: LiveStack, traffic: Load, figures: dict[str, str]
+    layered: LiveStack, listing: Load, figures: dict[str, str]
 ) -> None:
+    traffic = listing
     pids = edge_pids(layered)
     assert readyz(layered.rest_port)[0] == 200
     killed = kill(layered.tiers["repository"][0])
 
     wait_for(traffic.failing_since(killed), timeout=30)
+    # Meanwhile a user record the repository left in the shared cache is still
+    # served (exact: no write can happen while the repository is down).
+    cached = layered.rest_json(
+        "GET", f"/api/v1/users/{layered.admin_id}", token=layered.admin_token
+    )
+    assert cached[0] == 200
     to_readyz = wait_for(readyz_is(layered.rest_port, 503, EDGE_PROCESSES), timeout=10)
     assert readyz(layered.rest_port) == (503, {"service": "unavailable", "cache": "ok"})
     to_not_serving = wait_for(

@@ -75,6 +75,7 @@ class Partitioned:
     grpc_address: str
     admin_id: str
     admin_token: str
+    admin_email: str
 
     def edge_pids(self) -> set[int]:
         return set(self.rest.pids()) | set(self.grpc.pids())
@@ -147,6 +148,7 @@ def partitioned(tmp_path: Path) -> Iterator[Partitioned]:
             grpc_address=grpc_address,
             admin_id=str(body["user"]["id"]),
             admin_token=str(body["access"]),
+            admin_email=email,
         )
         for server in (*tiers, rest, grpc):
             assert "Traceback" not in server.log_text(), server.log_path
