@@ -44,6 +44,7 @@ class Service(StrEnum):
 
 # The app each microservice owns: its rules and its data (``Deployment.owns``).
 APP_OF_SERVICE: dict[Service, str] = {Service.USERS: "users", Service.AUTH: "authn"}
+SERVICE_OF_APP: dict[str, Service] = {app: service for service, app in APP_OF_SERVICE.items()}
 
 # The peer each tier calls, by the variable that says where it listens.
 SERVICE_ADDR = "ARCANA_SERVICE_ADDR"
@@ -116,7 +117,7 @@ class Deployment:
         (``"service"`` or ``"repository"``) is served: the tier below in
         layered mode, the service owning ``app`` in microservices mode."""
         if self.mode is Mode.MICROSERVICES:
-            owner = next(service for service, name in APP_OF_SERVICE.items() if name == app)
+            owner = SERVICE_OF_APP[app]
             return self.users_targets if owner is Service.USERS else self.auth_targets
         return self.service_targets if home == Tier.SERVICE else self.repository_targets
 

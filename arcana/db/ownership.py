@@ -22,15 +22,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Model
 
-# The apps whose tables live in the auth service's database; every other
-# installed app with models belongs to the users service (users, and what the
-# admin, which runs there, needs).
-AUTH_SERVICE_APPS = frozenset({"authn"})
+from arcana.modes import APP_OF_SERVICE, SERVICE_OF_APP, Service
 
 
 def service_of(app_label: str) -> str:
-    """The microservice whose database holds app ``app_label``'s tables."""
-    return "auth" if app_label in AUTH_SERVICE_APPS else "users"
+    """The microservice whose database holds app ``app_label``'s tables: the
+    one owning the app (``arcana.modes.APP_OF_SERVICE``); every other installed
+    app with models (Django's auth, contenttypes, sessions, the admin log)
+    belongs to the users service, where the admin runs."""
+    return str(SERVICE_OF_APP.get(app_label, Service.USERS))
 
 
 class ForeignDataUse(ImproperlyConfigured):
@@ -58,7 +58,7 @@ class ServiceDataRouter:
         here = self._here()
         owner = service_of(model._meta.app_label)
         if here is not None and owner != here:
-            app = "users" if owner == "users" else "authn"
+            app = APP_OF_SERVICE[Service(owner)]
             raise ForeignDataUse(
                 f"{model._meta.label} is the {owner} service's data, which the {here} "
                 f"service reaches only through {app}.service"
