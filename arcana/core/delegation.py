@@ -14,10 +14,12 @@ implementation of each; :class:`Boundaries` resolves them:
   tier, whose repository tier may use it too: the admin's actions). One tier
   above its home it is remote: the service tier's ``repo`` and the controller
   tier's ``service`` are :class:`arcana.core.internal.RemoteBoundary` clients
-  of the app's Protocol, built at start-up (so bad TLS settings stop the
-  process). Two tiers above (the controller tier's ``repo``) it is out of
-  reach: using it raises :class:`NotReachable`, on first use, so the process
-  still starts and the mistake names itself;
+  of the app's Protocol, built when a server starts (:func:`connect`, so bad
+  TLS settings stop it before its first request) or on first use in a
+  command (``migrate`` needs no peer's certificate). Two tiers above (the
+  controller tier's ``repo``) it is out of reach: using it raises
+  :class:`NotReachable`, on first use, so the process still starts and the
+  mistake names itself;
 - microservices mode: an app is local in the service that owns it (users in
   the users service, authn in the auth service), both its boundaries. In the
   other service its ``service`` is a :class:`RemoteBoundary` client of the
