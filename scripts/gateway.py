@@ -22,7 +22,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,9 +110,37 @@ def local_main_config(run_dir: Path, *, workers: int = 2, user: str | None = Non
     lines = [
         "# Made by scripts/gateway.py for a local run; edit docker/nginx/arcana.conf.template.",
         "daemon off;",
+        *_main_head(
+            workers=str(workers),
+            pid=f"{run}/nginx.pid",
+            error_log="stderr notice",
+            user=user,
+            temp=lambda kind: f"{run}/{kind}_temp",
+            indent="    ",
+        ),
+        "    keepalive_timeout 65;",
+        f"    include {run}/arcana.conf;",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _main_head(
+    *,
+    workers: str,
+    pid: str,
+    error_log: str,
+    user: str | None,
+    temp: Callable[[str], str],
+    indent: str,
+) -> list[str]:
+    """The main config both copies share, up to the open http block: the
+    process, its files, and where nginx buffers (all writable paths)."""
+    return [
         f"worker_processes {workers};",
-        f"pid {run}/nginx.pid;",
-        "error_log stderr notice;",
+        f"pid {pid};",
+        f"error_log {error_log};",
         *([f"user {user};"] if user else []),
         "",
         "events {",
@@ -120,16 +148,11 @@ def local_main_config(run_dir: Path, *, workers: int = 2, user: str | None = Non
         "}",
         "",
         "http {",
-        f"    include {MIME_TYPES};",
-        "    default_type application/octet-stream;",
-        "    sendfile on;",
-        "    keepalive_timeout 65;",
-        *(f"    {kind}_temp_path {run}/{kind}_temp;" for kind in _TEMP_KINDS),
-        f"    include {run}/arcana.conf;",
-        "}",
-        "",
+        f"{indent}include {MIME_TYPES};",
+        f"{indent}default_type application/octet-stream;",
+        f"{indent}sendfile on;",
+        *(f"{indent}{kind}_temp_path {temp(kind)};" for kind in _TEMP_KINDS),
     ]
-    return "\n".join(lines)
 
 
 _TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -168,19 +191,14 @@ def k8s_config() -> str:
         "# proxies (NUM_PROXIES=2: the Ingress, then this). Runs as an unprivileged user",
         "# on a read-only root: everything it writes goes to /tmp. Needs nginx >= 1.27.3",
         '# ("resolve" in upstream blocks).',
-        "worker_processes auto;",
-        "pid /tmp/nginx.pid;",
-        "error_log /dev/stderr warn;",
-        "",
-        "events {",
-        "    worker_connections 1024;",
-        "}",
-        "",
-        "http {",
-        f"include {MIME_TYPES};",
-        "default_type application/octet-stream;",
-        "sendfile on;",
-        *(f"{kind}_temp_path /tmp/{kind};" for kind in _TEMP_KINDS),
+        *_main_head(
+            workers="auto",
+            pid="/tmp/nginx.pid",  # noqa: S108 - the pod's own tmpfs (read-only root)
+            error_log="/dev/stderr warn",
+            user=None,
+            temp=lambda kind: f"/tmp/{kind}",  # noqa: S108 - the pod's own tmpfs
+            indent="",
+        ),
         "# The services' Services are headless: every replica's address, looked up",
         '# again every 5 s ("resolve" in the upstreams below).',
         "resolver kube-dns.kube-system.svc.cluster.local valid=5s ipv6=off;",
