@@ -19,6 +19,9 @@ FLOOR_TARGET = 0.75
 # get-by-id at concurrency 8 keeps at least this share of monolithic throughput.
 HOP_TARGET = 1.5
 LAYERED_THROUGHPUT_TARGET = 0.5
+# Issue 13: a login (one Argon2id verification at OWASP's minimum, users/hashers.py)
+# answers within this many milliseconds at concurrency 1, monolithic.
+LOGIN_P50_TARGET_MS = 50.0
 LABELS = {
     load.REST: "REST",
     load.GRPC: "gRPC",
@@ -408,6 +411,14 @@ def _verdicts(results: list[Result]) -> tuple[list[str], list[str]]:
                 f"{LABELS[kind]} layered get-by-id >= {LAYERED_THROUGHPUT_TARGET}x monolithic "
                 f"throughput at conc 8{note}: {_fmt(value, 2)}x -> "
                 f"{verdict(value, LAYERED_THROUGHPUT_TARGET)}"
+            )
+    for kind in (load.REST, load.GRPC):
+        login = _find(results, kind, load.LOGIN, 1)
+        if login is not None:
+            targets.append(
+                f"{LABELS[kind]} login p50 <= {LOGIN_P50_TARGET_MS:.0f} ms at conc 1: "
+                f"{_fmt(login.p50_ms, 1)} ms -> "
+                f"{_verdict(login.p50_ms, LOGIN_P50_TARGET_MS, at_most=True)}"
             )
     for cost in hop_costs(results):
         if cost.judged:

@@ -278,7 +278,9 @@ AUTHENTICATION_BACKENDS = ["authn.backends.CredentialsBackend"]
 
 # Argon2id first; the others only verify (and upgrade) hashes made by them.
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    # Argon2id at OWASP's minimum (users/hashers.py); older Argon2 hashes are
+    # upgraded to it at their next login.
+    "users.hashers.Argon2idPasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
