@@ -27,7 +27,17 @@ TIERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "models",
         frozenset(
-            {"", "models", "records", "errors", "signals", "migrations", "normal", "interfaces"}
+            {
+                "",
+                "models",
+                "records",
+                "errors",
+                "signals",
+                "migrations",
+                "normal",
+                "interfaces",
+                "hashers",
+            }
         ),
     ),
     ("repository", frozenset({"repository"})),
