@@ -10,9 +10,10 @@ and Redis, then derive what 10k and 100k requests per second need.
 read is this run's and no one else's: a private MariaDB primary and a replica
 following it (``bench.replication``), a private ``redis-server``, and for each
 mode (monolithic, layered) ``bench.stack.live_stack`` with the deployed
-settings (the user cache on, ``DATABASE_REPLICA_URLS`` naming the replica, one
-gunicorn and one grpcrunserver process; in layered mode one service and one
-repository ``tierserver`` behind them, mutual TLS). From this process, one
+settings (the user cache on, ``DATABASE_REPLICA_URLS`` naming the replica,
+gunicorn and grpcrunserver with two workers each, as a pod runs them; in
+layered mode one service and one repository ``tierserver`` behind them, mutual
+TLS). From this process, one
 request at a time, ``--requests`` of each operation over REST and over gRPC:
 get-by-id with the user cache cold (every user read for the first time) and
 warm, list-20, login (Argon2id), update (PATCH a name) and create (Argon2id).
@@ -99,6 +100,7 @@ class Assumptions:
     pod_vcpu: float = 1.0  # CPU request (= limit) of every app pod
     target_utilisation: float = 0.70  # the HPA's averageUtilization
     min_pods: int = 2  # the HPA's minReplicas: one pod may be drained at a time
+    min_replicas: int = 2  # database replicas: reads survive losing one
     user_cache_hit_ratio: float = 0.90  # of get-by-id's target lookups
     database_host_vcpu: float = 16.0  # per MariaDB server (the primary, each replica)
     redis_vcpu: float = 1.0  # Redis executes commands on one thread
@@ -157,8 +159,10 @@ def mixed(
     mode: str,
     pick: Callable[[Mapping[str, Any]], Any],
     where: str,
+    only: Sequence[str] = (),
 ) -> float:
-    """A figure per request of the whole mix, both protocols at their shares."""
+    """A figure per request of the whole mix (of its ``only`` operations, if
+    named), both protocols at their shares."""
     shares = {"rest": assumptions.rest_share, "grpc": 1 - assumptions.rest_share}
     return sum(
         share
@@ -168,7 +172,18 @@ def mixed(
         )
         for protocol, share in shares.items()
         for op, weight in assumptions.mix.items()
+        if not only or op in only
     )
+
+
+WRITES = (LOGIN, UPDATE, CREATE)
+
+
+def replica_apply_ms(inputs: Mapping[str, Any], assumptions: Assumptions, mode: str) -> float:
+    """Replica CPU per request of the mix spent applying the primary's writes
+    (measured one at a time: an upper bound)."""
+    pick = _get("cpu_ms", "mariadb_replica")
+    return mixed(inputs, assumptions, mode, pick, "cpu_ms.mariadb_replica", only=WRITES)
 
 
 def _get(*path: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -220,12 +235,20 @@ class Derivation:
         )
 
 
-def redis_us_per_command(inputs: Mapping[str, Any]) -> float:
+def _under_load(inputs: Mapping[str, Any], server: str, figure: str) -> float:
     try:
-        figure = inputs["redis_under_load"]["cpu_us_per_command"]
+        value = inputs[server][figure]
     except (KeyError, TypeError):
-        raise ValueError("capacity inputs: no redis_under_load.cpu_us_per_command") from None
-    return _number(figure, "redis_under_load.cpu_us_per_command")
+        raise ValueError(f"capacity inputs: no {server}.{figure}") from None
+    return _number(value, f"{server}.{figure}")
+
+
+def replica_us_per_statement(inputs: Mapping[str, Any]) -> float:
+    return _under_load(inputs, "replica_under_load", "cpu_us_per_statement")
+
+
+def redis_us_per_command(inputs: Mapping[str, Any]) -> float:
+    return _under_load(inputs, "redis_under_load", "cpu_us_per_command")
 
 
 def tier_cpu_ms(
@@ -294,6 +317,11 @@ def derive(inputs: Mapping[str, Any], assumptions: Assumptions, mode: str, load:
             # Redis under load (redis-benchmark), not one request at a time: a
             # single client pays for a wake-up per command that many clients share.
             cpu_ms = per * redis_us_per_command(inputs) / 1000
+        elif name == "replica":
+            # The app's read statements replayed under load (mariadb-slap), and
+            # applying what the primary wrote.
+            cpu_ms = per * replica_us_per_statement(inputs) / 1000
+            cpu_ms += replica_apply_ms(inputs, assumptions, mode)
         else:
             cpu_ms = mixed(inputs, assumptions, mode, _get("cpu_ms", cpu), f"cpu_ms.{cpu}")
         ceiling = vcpu * assumptions.shared_utilisation * 1000
@@ -305,7 +333,10 @@ def derive(inputs: Mapping[str, Any], assumptions: Assumptions, mode: str, load:
                 rate=per * load,
                 cpu_ms_per_request=cpu_ms,
                 capacity_rps=capacity,
-                servers=max(1, math.ceil(load / capacity - 1e-9)) if capacity else 1,
+                servers=max(
+                    assumptions.min_replicas if name == "replica" else 1,
+                    math.ceil(load / capacity - 1e-9),
+                ),
             )
         )
     return Derivation(mode, load, tuple(tiers), tuple(shared))
@@ -393,8 +424,36 @@ def validate(inputs: Mapping[str, Any]) -> None:
             for op in OPERATIONS:
                 walk(_operation(inputs, mode, protocol, op), f"{mode}.{protocol}.{op}")
     redis_us_per_command(inputs)
+    replica_us_per_statement(inputs)
+    _number(inputs["replica_under_load"].get("statements"), "replica_under_load.statements")
     for key in ("commands", "ops_per_second"):
         _number(inputs["redis_under_load"].get(key), f"redis_under_load.{key}")
+
+
+def _summary(inputs: Mapping[str, Any], a: Assumptions) -> list[str]:
+    lines = [
+        "## Summary",
+        "",
+        "| mode | req/s | app pods (vCPU) | primary statements/s (primaries) | replicas"
+        " | Redis commands/s (servers) | first wall |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
+    for mode in MODES:
+        if mode not in inputs["modes"]:
+            continue
+        for load in LOADS:
+            d = derive(inputs, a, mode, load)
+            shared = {s.name: s for s in d.shared}
+            first = d.first_to_saturate()
+            pods = " + ".join(f"{t.pods} {t.tier}" for t in d.tiers)
+            lines.append(
+                f"| {mode} | {_fmt(load, 0)} | {pods} = {sum(t.pods for t in d.tiers)}"
+                f" ({sum(t.vcpu for t in d.tiers):.0f}) | {_fmt(shared['primary'].rate, 0)}"
+                f" ({shared['primary'].servers}) | {shared['replica'].servers}"
+                f" | {_fmt(shared['redis'].rate, 0)} ({shared['redis'].servers})"
+                f" | {first.name} at {_fmt(first.capacity_rps, 0)} req/s |"
+            )
+    return [*lines, ""]
 
 
 def _runner_up(derivation: Derivation, first: Shared) -> str:
@@ -449,6 +508,7 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
         "Redis commands. Regenerate with `make capacity` (about five minutes; private MariaDB",
         "primary + replica and a private Redis, so every counter is the run's own).",
         "",
+        *_summary(inputs, a),
         "## Measured inputs",
         "",
         f"Measured {measured['date']} on {measured['machine']} ({measured['cores']} cores),"
@@ -468,14 +528,26 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
             continue
         out += [f"### {mode.capitalize()}", "", *_inputs_table(inputs, mode), ""]
     load = inputs["redis_under_load"]
+    replay = inputs["replica_under_load"]
     out += [
-        f"Redis under load ({load['tool']}, {_fmt(load['commands'], 0)} commands):"
+        "One request at a time, each statement and each command wakes its server on its own;"
+        " under load many share the wake-up. So the shared servers' CPU is also measured"
+        " busy, and the derivation uses those figures where it has them:",
+        "",
+        f"- Redis ({load['tool']}, GET and SET of a user record's size,"
+        f" {_fmt(load['commands'], 0)} commands):"
         f" **{redis_us_per_command(inputs):.2f} µs of Redis CPU per command**"
         f" ({_fmt(load['ops_per_second'], 0)} ops/s here, the load generator sharing the"
-        " machine). One request at a time, the table's Redis column is several times that:"
-        " each command wakes Redis on its own. The derivation uses the figure under load for"
-        " Redis; for MariaDB it has only the one-at-a-time figure, which overstates a busy"
-        " server's CPU per statement, so the database ceilings below are conservative.",
+        " machine), against the Redis column's one-at-a-time figure above.",
+        f"- MariaDB replica ({replay['tool']}, the {replay['distinct_statements']} read"
+        " statements a cold get-by-id and a list-20 send the replica, taken from its general"
+        f" log and replayed, {_fmt(replay['statements'], 0)} statements):"
+        f" **{replica_us_per_statement(inputs):.1f} µs of replica CPU per statement**;"
+        " applying the primary's writes is added at its one-at-a-time figure (the replica"
+        " column of the writes above).",
+        "- The primary's writes cannot be replayed as they are (unique e-mails, the last-admin"
+        " lock): its figure is the one-at-a-time one of the table, which overstates a busy"
+        " server's, so the primary's ceiling below is conservative.",
         "",
         "CPU is this machine's; a cloud vCPU is usually no faster, so the pod counts below are a",
         "floor, not a ceiling. The database held a few hundred users: statements per request do",
@@ -499,6 +571,7 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
         f"- A MariaDB server has {a.database_host_vcpu:g} vCPU and Redis {a.redis_vcpu:g} (it"
         f" executes commands on one thread); plan each to {a.shared_utilisation:.0%}. Their"
         " CPU per request is the measured one of the private servers.",
+        f"- At least {a.min_replicas} database replicas, so that reads survive losing one.",
         "- Writes (and reads of a caller who wrote in the last"
         " `DATABASE_REPLICA_PIN_SECONDS`, credentials, transactions) go to the primary; other"
         " reads to the replicas of `DATABASE_REPLICA_URLS`.",
@@ -541,6 +614,15 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
                 )
             label = {"primary": "MariaDB primary", "replica": "MariaDB replicas", "redis": "Redis"}
             out.append(f"| {label[name]} | " + " | ".join(cells) + " |")
+        rss = inputs["modes"][mode].get("rss_mib", {})
+        if rss:
+            out += [
+                "",
+                "Resident memory of each tier's pod (its processes, two workers for `rest` and"
+                " `grpc`; shared pages counted in every process), at the end of the run: "
+                + ", ".join(f"{tier} {rss[tier]:.0f} MiB" for tier in TIERS[mode] if tier in rss)
+                + ".",
+            ]
         out.append("")
         first = derived[0].first_to_saturate()
         out += [
@@ -556,10 +638,18 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
                     f" = **{_fmt(s.capacity_rps, 0)} req/s**"
                 )
                 continue
+            if s.name == "replica":
+                out.append(
+                    f"- replica: {a.database_host_vcpu:g} {X} {a.shared_utilisation:g} {X} 1000 ÷"
+                    f" ({s.per_request:.3f} statements {X}"
+                    f" {replica_us_per_statement(inputs):.1f} µs +"
+                    f" {replica_apply_ms(inputs, a, mode):.3f} ms applying the writes)"
+                    f" = **{_fmt(s.capacity_rps, 0)} req/s** per replica"
+                )
+                continue
             out.append(
                 f"- {s.name}: {a.database_host_vcpu:g} {X} {a.shared_utilisation:g} {X} 1000 ÷"
                 f" {s.cpu_ms_per_request:.3f} ms = **{_fmt(s.capacity_rps, 0)} req/s**"
-                + (" per replica" if s.name == "replica" else "")
             )
         out += [
             "",
@@ -577,12 +667,16 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
         "- **Replicas**: reads scale by adding replicas to `DATABASE_REPLICA_URLS`"
         " (the router spreads them); the count is in the table. Each replica also"
         " applies every write of the primary, which bounds this at the primary's write rate.",
-        "- **Redis**: one Redis executes commands on one thread. Past its ceiling: Redis"
-        " Cluster. The user cache's keys are per user (`users:v2:<id>`) and the rate-limit"
-        " counters per client, so they spread over hash slots without cross-slot commands;"
-        " the caller-and-target reads would need one `MGET` per slot. Before that,"
-        " a read-only Redis replica per zone does not help: cache fills and tombstones are"
-        " writes.",
+        "- **Redis**: one Redis executes commands on one thread; Sentinel"
+        " (`REDIS_SENTINELS`) adds failover, not capacity, and every call goes to the primary"
+        " (`arcana/core/rediscache.py`: counters and invalidations are read where they were"
+        " written). Past its ceiling: Redis Cluster, which django-redis's default client does"
+        " not speak, so the cache backend needs a cluster-aware client. The keys spread well"
+        " (the user cache is per user, `users:v2:<id>`; throttle and lockout counters per"
+        " client and account), but the multi-key calls must stay inside one hash slot: the"
+        " writes' `set_many` runs as `MULTI`/`EXEC` (2 to 4 per write above) and login's"
+        " lockout check is an `MGET`; a hash tag per user or account (`{<id>}`) keeps each"
+        " group in one slot.",
         "- **Primary**: every write, login and pinned read lands on one server. Past its"
         " ceiling, shard users by id (the id is a UUID: a hash of it picks the shard; a login"
         " by e-mail needs an e-mail → id index, itself sharded by e-mail hash); lists then fan"
@@ -617,6 +711,13 @@ def thread_cpu(pids: Sequence[int]) -> dict[int, float]:
                     text = Path(task.path, "schedstat").read_text()
                     found[int(task.name)] = int(text.split()[0]) / 1e9
     return found
+
+
+def cpu_spent(before: Mapping[int, float], after: Mapping[int, float]) -> float:
+    """CPU seconds between two :func:`thread_cpu` readings. Threads that ended in
+    between are missed; the servers keep theirs (gthread and gRPC pools,
+    MariaDB's thread cache, persistent connections)."""
+    return sum(seconds - before.get(tid, 0.0) for tid, seconds in after.items())
 
 
 @dataclass
@@ -684,12 +785,8 @@ READING_STATEMENTS = {"Questions": 1.0}
 def _delta(before: Reading, after: Reading) -> dict[str, Any]:
     return {
         "seconds": after.at - before.at,
-        # Threads that ended within the window are missed; the servers keep theirs
-        # (gthread and gRPC pools, MariaDB's thread cache, persistent connections).
         "cpu": {
-            name: sum(
-                seconds - before.cpu.get(name, {}).get(tid, 0.0) for tid, seconds in threads.items()
-            )
+            name: cpu_spent(before.cpu.get(name, {}), threads)
             for name, threads in after.cpu.items()
         },
         "db": {
@@ -830,9 +927,17 @@ def _forget_users(redis_port: int) -> None:
 
 
 def measure_mode(
-    mode: str, pair: Any, redis_port: int, redis_server: Any, requests: int, quiet: float
+    mode: str,
+    pair: Any,
+    redis_port: int,
+    redis_server: Any,
+    requests: int,
+    quiet: float,
+    replay: bool = False,
 ) -> dict[str, Any]:
-    from bench.stack import live_stack
+    """One mode's figures; ``replay``: also the replica's CPU per statement
+    under load (:func:`replica_under_load`)."""
+    from bench.stack import database_name, live_stack
 
     tiers_of: dict[str, dict[str, list[Any]]] = {}
     found: dict[str, Any] = {protocol: {} for protocol in PROTOCOLS}
@@ -840,8 +945,10 @@ def measure_mode(
         pair.primary.url("arcana"),
         f"redis://127.0.0.1:{redis_port}/0",
         mode=mode,
-        rest_workers=1,
-        grpc_workers=1,
+        # As the pods run them (GUNICORN_WORKERS, GRPC_WORKERS): the resident
+        # memory measured is a pod's. One client at a time keeps to one of them.
+        rest_workers=2,
+        grpc_workers=2,
         database_prefix="cap",
         replica_urls=[pair.replica.url("arcana")],
         env_overrides={"USER_CACHE": "true"},
@@ -905,6 +1012,16 @@ def measure_mode(
             for protocol in PROTOCOLS:
                 batch(protocol, GET, created[protocol])
                 batch(protocol, LIST, [""])
+            if replay:
+
+                def reads() -> None:
+                    _forget_users(redis_port)
+                    client.call("rest", GET_COLD, created["rest"][0])
+                    client.call("rest", LIST)
+
+                found["replica_under_load"] = replica_under_load(
+                    pair, database_name(stack.database_url), reads
+                )
             from bench.servers import rss_bytes
 
             # Resident memory of each tier's processes (one worker each), at the end.
@@ -954,6 +1071,64 @@ def private_redis(directory: Path) -> Iterator[tuple[int, Any]]:
         server.stop()
 
 
+def replica_under_load(
+    pair: Any, database: str, requests: Callable[[], object], clients: int = 16
+) -> dict[str, Any]:
+    """The replica's CPU per statement with ``clients`` connections busy: the
+    read statements ``requests`` makes the replica run (a cold get-by-id and a
+    list-20, taken from its general log), replayed by ``mariadb-slap``."""
+    import subprocess
+
+    binary = shutil.which("mariadb-slap") or shutil.which("mysqlslap")
+    if binary is None:
+        raise RuntimeError("mariadb-slap not found (Debian: apt-get install mariadb-client)")
+    replica = pair.replica
+    replica.sql("TRUNCATE mysql.general_log")
+    replica.sql("SET GLOBAL log_output = 'TABLE'")
+    replica.sql("SET GLOBAL general_log = 1")
+    try:
+        requests()
+    finally:
+        replica.sql("SET GLOBAL general_log = 0")
+    logged = replica.sql(
+        "SELECT CONVERT(argument USING utf8mb4) AS sql_text FROM mysql.general_log"
+        " WHERE command_type = 'Query' ORDER BY event_time"
+    )
+    statements = [
+        row["sql_text"]
+        for row in logged
+        if row["sql_text"].lstrip().upper().startswith("SELECT") and "`users_" in row["sql_text"]
+    ]
+    if not statements:
+        raise RuntimeError("no read of the users tables reached the replica's general log")
+    if any(";" in statement for statement in statements):
+        raise RuntimeError("a logged statement holds ';', which mariadb-slap would split")
+    count = 20_000
+
+    def questions() -> float:
+        return float(replica.sql("SHOW GLOBAL STATUS LIKE 'Questions'")[0]["Value"])
+
+    pids = replica.server.pids()
+    cpu_before, questions_before = thread_cpu(pids), questions()
+    subprocess.run(  # noqa: S603  (our own argv)
+        [binary, "-h127.0.0.1", f"-P{replica.port}", "-uroot", f"--concurrency={clients}",
+         f"--number-of-queries={count}", "--iterations=1", f"--create-schema={database}",
+         "--no-drop", "--delimiter=;", f"--query={';'.join(statements)}"],
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )  # fmt: skip
+    cpu_after, executed = thread_cpu(pids), questions() - questions_before - 1
+    cpu = cpu_spent(cpu_before, cpu_after)
+    return {
+        "clients": clients,
+        "statements": executed,
+        "distinct_statements": len(statements),
+        "cpu_us_per_statement": cpu * 1e6 / executed,
+        "tool": f"mariadb-slap -c {clients}",
+    }
+
+
 def redis_under_load(
     port: int, server: Any, clients: int = 32, requests: int = 200_000
 ) -> dict[str, Any]:
@@ -985,7 +1160,7 @@ def redis_under_load(
         client.flushdb()  # the benchmark's keys, on this run's own Redis
     finally:
         client.close()
-    cpu = sum(seconds - cpu_before.get(tid, 0.0) for tid, seconds in cpu_after.items())
+    cpu = cpu_spent(cpu_before, cpu_after)
     commands = calls_after - calls_before  # INFO (the readings) is not counted
     return {
         "clients": clients,
@@ -1018,9 +1193,12 @@ def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]
         )
         pair.primary.sql("CREATE DATABASE IF NOT EXISTS arcana")
         results = {
-            mode: measure_mode(mode, pair, redis_port, redis_server, requests, quiet)
-            for mode in modes
+            mode: measure_mode(
+                mode, pair, redis_port, redis_server, requests, quiet, replay=index == 0
+            )
+            for index, mode in enumerate(modes)
         }
+        replica_load = results[modes[0]].pop("replica_under_load")
         under_load = redis_under_load(redis_port, redis_server)
     return {
         "schema": SCHEMA,
@@ -1036,6 +1214,7 @@ def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]
         },
         "modes": results,
         "redis_under_load": under_load,
+        "replica_under_load": replica_load,
     }
 
 
@@ -1055,6 +1234,17 @@ def load_inputs(path: Path) -> dict[str, Any]:
     if not isinstance(inputs, dict) or inputs.get("schema") != SCHEMA:
         raise SystemExit(f"capacity: {path} is not schema {SCHEMA} capacity inputs")
     return inputs
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM / SIGHUP unwind like Ctrl-C: every server started is stopped."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1084,6 +1274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown := set(modes) - set(MODES):
         parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
     requests = 20 if args.quick else args.requests
+    _stop_on_sigterm()
     if requests < 1 or args.quiet_seconds <= 0:
         parser.error("--requests and --quiet-seconds must be positive")
     inputs = measure(modes, requests, args.quiet_seconds)

@@ -10,20 +10,27 @@ import pytest
 from bench import capacity
 
 # Per request, the same over REST and gRPC (so the protocol split does not
-# matter for the shared servers): CPU ms of the front end, primary statements,
-# Redis commands, and the MariaDB primary's and Redis's own CPU ms.
+# matter for the shared servers): CPU ms of the front end, primary and replica
+# statements, Redis commands, and the MariaDB primary's and Redis's own CPU ms.
 FIXED = {
-    capacity.GET: (1.0, 0, 2, 0.0, 0.02),
-    capacity.GET_COLD: (3.0, 0, 4, 0.0, 0.02),
-    capacity.LIST: (2.0, 0, 2, 0.0, 0.02),
-    capacity.LOGIN: (30.0, 4, 7, 1.0, 0.02),
-    capacity.UPDATE: (5.0, 12, 9, 1.0, 0.02),
-    capacity.CREATE: (35.0, 11, 14, 1.0, 0.02),
+    capacity.GET: (1.0, 0, 0, 2, 0.0, 0.02),
+    capacity.GET_COLD: (3.0, 0, 2, 4, 0.0, 0.02),
+    capacity.LIST: (2.0, 0, 7, 2, 0.0, 0.02),
+    capacity.LOGIN: (30.0, 4, 0, 7, 1.0, 0.02),
+    capacity.UPDATE: (5.0, 12, 0, 9, 1.0, 0.02),
+    capacity.CREATE: (35.0, 11, 0, 14, 1.0, 0.02),
 }
 
 
-def _measurement(cpu: float, primary: float, commands: float, db_cpu: float, redis_cpu: float,
-                 protocol: str) -> dict[str, Any]:  # fmt: skip
+def _measurement(
+    cpu: float,
+    primary: float,
+    replica: float,
+    commands: float,
+    db_cpu: float,
+    redis_cpu: float,
+    protocol: str,
+) -> dict[str, Any]:
     counters = dict.fromkeys(capacity.MYSQL_COUNTERS, 0.0)
     return {
         "cpu_ms": {
@@ -32,7 +39,10 @@ def _measurement(cpu: float, primary: float, commands: float, db_cpu: float, red
             "mariadb_replica": 0.01,
             "redis": redis_cpu,
         },
-        "db": {"primary": {**counters, "Questions": primary}, "replica": {**counters}},
+        "db": {
+            "primary": {**counters, "Questions": primary},
+            "replica": {**counters, "Questions": replica},
+        },
         "redis": {"commands": commands, "keyspace_hits": 1.0, "keyspace_misses": 0.0},
         "p50_ms": 1.0,
         "requests": 100,
@@ -57,6 +67,13 @@ def fixed_inputs() -> dict[str, Any]:
             "ops_per_second": 50_000,
             "clients": 32,
             "tool": "redis-benchmark",
+        },
+        "replica_under_load": {
+            "cpu_us_per_statement": 50.0,
+            "statements": 1000,
+            "distinct_statements": 9,
+            "clients": 16,
+            "tool": "mariadb-slap",
         },
         "modes": {
             "monolithic": {
@@ -101,6 +118,11 @@ def test_shared_servers_and_what_saturates_first() -> None:
     # = 26 902 req/s; the primary: 16 x 0.7 x 1000 ÷ (0.06 x 1.0 ms) = 186 667 req/s.
     assert shared["redis"].capacity_rps == pytest.approx(26_902.38)
     assert shared["primary"].capacity_rps == pytest.approx(186_666.67)
+    # replica: 0.76 x 0.1 x 2 + 0.18 x 7 = 1.412 statements; x 50 µs under load
+    # = 0.0706 ms, + (0.01 + 0.04 + 0.01) x 0.01 ms applying the writes = 0.0712 ms:
+    # 16 x 0.7 x 1000 ÷ 0.0712 = 157 303 req/s per replica.
+    assert shared["replica"].rate == pytest.approx(14_120)
+    assert shared["replica"].capacity_rps == pytest.approx(157_303.37)
     assert d.first_to_saturate().name == "redis"
     at_100k = {s.name: s for s in capacity.derive(fixed_inputs(), capacity.Assumptions(),
                                                     "monolithic", 100_000).shared}  # fmt: skip
@@ -134,6 +156,7 @@ def test_max_replicas_leave_headroom_over_the_10k_count() -> None:
             "must be a finite number",
         ),
         (lambda i: i.pop("redis_under_load"), "no redis_under_load"),
+        (lambda i: i.pop("replica_under_load"), "no replica_under_load"),
     ],
 )
 def test_bad_inputs_are_named(change: Any, message: str) -> None:

@@ -826,11 +826,17 @@ def cpu_cores(quantity: str | int | float) -> float:
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1.0, "Gi": 1024.0}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
 @pytest.mark.parametrize("name", SIZED_OVERLAYS)
 def test_sizing_follows_the_capacity_document(overlays: dict[str, Rendered], name: str) -> None:
     """Each sized tier's pod is the document's pod (CPU request = limit), its
     autoscaler the document's target and floor, and its ceiling covers the pods
-    the document derives for 10k requests per second from docs/capacity.json."""
+    the document derives for 10k requests per second from docs/capacity.json;
+    its memory request covers what such a pod was measured to hold."""
     from bench import capacity
 
     assumptions = capacity.Assumptions()
@@ -854,3 +860,7 @@ def test_sizing_follows_the_capacity_document(overlays: dict[str, Rendered], nam
         assert target == round(assumptions.target_utilisation * 100), tier
         assert spec["minReplicas"] == assumptions.min_pods, tier
         assert spec["maxReplicas"] >= count, (tier, spec["maxReplicas"], count)
+        # The memory a pod was measured to hold is requested, and fits its limit twice.
+        resident = inputs["modes"][name]["rss_mib"][tier]
+        assert mebibytes(resources["requests"]["memory"]) >= resident, (tier, resident)
+        assert mebibytes(resources["limits"]["memory"]) >= 2 * resident, (tier, resident)
