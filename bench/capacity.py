@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -456,6 +456,29 @@ def _summary(inputs: Mapping[str, Any], a: Assumptions) -> list[str]:
     return [*lines, ""]
 
 
+def _hit_ratio_sensitivity(inputs: Mapping[str, Any], a: Assumptions, mode: str) -> str:
+    """What the assumed user cache hit ratio is worth, at the larger load."""
+    load = LOADS[-1]
+    cells = []
+    for ratio in (0.5, a.user_cache_hit_ratio, 0.99):
+        d = derive(inputs, replace(a, user_cache_hit_ratio=ratio), mode, load)
+        shared = {s.name: s for s in d.shared}
+        cells.append(
+            f"{ratio:.0%}: {_fmt(shared['replica'].rate, 0)} replica statements/s"
+            f" ({shared['replica'].servers} replicas), {sum(t.pods for t in d.tiers)} pods"
+        )
+    pick = _get("db", "replica", "Questions")
+    lists = mixed(inputs, a, mode, pick, "db.replica.Questions", only=(LIST,))
+    total = mixed(inputs, a, mode, pick, "db.replica.Questions")
+    return (
+        f"The user cache's hit ratio at {_fmt(load, 0)} req/s (get-by-id's target): "
+        + "; ".join(cells)
+        + f". list-20 sends {lists:.2f} of the {total:.2f} replica statements per request:"
+        " a cached first page or count would cut the replicas' load more than a better hit"
+        " ratio."
+    )
+
+
 def _runner_up(derivation: Derivation, first: Shared) -> str:
     """The other wall, when it is close enough that noise could swap the two."""
     others = [s for s in derivation.shared if s.name not in ("replica", first.name)]
@@ -614,6 +637,7 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
                 )
             label = {"primary": "MariaDB primary", "replica": "MariaDB replicas", "redis": "Redis"}
             out.append(f"| {label[name]} | " + " | ".join(cells) + " |")
+        out += ["", _hit_ratio_sensitivity(inputs, a, mode)]
         rss = inputs["modes"][mode].get("rss_mib", {})
         if rss:
             out += [

@@ -138,6 +138,9 @@ def test_the_document_shows_the_counts_and_the_arithmetic() -> None:
     assert "= 1.061 ms (login + create, 2% of requests: 31%)" in text
     assert "**Saturates first: redis**, at about 26 902 req/s" in text
     assert "**6 300 statements/s**" in text
+    # At a 50 % hit ratio: 0.76 x 0.5 x 2 + 0.18 x 7 = 2.02 replica statements per request.
+    assert "50%: 202 000 replica statements/s" in text
+    assert "list-20 sends 1.26 of the 1.41 replica statements" in text
 
 
 def test_max_replicas_leave_headroom_over_the_10k_count() -> None:
