@@ -56,9 +56,9 @@ bench:  ## REST vs gRPC, monolithic vs layered mode, side by side; prints a tabl
 	@$(PY) bench/run.py
 	@$(if $(filter 1,$(CAPACITY)),$(PY) -m bench.capacity,true)
 
-capacity:  ## Cost per request per tier, statement and Redis command (private MariaDB + Redis); renders docs/CAPACITY.md for 10k and 100k req/s (QUICK=1: smoke run)
+capacity:  ## Cost per request per tier, statement and Redis command (private MariaDB + Redis); renders docs/CAPACITY.md for 10k and 100k req/s (QUICK=1: smoke run; RUNS=N: least CPU of N)
 	@scripts/bootstrap.sh --dev
-	@$(PY) -m bench.capacity $(if $(filter 1,$(QUICK)),--quick,)
+	@$(PY) -m bench.capacity $(if $(filter 1,$(QUICK)),--quick,) $(if $(RUNS),--runs $(RUNS),)
 
 bench-hop:  ## One internal hop against the bare mTLS echo, without the rest of the stack (needs DATABASE_URL=mysql://... REDIS_URL=redis://...)
 	@scripts/bootstrap.sh --dev

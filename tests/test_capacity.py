@@ -179,3 +179,26 @@ def test_the_committed_document_is_rendered_from_the_committed_inputs() -> None:
     assert capacity.DOC.read_text() == capacity.render(inputs), (
         "docs/CAPACITY.md is stale: python -m bench.capacity --render docs/capacity.json"
     )
+
+
+def test_runs_merge_to_the_least_cpu_and_the_most_memory() -> None:
+    quiet, busy = fixed_inputs(), fixed_inputs()
+    quiet["modes"]["monolithic"]["rss_mib"] = {"rest": 200.0, "grpc": 250.0}
+    busy["modes"]["monolithic"]["rss_mib"] = {"rest": 260.0, "grpc": 240.0}
+    for protocol in capacity.PROTOCOLS:
+        for measured in busy["modes"]["monolithic"][protocol].values():
+            measured["cpu_ms"] = {k: v * 2 for k, v in measured["cpu_ms"].items()}
+            measured["db"]["primary"]["Questions"] += 100  # counts: the first run's
+    busy["redis_under_load"]["cpu_us_per_command"] = 5.0
+    busy["measured"]["date"] = "2026-01-02 00:00 UTC"
+    merged = capacity.merge_runs([busy, quiet])
+    rest = merged["modes"]["monolithic"]["rest"][capacity.LOGIN]
+    assert rest["cpu_ms"]["rest"] == 30.0
+    assert rest["db"]["primary"]["Questions"] == 104
+    assert merged["redis_under_load"]["cpu_us_per_command"] == 5.0
+    assert merged["modes"]["monolithic"]["rss_mib"] == {"rest": 260.0, "grpc": 250.0}
+    assert merged["measured"]["runs"] == 2
+    assert merged["measured"]["cpu_spread"] == 2.0
+    assert "2026-01-02 00:00 UTC, 2026-01-01 00:00 UTC" in capacity.render(merged)
+    # One run merges to itself.
+    assert capacity.merge_runs([quiet])["modes"] == quiet["modes"]
