@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-hop soak compose-check compose-secrets image containers ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-hop capacity soak compose-check compose-secrets image containers ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -51,9 +51,14 @@ else
 	@$(PY) manage.py createsuperuser $(if $(NOINPUT),--noinput,)
 endif
 
-bench:  ## REST vs gRPC, monolithic vs layered mode, side by side; prints a table, writes bench/out/bench.png
+bench:  ## REST vs gRPC, monolithic vs layered mode, side by side; prints a table, writes bench/out/bench.png (CAPACITY=1: then make capacity)
 	@scripts/bootstrap.sh --dev
 	@$(PY) bench/run.py
+	@$(if $(filter 1,$(CAPACITY)),$(PY) -m bench.capacity,true)
+
+capacity:  ## Cost per request per tier, statement and Redis command (private MariaDB + Redis); renders docs/CAPACITY.md for 10k and 100k req/s (QUICK=1: smoke run; RUNS=N: least CPU of N)
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m bench.capacity $(if $(filter 1,$(QUICK)),--quick,) $(if $(RUNS),--runs $(RUNS),)
 
 bench-hop:  ## One internal hop against the bare mTLS echo, without the rest of the stack (needs DATABASE_URL=mysql://... REDIS_URL=redis://...)
 	@scripts/bootstrap.sh --dev

@@ -813,3 +813,54 @@ def test_a_production_overlay_replaces_every_example(
             (container,) = workload.pod["containers"]
             if workload.name != "gateway":  # nginx's image
                 assert container["image"] == "registry.test/arcana:9.9.9", workload.name
+
+
+# --- sizing: docs/CAPACITY.md ----------------------------------------------------------------
+
+# The overlays docs/CAPACITY.md derives pod counts for (bench/capacity.py measures them).
+SIZED_OVERLAYS = ("monolithic", "layered")
+
+
+def cpu_cores(quantity: str | int | float) -> float:
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1.0, "Gi": 1024.0}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+@pytest.mark.parametrize("name", SIZED_OVERLAYS)
+def test_sizing_follows_the_capacity_document(overlays: dict[str, Rendered], name: str) -> None:
+    """Each sized tier's pod is the document's pod (CPU request = limit), its
+    autoscaler the document's target and floor, and its ceiling covers the pods
+    the document derives for 10k requests per second from docs/capacity.json;
+    its memory request covers what such a pod was measured to hold."""
+    from bench import capacity
+
+    assumptions = capacity.Assumptions()
+    inputs = capacity.load_inputs(capacity.DOC_JSON)
+    pods = capacity.derive(inputs, assumptions, name, capacity.LOADS[0]).pods()
+    rendered = overlays[name]
+    scalers = {
+        scaler["spec"]["scaleTargetRef"]["name"]: scaler["spec"]
+        for scaler in rendered.of_kind("HorizontalPodAutoscaler")
+    }
+    assert set(pods) <= set(scalers), (name, sorted(pods))
+    for tier, count in pods.items():
+        (container,) = rendered.workloads[tier].pod["containers"]
+        resources = container["resources"]
+        assert cpu_cores(resources["requests"]["cpu"]) == assumptions.pod_vcpu, tier
+        assert cpu_cores(resources["limits"]["cpu"]) == assumptions.pod_vcpu, tier
+        spec = scalers[tier]
+        (metric,) = spec["metrics"]
+        assert metric["resource"]["name"] == "cpu", tier
+        target = metric["resource"]["target"]["averageUtilization"]
+        assert target == round(assumptions.target_utilisation * 100), tier
+        assert spec["minReplicas"] == assumptions.min_pods, tier
+        assert spec["maxReplicas"] >= count, (tier, spec["maxReplicas"], count)
+        # The memory a pod was measured to hold is requested, and fits its limit twice.
+        resident = inputs["modes"][name]["rss_mib"][tier]
+        assert mebibytes(resources["requests"]["memory"]) >= resident, (tier, resident)
+        assert mebibytes(resources["limits"]["memory"]) >= 2 * resident, (tier, resident)

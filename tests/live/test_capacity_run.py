@@ -1,0 +1,56 @@
+"""``make capacity``'s measurement, small: a monolithic stack on a private MariaDB
+primary + replica and a private Redis (``bench.capacity.measure``), a few
+requests of each operation, so the counters it reads keep meaning what
+docs/CAPACITY.md says they mean. It needs no ``DATABASE_URL`` of its own but
+runs with the live tests (it starts real servers)."""
+
+from typing import Any
+
+import pytest
+
+from bench import capacity
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, Any]:
+    return capacity.measure(["monolithic"], requests=10, quiet=2.0)
+
+
+def test_reads_go_to_the_replica_and_the_cache(inputs: dict[str, Any]) -> None:
+    for protocol in capacity.PROTOCOLS:
+        measured = inputs["modes"]["monolithic"][protocol]
+        warm, cold = measured[capacity.GET], measured[capacity.GET_COLD]
+        # A warm get-by-id is answered by Redis alone: caller and target.
+        assert warm["db"]["replica"]["Questions"] < 0.5, protocol
+        assert warm["db"]["primary"]["Questions"] < 0.5, protocol
+        assert 1.5 <= warm["redis"]["commands"] <= 4, protocol
+        # A cold one reads the replica, never the primary.
+        assert cold["db"]["replica"]["Com_select"] >= 1, protocol
+        assert cold["db"]["primary"]["Questions"] < 0.5, protocol
+        assert cold["redis"]["keyspace_misses"] >= 0.9, protocol
+        assert measured[capacity.LIST]["db"]["replica"]["Com_select"] >= 1, protocol
+
+
+def test_writes_go_to_the_primary_and_hashing_costs_cpu(inputs: dict[str, Any]) -> None:
+    for protocol in capacity.PROTOCOLS:
+        measured = inputs["modes"]["monolithic"][protocol]
+        assert measured[capacity.CREATE]["db"]["primary"]["Com_insert"] >= 1, protocol
+        assert measured[capacity.UPDATE]["db"]["primary"]["Com_update"] >= 1, protocol
+        assert measured[capacity.UPDATE]["db"]["replica"]["Questions"] < 0.5, protocol
+        # Argon2id (m = 19 MiB, t = 2) is milliseconds of CPU where a warm read is not.
+        login = measured[capacity.LOGIN]["cpu_ms"][protocol]
+        assert login > 3 * measured[capacity.GET]["cpu_ms"][protocol], protocol
+
+
+def test_shared_servers_are_measured_busy_and_the_document_renders(
+    inputs: dict[str, Any],
+) -> None:
+    assert inputs["redis_under_load"]["cpu_us_per_command"] > 0
+    assert inputs["replica_under_load"]["statements"] > 1000
+    assert inputs["replica_under_load"]["distinct_statements"] >= 2
+    assert set(inputs["modes"]["monolithic"]["rss_mib"]) == {"rest", "grpc"}
+    text = capacity.render(inputs)
+    assert "## Monolithic mode" in text
+    assert "**Saturates first:" in text

@@ -1,0 +1,204 @@
+"""The capacity arithmetic (bench/capacity.py) on fixed inputs, worked out by hand
+here, and the committed docs/CAPACITY.md against the inputs it says it came from."""
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from bench import capacity
+
+# Per request, the same over REST and gRPC (so the protocol split does not
+# matter for the shared servers): CPU ms of the front end, primary and replica
+# statements, Redis commands, and the MariaDB primary's and Redis's own CPU ms.
+FIXED = {
+    capacity.GET: (1.0, 0, 0, 2, 0.0, 0.02),
+    capacity.GET_COLD: (3.0, 0, 2, 4, 0.0, 0.02),
+    capacity.LIST: (2.0, 0, 7, 2, 0.0, 0.02),
+    capacity.LOGIN: (30.0, 4, 0, 7, 1.0, 0.02),
+    capacity.UPDATE: (5.0, 12, 0, 9, 1.0, 0.02),
+    capacity.CREATE: (35.0, 11, 0, 14, 1.0, 0.02),
+}
+
+
+def _measurement(
+    cpu: float,
+    primary: float,
+    replica: float,
+    commands: float,
+    db_cpu: float,
+    redis_cpu: float,
+    protocol: str,
+) -> dict[str, Any]:
+    counters = dict.fromkeys(capacity.MYSQL_COUNTERS, 0.0)
+    return {
+        "cpu_ms": {
+            protocol: cpu,
+            "mariadb_primary": db_cpu,
+            "mariadb_replica": 0.01,
+            "redis": redis_cpu,
+        },
+        "db": {
+            "primary": {**counters, "Questions": primary},
+            "replica": {**counters, "Questions": replica},
+        },
+        "redis": {"commands": commands, "keyspace_hits": 1.0, "keyspace_misses": 0.0},
+        "p50_ms": 1.0,
+        "requests": 100,
+    }
+
+
+def fixed_inputs() -> dict[str, Any]:
+    return {
+        "schema": capacity.SCHEMA,
+        "measured": {
+            "date": "2026-01-01 00:00 UTC",
+            "machine": "test",
+            "cores": 2,
+            "requests": 100,
+            "quiet_seconds": 5,
+            "mariadb": "x",
+            "redis": "y",
+        },
+        "redis_under_load": {
+            "cpu_us_per_command": 10.0,
+            "commands": 1000,
+            "ops_per_second": 50_000,
+            "clients": 32,
+            "tool": "redis-benchmark",
+        },
+        "replica_under_load": {
+            "cpu_us_per_statement": 50.0,
+            "statements": 1000,
+            "distinct_statements": 9,
+            "clients": 16,
+            "tool": "mariadb-slap",
+        },
+        "modes": {
+            "monolithic": {
+                protocol: {
+                    op: _measurement(*figures, protocol=protocol) for op, figures in FIXED.items()
+                }
+                for protocol in capacity.PROTOCOLS
+            }
+        },
+    }
+
+
+def test_pods_per_tier_follow_from_the_inputs() -> None:
+    # rest: 0.5 x (0.76 x (0.9 x 1 + 0.1 x 3) + 0.18 x 2 + 0.01 x 30 + 0.04 x 5 + 0.01 x 35)
+    #     = 0.5 x 2.122 = 1.061 ms per request of the mix
+    # 10k: 10.61 vCPU ÷ 0.7 = 15.2 -> 16 pods; 100k: 106.1 ÷ 0.7 = 151.6 -> 152 pods
+    a = capacity.Assumptions()
+    assert capacity.tier_cpu_ms(fixed_inputs(), a, "monolithic", "rest") == pytest.approx(1.061)
+    assert capacity.derive(fixed_inputs(), a, "monolithic", 10_000).pods() == {
+        "rest": 16,
+        "grpc": 16,
+    }
+    assert capacity.derive(fixed_inputs(), a, "monolithic", 100_000).pods() == {
+        "rest": 152,
+        "grpc": 152,
+    }
+    # Another pod size or target changes the count: the assumptions are used.
+    bigger = replace(a, pod_vcpu=2.0)
+    assert capacity.derive(fixed_inputs(), bigger, "monolithic", 10_000).pods()["rest"] == 8
+    # Never fewer than the HPA's floor.
+    assert capacity.derive(fixed_inputs(), a, "monolithic", 10).pods() == {"rest": 2, "grpc": 2}
+
+
+def test_shared_servers_and_what_saturates_first() -> None:
+    d = capacity.derive(fixed_inputs(), capacity.Assumptions(), "monolithic", 10_000)
+    shared = {s.name: s for s in d.shared}
+    # primary: 0.01 x 4 + 0.04 x 12 + 0.01 x 11 = 0.63 statements per request
+    assert shared["primary"].rate == pytest.approx(6_300)
+    # Redis: 0.76 x (0.9 x 2 + 0.1 x 4) + 0.18 x 2 + 0.01 x 7 + 0.04 x 9 + 0.01 x 14 = 2.602
+    assert shared["redis"].rate == pytest.approx(26_020)
+    # Redis, at its CPU per command under load: 1 vCPU x 0.7 x 1000 ÷ (2.602 x 10 µs)
+    # = 26 902 req/s; the primary: 16 x 0.7 x 1000 ÷ (0.06 x 1.0 ms) = 186 667 req/s.
+    assert shared["redis"].capacity_rps == pytest.approx(26_902.38)
+    assert shared["primary"].capacity_rps == pytest.approx(186_666.67)
+    # replica: 0.76 x 0.1 x 2 + 0.18 x 7 = 1.412 statements; x 50 µs under load
+    # = 0.0706 ms, + (0.01 + 0.04 + 0.01) x 0.01 ms applying the writes = 0.0712 ms:
+    # 16 x 0.7 x 1000 ÷ 0.0712 = 157 303 req/s per replica.
+    assert shared["replica"].rate == pytest.approx(14_120)
+    assert shared["replica"].capacity_rps == pytest.approx(157_303.37)
+    assert d.first_to_saturate().name == "redis"
+    at_100k = {s.name: s for s in capacity.derive(fixed_inputs(), capacity.Assumptions(),
+                                                    "monolithic", 100_000).shared}  # fmt: skip
+    assert at_100k["redis"].servers == 4  # ⌈100 000 ÷ 26 902⌉
+
+
+def test_the_document_shows_the_counts_and_the_arithmetic() -> None:
+    text = capacity.render(fixed_inputs())
+    assert "**16 pods**" in text
+    assert "**152 pods**" in text
+    assert "= 1.061 ms" in text
+    # Argon2: 0.5 x (0.01 x 30 + 0.01 x 35) = 0.325 of 1.061 ms
+    assert "= 1.061 ms (login + create, 2% of requests: 31%)" in text
+    assert "**Saturates first: redis**, at about 26 902 req/s" in text
+    assert "**6 300 statements/s**" in text
+    # At a 50 % hit ratio: 0.76 x 0.5 x 2 + 0.18 x 7 = 2.02 replica statements per request.
+    assert "50%: 202 000 replica statements/s" in text
+    assert "list-20 sends 1.26 of the 1.41 replica statements" in text
+
+
+def test_max_replicas_leave_headroom_over_the_10k_count() -> None:
+    assert capacity.max_replicas(fixed_inputs(), capacity.Assumptions(), "monolithic") == {
+        "rest": 24,
+        "grpc": 24,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda i: i["modes"]["monolithic"]["rest"].pop(capacity.LIST), "no monolithic / rest"),
+        (
+            lambda i: i["modes"]["monolithic"]["grpc"][capacity.GET]["cpu_ms"].update(grpc="x"),
+            "must be a finite number",
+        ),
+        (lambda i: i.pop("redis_under_load"), "no redis_under_load"),
+        (lambda i: i.pop("replica_under_load"), "no replica_under_load"),
+    ],
+)
+def test_bad_inputs_are_named(change: Any, message: str) -> None:
+    inputs = fixed_inputs()
+    change(inputs)
+    with pytest.raises(ValueError, match=message):
+        capacity.render(inputs)
+
+
+def test_a_mix_must_add_up() -> None:
+    with pytest.raises(ValueError, match="sum to 1"):
+        capacity.Assumptions(mix={capacity.GET: 0.5})
+
+
+def test_the_committed_document_is_rendered_from_the_committed_inputs() -> None:
+    inputs: Mapping[str, Any] = capacity.load_inputs(capacity.DOC_JSON)
+    assert capacity.DOC.read_text() == capacity.render(inputs), (
+        "docs/CAPACITY.md is stale: python -m bench.capacity --render docs/capacity.json"
+    )
+
+
+def test_runs_merge_to_the_least_cpu_and_the_most_memory() -> None:
+    quiet, busy = fixed_inputs(), fixed_inputs()
+    quiet["modes"]["monolithic"]["rss_mib"] = {"rest": 200.0, "grpc": 250.0}
+    busy["modes"]["monolithic"]["rss_mib"] = {"rest": 260.0, "grpc": 240.0}
+    for protocol in capacity.PROTOCOLS:
+        for measured in busy["modes"]["monolithic"][protocol].values():
+            measured["cpu_ms"] = {k: v * 2 for k, v in measured["cpu_ms"].items()}
+            measured["db"]["primary"]["Questions"] += 100  # counts: the first run's
+    busy["redis_under_load"]["cpu_us_per_command"] = 5.0
+    busy["measured"]["date"] = "2026-01-02 00:00 UTC"
+    merged = capacity.merge_runs([busy, quiet])
+    rest = merged["modes"]["monolithic"]["rest"][capacity.LOGIN]
+    assert rest["cpu_ms"]["rest"] == 30.0
+    assert rest["db"]["primary"]["Questions"] == 104
+    assert merged["redis_under_load"]["cpu_us_per_command"] == 5.0
+    assert merged["modes"]["monolithic"]["rss_mib"] == {"rest": 260.0, "grpc": 250.0}
+    assert merged["measured"]["runs"] == 2
+    assert merged["measured"]["cpu_spread"] == 2.0
+    assert "2026-01-02 00:00 UTC, 2026-01-01 00:00 UTC" in capacity.render(merged)
+    # One run merges to itself.
+    assert capacity.merge_runs([quiet])["modes"] == quiet["modes"]
