@@ -31,6 +31,10 @@ USER_CACHE = True
 # Throttling is exercised by tests that lower these on purpose.
 THROTTLE_RATES = {scope: "10000/min" for scope in THROTTLE_RATES}
 
+# Queued mail is sent at once, in the enqueueing thread; the mail tests
+# (tests/mail) use the database queue and a real worker instead.
+TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
 # No collectstatic before tests: plain storage, so templates resolve static URLs.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
 STORAGES = {
