@@ -114,6 +114,9 @@ class UserManager(BaseUserManager["User"]):
     ) -> "User":
         extra["is_staff"] = True
         extra["is_superuser"] = True
+        # An operator types the address at the console (createsuperuser): no
+        # link to follow, and REQUIRE_EMAIL_VERIFICATION must not lock them out.
+        extra.setdefault("email_verified", True)
         return self._create(email, name, password, [Roles.USER, Roles.ADMIN], **extra)
 
 
@@ -128,7 +131,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     # The owner has followed a verification link sent to ``email``.
     email_verified = models.BooleanField(
-        "Email verified",
+        "email verified",
         default=False,
         db_index=True,
         help_text="The owner has confirmed this address through the link mailed to it.",

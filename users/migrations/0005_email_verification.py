@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
                 db_index=True,
                 default=False,
                 help_text="The owner has confirmed this address through the link mailed to it.",
-                verbose_name="Email verified",
+                verbose_name="email verified",
             ),
         ),
         migrations.AddField(
