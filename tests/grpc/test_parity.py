@@ -639,3 +639,21 @@ def test_account_mails_are_throttled(api: Api, user: User, settings: Any) -> Non
     # Per address too, from anywhere: nobody floods one mailbox.
     settings.THROTTLE_RATES = {"account_mail": "2/hour"}
     assert kinds(*(api.password_reset(user.email) for _ in range(3))) == ["ok", "ok", "throttled"]
+
+
+def test_a_changed_address_is_unverified_until_its_link_is_followed(
+    api: Api, user: User, mailoutbox: list[EmailMessage]
+) -> None:
+    User.objects.filter(pk=user.pk).update(email_verified=True)
+    token, user_id = tokens_for(user).access, str(user.pk)
+    moved = api.update_user(
+        token, user_id, email="ursula.moved@example.com", current_password=DEFAULT_PASSWORD
+    )
+    assert (moved.user["email"], moved.user["email_verified"]) == (
+        "ursula.moved@example.com",
+        False,
+    )
+    (message,) = mailoutbox
+    assert message.to == ["ursula.moved@example.com"]
+    assert api.verify_email(*link_of(message, settings.EMAIL_VERIFICATION_URL)).kind == "ok"
+    assert api.me(token).user["email_verified"] is True
