@@ -4,7 +4,6 @@ behind it: one queued task either way (the worker finds out who has it).
 Measured with the production queue (the database backend), interleaved in
 alternating order so machine noise lands on both alike."""
 
-import statistics
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
+from tests.hardening.timing import median_ratio
 
 TRIES = 150
 
@@ -44,11 +44,10 @@ def test_known_and_unknown_addresses_are_indistinguishable(settings: Any) -> Non
     assert {status for _, status, _ in known + unknown} == {202}
     assert {body for _, _, body in known + unknown} == {known[0][2]}
     assert DBTaskResult.objects.count() == 2 * (TRIES + 1)  # one task per request, whoever
-    known_median = statistics.median(seconds for seconds, _, _ in known)
-    unknown_median = statistics.median(seconds for seconds, _, _ in unknown)
-    ratio = unknown_median / known_median
-    print(
-        f"\npassword-reset median: known {known_median * 1000:.2f} ms, "
-        f"unknown {unknown_median * 1000:.2f} ms, ratio {ratio:.2f}"
+    ratio = median_ratio(
+        "password-reset",
+        ("known", "unknown"),
+        [seconds for seconds, _, _ in known],
+        [seconds for seconds, _, _ in unknown],
     )
     assert 0.8 <= ratio <= 1.2
