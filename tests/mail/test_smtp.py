@@ -1,6 +1,7 @@
 """The account mails through the real queue, the real worker and a real SMTP
 server: read the message the server received, follow its link."""
 
+import socket
 import time
 from typing import Any
 
@@ -114,3 +115,26 @@ def test_a_rolled_back_change_mails_nobody(queue: None, user: User) -> None:
     assert not DBTaskResult.objects.exists()
     assert _post("password-reset", {"email": user.email}).status_code == 202
     assert DBTaskResult.objects.count() == 1
+
+
+def test_a_silent_smtp_server_costs_the_worker_its_timeout_not_the_request(
+    smtp: SmtpServer, worker: QueueWorker, user: User, settings: Any
+) -> None:
+    """A server that takes the connection and never answers: the request is
+    as quick as ever; the worker gives up after EMAIL_TIMEOUT and queues the
+    next attempt."""
+    smtp.stop()
+    settings.EMAIL_TIMEOUT = 1
+    with socket.create_server(("127.0.0.1", smtp.port)) as silent:
+        started = time.monotonic()
+        assert _post("password-reset", {"email": user.email}).status_code == 202
+        assert time.monotonic() - started < QUICK
+        started = time.monotonic()
+        worker.drain()
+        waited = time.monotonic() - started
+        silent.accept()[0].close()
+    assert 1 <= waited < 5
+    first, retry = DBTaskResult.objects.order_by("enqueued_at")
+    assert (first.status, first.return_value) == ("SUCCESSFUL", False)
+    assert retry.status == "READY"  # due after MAIL_RETRY_SECONDS
+    assert retry.args_kwargs["kwargs"]["attempt"] == 1
