@@ -4,7 +4,7 @@ REST and gRPC raise these same errors for the same failures, so a client sees
 one machine ``code`` per failure on both transports.
 """
 
-from arcana.core.exceptions import NotFound, Unauthenticated
+from arcana.core.exceptions import Forbidden, NotFound, Unauthenticated
 
 
 class InvalidCredentials(Unauthenticated):
@@ -39,3 +39,14 @@ class SessionNotFound(NotFound):
 
     code = "session_not_found"
     default_message = "Session not found."
+
+
+class EmailNotVerified(Forbidden):
+    """Right password, but REQUIRE_EMAIL_VERIFICATION is on and the address
+    was never confirmed (told only to whoever knows the password)."""
+
+    code = "email_not_verified"
+    default_message = (
+        "Confirm your email address first: follow the link we sent you "
+        "(POST /api/v1/auth/verify-email/resend sends a new one)."
+    )

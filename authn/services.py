@@ -11,6 +11,7 @@ ordered so that a failure between them leaves a safe state and the whole can
 be retried; each such place says which state.
 """
 
+from django.conf import settings
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
@@ -19,7 +20,7 @@ import users
 from arcana.core import lockout
 from arcana.core.exceptions import InvalidInput
 from arcana.core.ratelimit import rate_limit
-from authn.errors import InvalidCredentials, SessionNotFound, TokenInvalid
+from authn.errors import EmailNotVerified, InvalidCredentials, SessionNotFound, TokenInvalid
 from authn.records import Authenticated as Authenticated  # re-exported: callers found it here
 from authn.records import Session
 from authn.records import TokenPair as TokenPair
@@ -97,8 +98,14 @@ def auth_register(*, name: str, email: str, password: str) -> TokenPair:
     session, which is a user like any other: the client can log in with the
     password it just chose, and a retried registration is a 409 (the address
     is taken, by them). The reverse order could leave tokens of no user.
+
+    With ``REQUIRE_EMAIL_VERIFICATION`` no session begins (empty tokens):
+    logins are refused until the address is confirmed, and a registration
+    must not be a way around that.
     """
     user = users.service.user_create(name=name, email=email, password=password)
+    if settings.REQUIRE_EMAIL_VERIFICATION and not user.email_verified:
+        return TokenPair(access="", refresh="", user=user)
     return token_pair_issue(user=user)
 
 
@@ -125,7 +132,12 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
 
 
 def auth_login(*, email: str, password: str, client: str) -> TokenPair:
+    """With ``REQUIRE_EMAIL_VERIFICATION`` an unverified address is refused
+    (``EmailNotVerified``) after the password was checked: only its owner
+    learns why."""
     user = credentials_verify(email=email, password=password, client=client)
+    if settings.REQUIRE_EMAIL_VERIFICATION and not user.email_verified:
+        raise EmailNotVerified()
     users.service.user_login_record(user_id=user.id)
     return token_pair_issue(user=user)
 

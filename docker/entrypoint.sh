@@ -4,11 +4,14 @@
 #   grpc     manage.py grpcrunserver 0.0.0.0:50051 --workers ${GRPC_WORKERS:-2}
 #   tier     manage.py tierserver 0.0.0.0:${TIER_PORT}                (required)
 #   migrate  manage.py migrate --noinput, then exits
+#   worker   manage.py db_worker: sends the queued mail (users/tasks.py); runs
+#            where the data is (monolithic, the layered repository tier, the
+#            users service)
 # ARGS are appended to the command. The mode, tier and service come from the
 # environment (ARCANA_MODE, ARCANA_TIER, ARCANA_SERVICE), never from the role.
 #
-# Secrets as files: for DJANGO_SECRET_KEY, JWT_SIGNING_KEY, DATABASE_URL and
-# REDIS_URL, NAME_FILE=/run/secrets/x sets NAME to the file's content (compose
+# Secrets as files: for DJANGO_SECRET_KEY, JWT_SIGNING_KEY, DATABASE_URL,
+# REDIS_URL and EMAIL_URL, NAME_FILE=/run/secrets/x sets NAME to the file's content (compose
 # and Kubernetes mount secrets as files). JWT_PRIVATE_KEY, JWT_PUBLIC_KEY and
 # ARCANA_INTERNAL_TLS_* take a file's path themselves.
 #
@@ -21,7 +24,7 @@ die() {
   exit 2
 }
 
-for name in DJANGO_SECRET_KEY JWT_SIGNING_KEY DATABASE_URL REDIS_URL; do
+for name in DJANGO_SECRET_KEY JWT_SIGNING_KEY DATABASE_URL REDIS_URL EMAIL_URL; do
   eval "path=\${${name}_FILE:-}"
   [ -n "$path" ] || continue
   eval "value=\${${name}:-}"
@@ -50,10 +53,13 @@ case "$role" in
   migrate)
     exec python manage.py migrate --noinput "$@"
     ;;
+  worker)
+    exec python manage.py db_worker "$@"
+    ;;
   "")
-    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier or migrate"
+    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate or worker"
     ;;
   *)
-    die "unknown role '$role' (rest, grpc, tier or migrate); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
+    die "unknown role '$role' (rest, grpc, tier, migrate or worker); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
     ;;
 esac

@@ -21,6 +21,11 @@ not judged by an HTTP probe:
   health listener: the kubelet's native ``grpc:`` probe cannot present a
   client certificate, this check can.
 - ``migrate``: a one-shot job is healthy while it runs.
+- ``worker``: the mail worker (``manage.py db_worker``) serves no port; it is
+  healthy while it runs (it is the container's PID 1: when it dies, the
+  container stops and its restart policy brings it back). A worker that runs
+  but cannot send leaves its mail queued, retried with back-off
+  (users/tasks.py).
 
 ``--service NAME`` checks one health service name instead of the whole server.
 ``--alive`` (liveness and start-up probes) passes on any answer, SERVING or
@@ -45,7 +50,7 @@ from pathlib import Path
 
 import grpc
 
-ROLES = ("rest", "grpc", "tier", "migrate")
+ROLES = ("rest", "grpc", "tier", "migrate", "worker")
 GRPC_PORT = 50051
 REST_PORT = 8000
 TIMEOUT = 2.0
@@ -72,6 +77,8 @@ def role_of(argv: Sequence[str]) -> str | None:
                 return role
         if "migrate" in argv:
             return "migrate"
+        if "db_worker" in argv:
+            return "worker"
     return None
 
 
@@ -88,7 +95,7 @@ def detect_role(proc: Path = Path("/proc")) -> str:
         role = role_of([part.decode(errors="replace") for part in raw.split(b"\0") if part])
         if role is not None:
             return role
-    raise Unhealthy("no rest, grpc, tier or migrate process found in this container")
+    raise Unhealthy("no rest, grpc, tier, migrate or worker process found in this container")
 
 
 def _port_of(bind: str) -> int:
@@ -268,7 +275,7 @@ def check(
             service=service,
             alive=alive,
         )
-    elif role != "migrate":
+    elif role not in ("migrate", "worker"):
         raise Unhealthy(f"unknown role {role!r} ({', '.join(ROLES)})")
 
 

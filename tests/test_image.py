@@ -119,6 +119,7 @@ def entrypoint(fake_bin: Path, *args: str, **env: str) -> tuple[int, dict[str, A
             ["manage.py", "tierserver", "0.0.0.0:50053"],
         ),
         (["migrate"], {}, "python", ["manage.py", "migrate", "--noinput"]),
+        (["worker"], {}, "python", ["manage.py", "db_worker"]),
     ],
 )
 def test_each_role_execs_its_server(
@@ -134,7 +135,11 @@ def test_each_role_execs_its_server(
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["python", "manage.py"], {}, "unknown role 'python' (rest, grpc, tier or migrate)"),
+        (
+            ["python", "manage.py"],
+            {},
+            "unknown role 'python' (rest, grpc, tier, migrate or worker)",
+        ),
         ([], {}, "usage: entrypoint.sh ROLE"),
         (["tier"], {}, "the tier role needs TIER_PORT"),
     ],
@@ -194,6 +199,7 @@ def test_bad_secret_files_are_refused(
         (["python", "manage.py", "grpcrunserver", "0.0.0.0:50051"], "grpc"),
         (["python", "manage.py", "tierserver", "0.0.0.0:50052"], "tier"),
         (["python", "manage.py", "migrate", "--noinput"], "migrate"),
+        (["python", "manage.py", "db_worker"], "worker"),
         (["/bin/sh", "/app/docker/entrypoint.sh", "grpc"], "grpc"),
         (["/bin/sh", "/app/docker/entrypoint.sh", "shell"], None),
         (["/sbin/docker-init", "--", "/app/docker/entrypoint.sh"], None),
@@ -211,7 +217,7 @@ def test_the_role_is_read_from_the_servers_command_line(tmp_path: Path) -> None:
         (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
 
     (tmp_path / "self").mkdir()
-    with pytest.raises(hc.Unhealthy, match="no rest, grpc, tier or migrate process"):
+    with pytest.raises(hc.Unhealthy, match="no rest, grpc, tier, migrate or worker process"):
         hc.detect_role(tmp_path)
     process(1, "/sbin/docker-init", "--", "/app/docker/entrypoint.sh", "tier")  # an init
     process(12, "python", "manage.py", "tierserver", "0.0.0.0:50052")
@@ -386,8 +392,9 @@ def test_tier_check_needs_tls_files_or_insecure() -> None:
         )
 
 
-def test_migrate_is_healthy_while_it_runs() -> None:
+def test_migrate_and_the_worker_are_healthy_while_they_run() -> None:
     hc.check("migrate", None, {})
+    hc.check("worker", None, {})
 
 
 # --- scripts/compose_secrets.py ------------------------------------------------------------

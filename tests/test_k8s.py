@@ -59,21 +59,21 @@ def _set(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
-USERS = _set("users-rest", "users-grpc", "users-internal")
+USERS = _set("users-rest", "users-grpc", "users-internal", "users-worker")
 AUTH = _set("auth-rest", "auth-grpc", "auth-internal")
 MODES: dict[str, Mode] = {
     "monolithic": Mode(
-        deployments=_set("rest", "grpc"),
+        deployments=_set("rest", "grpc", "worker"),
         jobs=_set("migrate"),
-        database=_set("rest", "grpc", "migrate"),
+        database=_set("rest", "grpc", "migrate", "worker"),
         private_key=_set(),
-        signing_key=_set("rest", "grpc", "migrate"),
+        signing_key=_set("rest", "grpc", "migrate", "worker"),
         edge=_set("rest", "grpc"),
     ),
     "layered": Mode(
-        deployments=_set("rest", "grpc", "service", "repository", "admin"),
+        deployments=_set("rest", "grpc", "service", "repository", "admin", "worker"),
         jobs=_set("migrate"),
-        database=_set("repository", "admin", "migrate"),
+        database=_set("repository", "admin", "migrate", "worker"),
         private_key=_set("service"),
         signing_key=_set(),
         edge=_set("rest", "grpc"),
@@ -92,7 +92,8 @@ MODES: dict[str, Mode] = {
         edge=_set("gateway"),
         reaches={
             "gateway": _set("users-rest", "users-grpc", "auth-rest", "auth-grpc"),
-            **{name: _set("auth-internal") for name in USERS},
+            # The mail worker calls no other service: the network lets it not.
+            **{name: _set("auth-internal") for name in USERS - {"users-worker"}},
             **{name: _set("users-internal") for name in AUTH},
         },
         own_databases=(USERS | _set("migrate-users"), AUTH | _set("migrate-auth")),
@@ -510,6 +511,10 @@ def test_probes_fit_each_role(mode: tuple[Mode, Rendered]) -> None:
                 "ARCANA_INTERNAL_TLS_KEY",
                 "ARCANA_INTERNAL_TLS_CA",
             } <= set(env)
+        elif role == "worker":  # no port: the exec check, while it runs
+            for probe in (ready, live, start):
+                assert probe["exec"]["command"][1:] == ["/app/docker/healthcheck.py", "worker"]
+            assert not container_ports(workload)
         else:
             assert role == "gateway", (workload.name, role)
 
@@ -657,8 +662,12 @@ def test_only_the_data_holders_reach_mysql(mode: tuple[Mode, Rendered]) -> None:
         assert workload.labels.get("arcana.cloud/database") == (
             "true" if workload.name in expected.database else None
         )
-        # DNS, Redis (and its Sentinels) and, for data holders, MySQL: nothing else.
-        assert outside <= {53, 6379, 26379, 3306}, workload.name
+        # DNS, Redis (and its Sentinels), for data holders MySQL, and for the
+        # mail worker alone SMTP: nothing else.
+        smtp = {25, 465, 587}
+        mails = workload.labels.get("arcana.cloud/role") == "worker"
+        assert bool(outside & smtp) == mails, workload.name
+        assert outside <= {53, 6379, 26379, 3306} | (smtp if mails else set()), workload.name
 
 
 def test_only_the_edge_is_reached_from_outside(mode: tuple[Mode, Rendered]) -> None:

@@ -40,8 +40,9 @@ TIERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    ("repository", frozenset({"repository"})),
-    ("services", frozenset({"services", "tokens"})),
+    # tasks: the mail queue, which the repository enqueues to.
+    ("repository", frozenset({"repository", "tasks"})),
+    ("services", frozenset({"services", "tokens", "mail"})),
     (
         "controllers",
         frozenset(

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-PUBLIC = {"auth_register_create", "auth_login_create", "auth_refresh_create"}
+PUBLIC = {
+    "auth_register_create",
+    "auth_login_create",
+    "auth_refresh_create",
+    "auth_password_reset_create",
+    "auth_password_reset_confirm_create",
+    "auth_verify_email_create",
+    "auth_verify_email_resend_create",
+}
 
 
 @pytest.fixture(scope="module")

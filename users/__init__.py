@@ -81,7 +81,13 @@ _boundaries = Boundaries(
         ),
         "repo": Remote(
             interface=_repo_interface,
-            reads=("user_get", "user_credentials", "user_password_hash", "user_list"),
+            reads=(
+                "user_get",
+                "user_credentials",
+                "user_credentials_of",
+                "user_password_hash",
+                "user_list",
+            ),
             cached={"user_get": _cached_record},
         ),
     },

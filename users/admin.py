@@ -64,6 +64,7 @@ class UserEditForm(EmailNormalisingMixin, UserChangeForm):  # type: ignore[type-
             "roles",
             "sync_status",
             "is_active",
+            "email_verified",
             "is_staff",
             "is_superuser",
             "groups",
@@ -124,7 +125,7 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
     form = UserEditForm
     add_form = UserAddForm
     list_display = ("name", "email", "roles_display", "sync_status", "is_active", "created_at")
-    list_filter = (RoleFilter, "sync_status", ActiveFilter, StaffFilter)
+    list_filter = (RoleFilter, "sync_status", ActiveFilter, StaffFilter, "email_verified")
     date_hierarchy = "created_at"
     search_fields = ("name", "email")
     ordering = ("-created_at",)
@@ -133,13 +134,16 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
         "created_at",
         "updated_at",
         "last_login",
+        # Set by the owner's confirmation link only: an operator may mark an
+        # address verified (email_verified), not invent one waiting for it.
+        "pending_email",
         "login_lockout",
         "sessions",
     )
     filter_horizontal = ("groups", "user_permissions")
     actions = ["mark_pending_sync", "deactivate", "unlock_login"]
     fieldsets = (
-        (None, {"fields": ("id", "email", "name", "password")}),
+        (None, {"fields": ("id", "email", "email_verified", "pending_email", "name", "password")}),
         ("API", {"fields": ("roles", "sync_status", "is_active")}),
         (
             "Admin site access",

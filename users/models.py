@@ -114,6 +114,9 @@ class UserManager(BaseUserManager["User"]):
     ) -> "User":
         extra["is_staff"] = True
         extra["is_superuser"] = True
+        # An operator types the address at the console (createsuperuser): no
+        # link to follow, and REQUIRE_EMAIL_VERIFICATION must not lock them out.
+        extra.setdefault("email_verified", True)
         return self._create(email, name, password, [Roles.USER, Roles.ADMIN], **extra)
 
 
@@ -126,6 +129,22 @@ class User(AbstractBaseUser, PermissionsMixin):
         max_length=16, choices=SyncStatus.choices, default=SyncStatus.SYNCED, db_index=True
     )
     is_active = models.BooleanField(default=True)
+    # The owner has followed a verification link sent to ``email``.
+    email_verified = models.BooleanField(
+        "email verified",
+        default=False,
+        db_index=True,
+        help_text="The owner has confirmed this address through the link mailed to it.",
+    )
+    # An address the owner asked to change to, waiting for its confirmation
+    # (with REQUIRE_EMAIL_VERIFICATION). Not unique: whoever confirms first
+    # takes the address, and ``email``'s own constraint decides that.
+    pending_email = models.EmailField(
+        max_length=254,
+        blank=True,
+        default="",
+        help_text="A new address waiting for its owner to confirm it.",
+    )
     is_staff = models.BooleanField(
         default=False, help_text="Can log in to this admin site (independent of API roles)."
     )

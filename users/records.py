@@ -11,6 +11,11 @@ from typing import TypedDict
 
 from users.models import Roles
 
+# The account mails (``users.repository.mail_enqueue``'s ``kind``).
+MAIL_PASSWORD_RESET = "password_reset"  # noqa: S105 - a mail kind, not a secret
+MAIL_EMAIL_VERIFICATION = "email_verification"
+MAIL_KINDS = (MAIL_PASSWORD_RESET, MAIL_EMAIL_VERIFICATION)
+
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -24,6 +29,10 @@ class UserRecord:
     updated_at: datetime
     # Not part of the API's user: it decides who may change whom (users.services).
     is_superuser: bool = False
+    email_verified: bool = False
+    # Not part of the API's user either: the address an email change waits to
+    # have confirmed ("" when none).
+    pending_email: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -53,6 +62,8 @@ class UserChanges(TypedDict, total=False):
     email: str
     is_active: bool
     sync_status: str
+    email_verified: bool
+    pending_email: str
 
 
 @dataclass(frozen=True, slots=True)

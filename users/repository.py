@@ -38,14 +38,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from arcana.core.reads import primary
-from users.errors import EmailTaken, LastAdmin, UserNotFound
+from users.errors import EmailTaken, LastAdmin, UserNotFound, VerificationLinkInvalid
 from users.models import Role, Roles, User, UserQuerySet
 from users.normal import normalize_email, parse_user_id
-from users.records import UserChanges, UserCredentials, UserPage, UserRecord
+from users.records import MAIL_KINDS, UserChanges, UserCredentials, UserPage, UserRecord
 from users.signals import password_changed
+from users.tasks import account_mail
 
-# v2: records carry is_superuser (a v1 record would not unpickle into them).
-CACHE_KEY = "users:v2:{}"
+# v3: records carry email_verified and pending_email (an older record would
+# not unpickle into them).
+CACHE_KEY = "users:v3:{}"
 TOMBSTONE = "__invalidated__"
 TOMBSTONE_SECONDS = 5
 
@@ -72,6 +74,8 @@ def _record(user: User) -> UserRecord:
         created_at=user.created_at,
         updated_at=user.updated_at,
         is_superuser=user.is_superuser,
+        email_verified=user.email_verified,
+        pending_email=user.pending_email,
     )
 
 
@@ -145,6 +149,16 @@ def user_credentials(*, email: str) -> UserCredentials | None:
         user = _users().by_email(email).with_roles().first()
     if user is None:
         return None
+    return UserCredentials(user=_record(user), password_hash=user.password)
+
+
+def user_credentials_of(*, user_id: str) -> UserCredentials:
+    """A user by id with their password hash, for the service that checks a
+    password reset link (which hashes the hash)."""
+    with primary():
+        user = _users().with_roles().filter(pk=parse_user_id(user_id)).first()
+    if user is None:
+        raise UserNotFound()
     return UserCredentials(user=_record(user), password_hash=user.password)
 
 
@@ -286,6 +300,11 @@ def user_update_fields(
         raise ValueError(f"Not a changeable user field: {', '.join(sorted(unknown))}")
     pk = parse_user_id(user_id)
     guarded = roles is not None or "is_active" in changes
+    pending = changes.get("pending_email")
+    if pending and _users().by_email(pending).exclude(pk=pk).exists():
+        # Taken now: refused now. Free now and taken before it is confirmed:
+        # the confirmation is refused (user_email_confirm).
+        raise EmailTaken()
     with transaction.atomic():
         if guarded:
             _lock_admin_changes()
@@ -320,6 +339,24 @@ def user_update_fields(
         return _fresh(pk)
 
 
+def _store_password_hash(
+    pk: uuid.UUID, password_hash: str, *, keep_session: str | None, old_hash: str | None = None
+) -> bool:
+    """The new hash (only over ``old_hash`` when given), and, once it commits,
+    ``users.signals.password_changed``. False when no row matched."""
+    rows = _users().filter(pk=pk)
+    if old_hash is not None:
+        rows = rows.filter(password=old_hash)
+    with transaction.atomic():
+        if not rows.update(password=password_hash, updated_at=timezone.now()):
+            return False
+        invalidate([str(pk)])  # ``update`` sends no signal; the record's updated_at moved
+        transaction.on_commit(
+            lambda: password_changed.send(sender=User, user_id=str(pk), keep_session=keep_session)
+        )
+    return True
+
+
 def user_set_password_hash(
     *, user_id: str, password_hash: str, keep_session: str | None = None
 ) -> None:
@@ -327,14 +364,18 @@ def user_set_password_hash(
     goes out (as ``User.save`` sends it for the admin's and the shell's
     changes), and authn ends every session of the user but ``keep_session``
     (a refresh-token jti: the caller's own)."""
-    pk = parse_user_id(user_id)
-    with transaction.atomic():
-        if not _users().filter(pk=pk).update(password=password_hash, updated_at=timezone.now()):
-            raise UserNotFound()
-        invalidate([str(pk)])  # ``update`` sends no signal; the record's updated_at moved
-        transaction.on_commit(
-            lambda: password_changed.send(sender=User, user_id=str(pk), keep_session=keep_session)
-        )
+    if not _store_password_hash(parse_user_id(user_id), password_hash, keep_session=keep_session):
+        raise UserNotFound()
+
+
+def user_password_hash_replace(*, user_id: str, old_hash: str, new_hash: str) -> bool:
+    """A password reset: ``new_hash`` in place of ``old_hash``, compare-and-set,
+    so of two uses of one reset link (which hashes ``old_hash``) one wins and
+    the other finds the hash changed (False). Every session of the user ends
+    once it commits (``password_changed``, no session kept)."""
+    return _store_password_hash(
+        parse_user_id(user_id), new_hash, keep_session=None, old_hash=old_hash
+    )
 
 
 def user_password_hash_upgrade(*, user_id: str, old_hash: str, new_hash: str) -> bool:
@@ -347,6 +388,41 @@ def user_password_hash_upgrade(*, user_id: str, old_hash: str, new_hash: str) ->
     """
     upgraded = _users().filter(pk=parse_user_id(user_id), password=old_hash)
     return bool(upgraded.update(password=new_hash))
+
+
+def user_email_confirm(*, user_id: str, email: str) -> UserRecord:
+    """Mark ``email`` confirmed: the user's address is verified, or their
+    pending address becomes their address (``EmailTaken`` if someone took it
+    meanwhile). ``email`` must still be the address waiting for confirmation,
+    else ``VerificationLinkInvalid`` (the user changed it again)."""
+    pk = parse_user_id(user_id)
+    with transaction.atomic():
+        user = _locked(pk)
+        if user.pending_email and user.pending_email == email:
+            user.email, user.pending_email, user.email_verified = email, "", True
+            fields = ["email", "pending_email", "email_verified"]
+        elif not user.pending_email and user.email == email and not user.email_verified:
+            user.email_verified, fields = True, ["email_verified"]
+        else:
+            raise VerificationLinkInvalid()
+        try:
+            with transaction.atomic():
+                user.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError as exc:
+            if _is_email_conflict(exc):
+                raise EmailTaken() from None
+            raise
+        return _fresh(pk)
+
+
+def mail_enqueue(*, kind: str, email: str = "", user_id: str = "") -> None:
+    """Queue an account mail (``users.tasks``) once the caller's transaction
+    commits (at once outside one). For ``email`` or ``user_id``: the worker
+    looks the user up when it sends, so this costs the same whether anyone
+    has that address or not."""
+    if kind not in MAIL_KINDS:
+        raise ValueError(f"Not an account mail: {kind}")
+    transaction.on_commit(lambda: account_mail.enqueue(kind=kind, email=email, user_id=user_id))
 
 
 def user_login_record(*, user_id: str) -> None:

@@ -11,18 +11,29 @@ no further.
 
 from collections.abc import Iterable, Sequence
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import EmailMessage
 
 import users
 from arcana.core import lockout
 from arcana.core.exceptions import Forbidden, InvalidInput
 from arcana.core.ratelimit import rate_limit
-from users.errors import LastAdmin, UserNotFound
+from users import mail, tokens
+from users.errors import LastAdmin, PasswordResetLinkInvalid, UserNotFound, VerificationLinkInvalid
 from users.models import Roles, SyncStatus, User
 from users.normal import normalize_email, parse_user_id
-from users.records import Actor, UserChanges, UserPage, UserRecord
+from users.records import (
+    MAIL_EMAIL_VERIFICATION,
+    MAIL_PASSWORD_RESET,
+    Actor,
+    UserChanges,
+    UserCredentials,
+    UserPage,
+    UserRecord,
+)
 
 MAX_PAGE_SIZE = 100
 
@@ -79,7 +90,7 @@ def user_create(
     the admin creating it, whose act the admin's History records."""
     email = normalize_email(email)
     password_check(password=password, name=name, email=email)
-    return users.repo.user_insert(
+    user = users.repo.user_insert(
         name=name,
         email=email,
         password_hash=make_password(password),
@@ -87,6 +98,10 @@ def user_create(
         sync_status=_check_sync_status(sync_status) if sync_status else None,
         by=by,
     )
+    # After the insert committed: a failure here leaves an unverified user,
+    # who can ask for the link again (email_verification_resend).
+    users.repo.mail_enqueue(kind=MAIL_EMAIL_VERIFICATION, user_id=user.id)
+    return user
 
 
 def user_create_by(
@@ -255,7 +270,13 @@ def user_update(
         _require_superuser_to_touch(actor, user, "change the email of")
         if actor.id == user_id:
             _verify_own_password(user=user, current_password=current_password, client=client)
-        changes["email"] = new_email
+        if settings.REQUIRE_EMAIL_VERIFICATION and actor.id == user_id:
+            # The address changes once its owner follows the link mailed to it.
+            changes["pending_email"] = new_email
+        else:
+            changes["email"], changes["email_verified"] = new_email, False
+    elif new_email is not None and user.pending_email:
+        changes["pending_email"] = ""  # back to the current address: nothing to confirm
     if name is not None:
         changes["name"] = name
     if is_active is not None:
@@ -265,11 +286,14 @@ def user_update(
     # An admin's change to someone else goes in that user's History.
     by = actor.id if actor.is_admin and actor.id != user_id else None
     try:
-        return users.repo.user_update_fields(
+        updated = users.repo.user_update_fields(
             user_id=user_id, changes=changes, roles=checked_roles, by=by
         )
     except LastAdmin:
         raise _last_admin(actor, user_id, "demote" if demoted else "deactivate") from None
+    if changes.get("pending_email") or "email" in changes:
+        users.repo.mail_enqueue(kind=MAIL_EMAIL_VERIFICATION, user_id=user_id)
+    return updated
 
 
 def user_delete(*, actor: Actor, user_id: str) -> None:
@@ -301,3 +325,128 @@ def users_deactivate(*, user_ids: Iterable[str]) -> list[str]:
     """Admin action: deactivated users' tokens stop working at once; the ids
     of those it changed (the active ones)."""
     return users.repo.users_update_many(user_ids=user_ids, is_active=False)
+
+
+# --- account mails: password reset, email verification ---------------------------------
+
+
+def _mail_limit(email: str) -> None:
+    """Per target address, whoever asks: nobody floods one mailbox."""
+    rate_limit(scope="account_mail", idents=[f"email:{email}"])
+
+
+def password_reset_request(*, email: str) -> None:
+    """Queue a reset link for ``email``. The same for an address nobody has:
+    the queue takes the address, and the worker finds out (so the answer, and
+    its time, tell nothing)."""
+    email = normalize_email(email)
+    _mail_limit(email)
+    users.repo.mail_enqueue(kind=MAIL_PASSWORD_RESET, email=email)
+
+
+def email_verification_resend(*, email: str) -> None:
+    """Queue a new verification link for the account of ``email``, if it has
+    an address waiting for confirmation; the same answer otherwise."""
+    email = normalize_email(email)
+    _mail_limit(email)
+    users.repo.mail_enqueue(kind=MAIL_EMAIL_VERIFICATION, email=email)
+
+
+def _linked_user_id(uid: str) -> str | None:
+    user_id = tokens.user_id_of(uid)
+    if user_id is None:
+        return None
+    try:
+        return str(parse_user_id(user_id))
+    except UserNotFound:
+        return None
+
+
+def password_reset_confirm(*, uid: str, token: str, new_password: str) -> None:
+    """Set a new password with a reset link. The link works once, until it
+    expires (``PASSWORD_RESET_TIMEOUT``); every session of the user ends."""
+    user_id = _linked_user_id(uid)
+    if user_id is None:
+        raise PasswordResetLinkInvalid()
+    try:
+        credentials = users.repo.user_credentials_of(user_id=user_id)
+    except UserNotFound:
+        raise PasswordResetLinkInvalid() from None
+    user = credentials.user
+    if not user.is_active or not tokens.password_reset_tokens.matches(credentials, token):
+        raise PasswordResetLinkInvalid()
+    try:
+        password_check(password=new_password, name=user.name, email=user.email)
+    except InvalidInput as exc:
+        raise InvalidInput({"new_password": exc.errors.get("password", [])}) from None
+    replaced = users.repo.user_password_hash_replace(
+        user_id=user.id, old_hash=credentials.password_hash, new_hash=make_password(new_password)
+    )
+    if not replaced:  # the link was used (or the password changed) meanwhile
+        raise PasswordResetLinkInvalid()
+
+
+def email_verify(*, uid: str, token: str) -> UserRecord:
+    """Confirm an address with a verification link: the user's address is
+    verified, or the address they changed to becomes theirs."""
+    user_id = _linked_user_id(uid)
+    if user_id is None:
+        raise VerificationLinkInvalid()
+    try:
+        user = users.repo.user_get(user_id=user_id)
+    except UserNotFound:
+        raise VerificationLinkInvalid() from None
+    if not tokens.email_verification_tokens.matches(user, token):
+        raise VerificationLinkInvalid()
+    return users.repo.user_email_confirm(user_id=user.id, email=user.pending_email or user.email)
+
+
+def _reset_mail(email: str) -> EmailMessage | None:
+    credentials: UserCredentials | None = users.repo.user_credentials(email=email)
+    if credentials is None or not credentials.user.is_active:
+        return None
+    user = credentials.user
+    return mail.password_reset_message(
+        to=user.email,
+        name=user.name,
+        uid=tokens.uid_of(user.id),
+        token=tokens.password_reset_tokens.token_for(credentials),
+    )
+
+
+def _verification_mail(email: str, user_id: str) -> EmailMessage | None:
+    if user_id:
+        try:
+            user: UserRecord | None = users.repo.user_get(user_id=user_id)
+        except UserNotFound:
+            user = None
+    else:
+        found = users.repo.user_credentials(email=email)
+        user = found.user if found is not None else None
+    if user is None or not user.is_active:
+        return None
+    to = user.pending_email or ("" if user.email_verified else user.email)
+    if not to:
+        return None
+    return mail.email_verification_message(
+        to=to,
+        name=user.name,
+        uid=tokens.uid_of(user.id),
+        token=tokens.email_verification_tokens.token_for(user),
+    )
+
+
+def account_mail_send(*, kind: str, email: str = "", user_id: str = "") -> bool:
+    """For the worker (``users.tasks``): build the mail from the user as they
+    are now and send it; False when there is nobody to mail (an unknown or
+    inactive address, an address already verified). SMTP errors propagate,
+    for the worker to try again."""
+    if kind == MAIL_PASSWORD_RESET:
+        message = _reset_mail(email)
+    elif kind == MAIL_EMAIL_VERIFICATION:
+        message = _verification_mail(email, user_id)
+    else:
+        raise ValueError(f"Not an account mail: {kind}")
+    if message is None:
+        return False
+    return bool(message.send())

@@ -49,6 +49,9 @@ INSTALLED_APPS = [
     "arcana.grpc",
     "django_grpc_framework",
     "authn",
+    # The mail queue: tasks stored in the database, run by `manage.py db_worker`.
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -383,6 +386,43 @@ THROTTLE_RATES = {
     # (arcana/core/ratelimit.py): changing the password, changing one's own email.
     "password": env.str("THROTTLE_PASSWORD", default="5/min"),
     "email_change": env.str("THROTTLE_EMAIL_CHANGE", default="10/hour"),
+    # Public account-mail endpoints, per client address (REST and gRPC alike) ...
+    "password_reset": env.str("THROTTLE_PASSWORD_RESET", default="5/min"),
+    "password_reset_confirm": env.str("THROTTLE_PASSWORD_RESET_CONFIRM", default="10/min"),
+    "verify_email": env.str("THROTTLE_VERIFY_EMAIL", default="10/min"),
+    "verify_email_resend": env.str("THROTTLE_VERIFY_EMAIL_RESEND", default="5/min"),
+    # ... and per target address, applied by the services: nobody can flood
+    # one mailbox with resets or verification mails from many addresses.
+    "account_mail": env.str("THROTTLE_ACCOUNT_MAIL", default="5/hour"),
+}
+
+# --- email -----------------------------------------------------------------------
+# EMAIL_URL, read by django-environ: smtp://user:pass@host:587 (STARTTLS with
+# smtp+tls://, implicit TLS with smtp+ssl://), consolemail:// (local settings'
+# default), dummymail://. Mail is never sent in a request: it is queued once the
+# request's transaction commits and the worker (`manage.py db_worker`) sends it,
+# retrying while the server is down (users/tasks.py).
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Arcana Cloud <noreply@localhost>")
+# Seconds the worker waits on a slow SMTP server before it counts as down.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Where the links in the mails point (the client's pages); ``uid`` and ``token``
+# are appended as query parameters, which the page posts back to the API.
+PASSWORD_RESET_URL = env.str("PASSWORD_RESET_URL", default="http://localhost:4200/reset-password")
+EMAIL_VERIFICATION_URL = env.str(
+    "EMAIL_VERIFICATION_URL", default="http://localhost:4200/verify-email"
+)
+# Seconds a reset or verification link works (Django's PasswordResetTokenGenerator).
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+# Refuse logins of users whose address is unverified; an email change then takes
+# effect only once the new address is confirmed.
+REQUIRE_EMAIL_VERIFICATION = env.bool("REQUIRE_EMAIL_VERIFICATION", default=False)
+# A mail the SMTP server refused or could not take is tried again after
+# MAIL_RETRY_SECONDS, doubling each time, MAIL_MAX_ATTEMPTS times in all.
+MAIL_RETRY_SECONDS = env.float("MAIL_RETRY_SECONDS", default=30.0)
+MAIL_MAX_ATTEMPTS = env.int("MAIL_MAX_ATTEMPTS", default=8)
+TASKS = {
+    "default": {"BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")}
 }
 
 # --- gRPC -----------------------------------------------------------------------

@@ -39,6 +39,9 @@ if ARCANA_DEPLOYMENT.mode is not Mode.LAYERED:  # layered mode signs with a key 
     if JWT_KEYS is None:  # HS256; else base set the key pair
         SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
 
+# Mails go to the console unless EMAIL_URL says otherwise.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+
 # runserver serves static files itself; no collectstatic needed in development.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
 STORAGES = {

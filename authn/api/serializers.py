@@ -59,3 +59,24 @@ class SessionOutputSerializer(serializers.Serializer[Session]):
 
 class SessionListOutputSerializer(serializers.Serializer[list[Session]]):
     data = SessionOutputSerializer(many=True)  # type: ignore[assignment]
+
+
+class PasswordResetInputSerializer(serializers.Serializer[dict[str, Any]]):
+    email = email_field()
+
+
+class LinkInputSerializer(serializers.Serializer[dict[str, Any]]):
+    """The ``uid`` and ``token`` query parameters of a mailed link."""
+
+    uid = serializers.CharField(max_length=64)
+    token = serializers.CharField(max_length=128)
+
+
+class PasswordResetConfirmInputSerializer(LinkInputSerializer):
+    new_password = PasswordField(policy=True)
+
+
+class AcceptedOutputSerializer(serializers.Serializer[dict[str, str]]):
+    """The one answer of the mail-sending endpoints, whoever has the address."""
+
+    detail = serializers.CharField()

@@ -14,9 +14,13 @@ import users
 from arcana.core.rest import actor_of, caller_of, client_of, validated
 from arcana.core.throttling import ScopedThrottle
 from authn.api.serializers import (
+    AcceptedOutputSerializer,
+    LinkInputSerializer,
     LoginInputSerializer,
     MeUpdateInputSerializer,
     PasswordChangeInputSerializer,
+    PasswordResetConfirmInputSerializer,
+    PasswordResetInputSerializer,
     RefreshInputSerializer,
     RegisterInputSerializer,
     SessionListOutputSerializer,
@@ -33,6 +37,8 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def token_pair_json(pair: TokenPair) -> dict[str, Any]:
+    if not pair.access:  # registered, but no session before the email is verified
+        return {"user": user_json(pair.user)}
     return {"access": pair.access, "refresh": pair.refresh, "user": user_json(pair.user)}
 
 
@@ -168,3 +174,65 @@ class PasswordChangeView(APIView):
             **data,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Whoever has the address, or nobody: one answer (and the work behind it is
+# the same: the worker finds out who has it).
+MAIL_ACCEPTED = {"detail": "If an account has this address, a link is on its way to it."}
+
+
+class PasswordResetView(PublicView):
+    throttle_scope = "password_reset"
+
+    @extend_schema(
+        request=PasswordResetInputSerializer,
+        responses={202: AcceptedOutputSerializer},
+        summary="Mail a password reset link (the same answer for an unknown address)",
+    )
+    def post(self, request: Request) -> Response:
+        users.service.password_reset_request(
+            **validated(PasswordResetInputSerializer, request.data)
+        )
+        return Response(MAIL_ACCEPTED, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(PublicView):
+    throttle_scope = "password_reset_confirm"
+
+    @extend_schema(
+        request=PasswordResetConfirmInputSerializer,
+        responses={204: None},
+        summary="Set a new password with a reset link's uid and token (ends every session)",
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(PasswordResetConfirmInputSerializer, request.data)
+        users.service.password_reset_confirm(**data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VerifyEmailView(PublicView):
+    throttle_scope = "verify_email"
+    error_statuses = {"post": (409,)}
+
+    @extend_schema(
+        request=LinkInputSerializer,
+        responses={204: None},
+        summary="Confirm an email address with a verification link's uid and token",
+    )
+    def post(self, request: Request) -> Response:
+        users.service.email_verify(**validated(LinkInputSerializer, request.data))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VerifyEmailResendView(PublicView):
+    throttle_scope = "verify_email_resend"
+
+    @extend_schema(
+        request=PasswordResetInputSerializer,
+        responses={202: AcceptedOutputSerializer},
+        summary="Mail a new verification link (the same answer for any address)",
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(PasswordResetInputSerializer, request.data)
+        users.service.email_verification_resend(**data)
+        return Response(MAIL_ACCEPTED, status=status.HTTP_202_ACCEPTED)

@@ -1,7 +1,8 @@
 """The gRPC servicer of ``arcana.v1.AuthService`` (a controller): validate, call
 one service, render.
 
-Register, Login and Refresh are public and throttled like their REST twins
+Register, Login, Refresh and the account-mail methods (password reset, email
+verification) are public and throttled like their REST twins
 (:data:`PUBLIC_METHODS`, declared in ``authn.apps``); every other method
 needs a token.
 """
@@ -16,9 +17,12 @@ from arcana.core.grpc import client_address, current_actor, current_caller
 from arcana.core.rest import validated
 from authn.api import views
 from authn.api.serializers import (
+    LinkInputSerializer,
     LoginInputSerializer,
     MeUpdateInputSerializer,
     PasswordChangeInputSerializer,
+    PasswordResetConfirmInputSerializer,
+    PasswordResetInputSerializer,
     RefreshInputSerializer,
     RegisterInputSerializer,
 )
@@ -33,6 +37,10 @@ PUBLIC_METHODS = {
     "Register": views.RegisterView.throttle_scope,
     "Login": views.LoginView.throttle_scope,
     "Refresh": views.RefreshView.throttle_scope,
+    "RequestPasswordReset": views.PasswordResetView.throttle_scope,
+    "ConfirmPasswordReset": views.PasswordResetConfirmView.throttle_scope,
+    "VerifyEmail": views.VerifyEmailView.throttle_scope,
+    "ResendVerificationEmail": views.VerifyEmailResendView.throttle_scope,
 }
 
 
@@ -126,4 +134,32 @@ class AuthServicer(Service):
             session_id=caller.session_id,
             **data,
         )
+        return empty_pb2.Empty()
+
+    def RequestPasswordReset(
+        self, request: auth_pb2.PasswordResetRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        data = validated(PasswordResetInputSerializer, request_data(request))
+        users.service.password_reset_request(**data)
+        return empty_pb2.Empty()
+
+    def ConfirmPasswordReset(
+        self, request: auth_pb2.ConfirmPasswordResetRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        users.service.password_reset_confirm(
+            **validated(PasswordResetConfirmInputSerializer, request_data(request))
+        )
+        return empty_pb2.Empty()
+
+    def VerifyEmail(
+        self, request: auth_pb2.VerifyEmailRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        users.service.email_verify(**validated(LinkInputSerializer, request_data(request)))
+        return empty_pb2.Empty()
+
+    def ResendVerificationEmail(
+        self, request: auth_pb2.ResendVerificationEmailRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        data = validated(PasswordResetInputSerializer, request_data(request))
+        users.service.email_verification_resend(**data)
         return empty_pb2.Empty()

@@ -15,7 +15,17 @@ from users.models import Role, User
 
 pytestmark = [pytest.mark.django_db, every_mode]
 
-USER_KEYS = {"id", "name", "email", "roles", "sync_status", "is_active", "created_at", "updated_at"}
+USER_KEYS = {
+    "id",
+    "name",
+    "email",
+    "roles",
+    "sync_status",
+    "is_active",
+    "email_verified",
+    "created_at",
+    "updated_at",
+}
 STRONG = "a long and unusual passphrase 42"
 
 

@@ -64,12 +64,16 @@ def test_an_authenticator_that_cannot_be_imported_stops_the_server() -> None:
         start_server()
 
 
-def test_authn_declares_register_login_and_refresh_public() -> None:
+def test_authn_declares_the_anonymous_methods_public() -> None:
     public = dict(public_methods())
     assert {path: scope for path, scope in public.items() if "AuthService" in path} == {
         "/arcana.v1.AuthService/Register": "register",
         "/arcana.v1.AuthService/Login": "login",
         "/arcana.v1.AuthService/Refresh": "refresh",
+        "/arcana.v1.AuthService/RequestPasswordReset": "password_reset",
+        "/arcana.v1.AuthService/ConfirmPasswordReset": "password_reset_confirm",
+        "/arcana.v1.AuthService/VerifyEmail": "verify_email",
+        "/arcana.v1.AuthService/ResendVerificationEmail": "verify_email_resend",
     }
     assert not [path for path in public if "UserService" in path]
 

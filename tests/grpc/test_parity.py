@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import grpc
 import pytest
+from django.conf import settings
+from django.core.mail import EmailMessage
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -21,18 +23,22 @@ from arcana.grpc.errors import ERROR_CODE_KEY, field_errors
 from protos.arcana.v1 import auth_pb2, users_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
 from protos.arcana.v1.users_pb2_grpc import UserServiceStub
+from tests.authn.test_api import USER_KEYS
 from tests.conftest import expired_token, forged_token, tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.grpc.conftest import bearer
 from tests.layered import every_mode
+from tests.mail import link_of
 from users.grpc.servicers import epoch_millis
 from users.models import User
+from users.tokens import uid_of
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), every_mode]
 
 STRONG = "a long and unusual passphrase 42"
 LOW_RATES = {"login": "2/min", "register": "2/min", "refresh": "2/min"}
-USER_FIELDS = ("id", "name", "email", "roles", "sync_status", "is_active", "created_at")
+# Every field of a user but updated_at (which the scenarios' writes move).
+USER_FIELDS = tuple(sorted(USER_KEYS - {"updated_at"}))
 
 _KIND_BY_HTTP = {status: kind for kind, status in HTTP_STATUS_BY_KIND.items()}
 _KIND_BY_GRPC = {grpc.StatusCode[name]: kind for kind, name in GRPC_STATUS_BY_KIND.items()}
@@ -64,6 +70,10 @@ class Api(Protocol):
     def create_user(self, token: str | None, **body: Any) -> Outcome: ...
     def update_user(self, token: str | None, user_id: str, **body: Any) -> Outcome: ...
     def delete_user(self, token: str | None, user_id: str) -> Outcome: ...
+    def password_reset(self, email: str) -> Outcome: ...
+    def password_reset_confirm(self, uid: str, token: str, new_password: str) -> Outcome: ...
+    def verify_email(self, uid: str, token: str) -> Outcome: ...
+    def resend_verification(self, email: str) -> Outcome: ...
 
 
 # --- REST ---------------------------------------------------------------------------------
@@ -89,6 +99,7 @@ class RestApi:
         status = response.status_code
         if status < 300:
             data = response.json() if status != 204 else {}
+            data = {} if status == 202 else data  # {"detail": ...}; gRPC: Empty
             if "created_at" in data:
                 data = _rest_user(data)
             if "user" in data:
@@ -135,6 +146,19 @@ class RestApi:
     def delete_user(self, token: str | None, user_id: str) -> Outcome:
         return self._call("delete", f"/users/{user_id}", token)
 
+    def password_reset(self, email: str) -> Outcome:
+        return self._call("post", "/auth/password-reset", None, {"email": email})
+
+    def password_reset_confirm(self, uid: str, token: str, new_password: str) -> Outcome:
+        body = {"uid": uid, "token": token, "new_password": new_password}
+        return self._call("post", "/auth/password-reset/confirm", None, body)
+
+    def verify_email(self, uid: str, token: str) -> Outcome:
+        return self._call("post", "/auth/verify-email", None, {"uid": uid, "token": token})
+
+    def resend_verification(self, email: str) -> Outcome:
+        return self._call("post", "/auth/verify-email/resend", None, {"email": email})
+
 
 # --- gRPC ---------------------------------------------------------------------------------
 
@@ -147,6 +171,7 @@ def _grpc_user(message: users_pb2.UserResponse) -> dict[str, Any]:
         "roles": list(message.roles),
         "sync_status": message.sync_status,
         "is_active": message.is_active,
+        "email_verified": message.email_verified,
         "created_at": message.created_at,
     }
 
@@ -223,6 +248,24 @@ class GrpcApi:
 
     def delete_user(self, token: str | None, user_id: str) -> Outcome:
         return self._call(self.users.DeleteUser, users_pb2.DeleteUserRequest(id=user_id), token)
+
+    def password_reset(self, email: str) -> Outcome:
+        request = auth_pb2.PasswordResetRequest(email=email)
+        return self._call(self.auth.RequestPasswordReset, request)
+
+    def password_reset_confirm(self, uid: str, token: str, new_password: str) -> Outcome:
+        request = auth_pb2.ConfirmPasswordResetRequest(
+            uid=uid, token=token, new_password=new_password
+        )
+        return self._call(self.auth.ConfirmPasswordReset, request)
+
+    def verify_email(self, uid: str, token: str) -> Outcome:
+        request = auth_pb2.VerifyEmailRequest(uid=uid, token=token)
+        return self._call(self.auth.VerifyEmail, request)
+
+    def resend_verification(self, email: str) -> Outcome:
+        request = auth_pb2.ResendVerificationEmailRequest(email=email)
+        return self._call(self.auth.ResendVerificationEmail, request)
 
 
 @pytest.fixture(params=["rest", "grpc"])
@@ -463,3 +506,154 @@ def test_the_last_active_admin_cannot_remove_themself(api: Api, admin_user: User
     # With a second active admin it is allowed.
     UserFactory.create(admin=True)
     assert api.update_user(token, admin_id, roles=["user"]).kind == "ok"
+
+
+# --- account mails: password reset, email verification ----------------------------------------
+
+
+def test_password_reset(api: Api, user: User, mailoutbox: list[EmailMessage]) -> None:
+    session = tokens_for(user).refresh
+    assert kinds(api.password_reset("nobody@example.com"), api.password_reset("not an email")) == [
+        "ok",
+        "invalid",
+    ]
+    assert mailoutbox == []
+    assert api.password_reset(user.email.upper()).kind == "ok"
+    (message,) = mailoutbox
+    assert message.to == [user.email]
+    uid, token = link_of(message, settings.PASSWORD_RESET_URL)
+
+    wrong = api.password_reset_confirm(uid, token[:-2] + "xx", STRONG)
+    garbage = api.password_reset_confirm("%%%", token, STRONG)
+    stranger = api.password_reset_confirm(uid_of(str(uuid.uuid4())), token, STRONG)
+    weak = api.password_reset_confirm(uid, token, "password")
+    similar = api.password_reset_confirm(uid, token, user.email)
+    assert kinds(wrong, garbage, stranger, weak, similar) == ["invalid"] * 5
+    assert {wrong.code, garbage.code, stranger.code} == {"password_reset_link_invalid"}
+    assert weak.fields == similar.fields == frozenset({"new_password"})
+
+    assert api.password_reset_confirm(uid, token, STRONG).kind == "ok"
+    again = api.password_reset_confirm(uid, token, "yet another passphrase 9")
+    assert (again.kind, again.code) == ("invalid", "password_reset_link_invalid")
+    assert kinds(api.login(user.email, DEFAULT_PASSWORD), api.login(user.email, STRONG)) == [
+        "unauthenticated",
+        "ok",
+    ]
+    assert api.refresh(session).kind == "unauthenticated"  # every session ended
+
+
+def test_a_reset_link_expires(api: Api, user: User, mailoutbox: list[EmailMessage]) -> None:
+    api.password_reset(user.email)
+    uid, token = link_of(mailoutbox[-1], settings.PASSWORD_RESET_URL)
+    with override_settings(PASSWORD_RESET_TIMEOUT=-1):
+        expired = api.password_reset_confirm(uid, token, STRONG)
+    assert (expired.kind, expired.code) == ("invalid", "password_reset_link_invalid")
+
+
+def test_email_verification(api: Api, mailoutbox: list[EmailMessage]) -> None:
+    with override_settings(REQUIRE_EMAIL_VERIFICATION=True):
+        registered = api.register(name="Vera", email="vera@example.com", password=STRONG)
+        assert registered.kind == "ok"
+        assert registered.data["user"]["email_verified"] is False
+        assert not registered.data.get("access")  # no session before the address is confirmed
+        refused = api.login("vera@example.com", STRONG)
+        assert (refused.kind, refused.code) == ("forbidden", "email_not_verified")
+        assert api.login("vera@example.com", "wrong-password").code == "invalid_credentials"
+        (message,) = mailoutbox
+        assert message.to == ["vera@example.com"]
+        uid, token = link_of(message, settings.EMAIL_VERIFICATION_URL)
+
+        # A reset token of the same user does not verify (each kind has its salt).
+        api.password_reset("vera@example.com")
+        reset_uid, reset_token = link_of(mailoutbox[-1], settings.PASSWORD_RESET_URL)
+        crossed = api.verify_email(reset_uid, reset_token)
+        assert (crossed.kind, crossed.code) == ("invalid", "email_verification_link_invalid")
+        crossed_back = api.password_reset_confirm(uid, token, "a fresh passphrase 31")
+        assert crossed_back.code == "password_reset_link_invalid"
+
+        assert api.verify_email(uid, token).kind == "ok"
+        used = api.verify_email(uid, token)
+        assert (used.kind, used.code) == ("invalid", "email_verification_link_invalid")
+        pair = api.login("vera@example.com", STRONG)
+        assert pair.kind == "ok"
+        assert pair.data["user"]["email_verified"] is True
+        # Nothing to confirm any more: a resend mails nobody.
+        sent = len(mailoutbox)
+        assert api.resend_verification("vera@example.com").kind == "ok"
+        assert api.resend_verification("nobody@example.com").kind == "ok"
+        assert len(mailoutbox) == sent
+
+
+def test_resend_verification(api: Api, mailoutbox: list[EmailMessage]) -> None:
+    api.register(name="Rhea", email="rhea@example.com", password=STRONG)
+    first = link_of(mailoutbox[-1], settings.EMAIL_VERIFICATION_URL)
+    assert api.resend_verification("RHEA@example.com").kind == "ok"
+    assert len(mailoutbox) == 2
+    second = link_of(mailoutbox[-1], settings.EMAIL_VERIFICATION_URL)
+    assert api.verify_email(*second).kind == "ok"
+    assert api.verify_email(*first).code == "email_verification_link_invalid"
+    assert User.objects.get(email="rhea@example.com").email_verified
+
+
+def test_an_email_change_waits_for_its_confirmation(
+    api: Api, user: User, other_user: User, mailoutbox: list[EmailMessage]
+) -> None:
+    token, user_id = tokens_for(user).access, str(user.pk)
+    with override_settings(REQUIRE_EMAIL_VERIFICATION=True):
+        taken = api.update_user(
+            token, user_id, email=other_user.email, current_password=DEFAULT_PASSWORD
+        )
+        assert taken.kind == "conflict"
+        moved = api.update_user(
+            token, user_id, email="ursula.new@example.com", current_password=DEFAULT_PASSWORD
+        )
+        assert (moved.kind, moved.user["email"]) == ("ok", user.email)  # not yet
+        (message,) = mailoutbox
+        assert message.to == ["ursula.new@example.com"]
+        link = link_of(message, settings.EMAIL_VERIFICATION_URL)
+        assert api.verify_email(*link).kind == "ok"
+        me = api.me(token)
+        assert (me.user["email"], me.user["email_verified"]) == ("ursula.new@example.com", True)
+
+
+def test_a_pending_email_taken_meanwhile_is_not_confirmed(
+    api: Api, user: User, mailoutbox: list[EmailMessage]
+) -> None:
+    token, user_id = tokens_for(user).access, str(user.pk)
+    with override_settings(REQUIRE_EMAIL_VERIFICATION=True):
+        api.update_user(
+            token, user_id, email="wanted@example.com", current_password=DEFAULT_PASSWORD
+        )
+        link = link_of(mailoutbox[-1], settings.EMAIL_VERIFICATION_URL)
+        assert api.register(name="Quick", email="wanted@example.com", password=STRONG).kind == "ok"
+        assert api.verify_email(*link).kind == "conflict"
+    user.refresh_from_db()
+    assert (user.email, user.pending_email) == ("ursula@example.com", "wanted@example.com")
+
+
+def test_account_mails_are_throttled(api: Api, user: User, settings: Any) -> None:
+    settings.THROTTLE_RATES = {"password_reset": "2/min", "verify_email_resend": "2/min"}
+    resets = [api.password_reset(f"r{index}@example.com") for index in range(3)]
+    resends = [api.resend_verification(f"v{index}@example.com") for index in range(3)]
+    assert kinds(*resets, *resends) == ["ok", "ok", "throttled"] * 2
+    # Per address too, from anywhere: nobody floods one mailbox.
+    settings.THROTTLE_RATES = {"account_mail": "2/hour"}
+    assert kinds(*(api.password_reset(user.email) for _ in range(3))) == ["ok", "ok", "throttled"]
+
+
+def test_a_changed_address_is_unverified_until_its_link_is_followed(
+    api: Api, user: User, mailoutbox: list[EmailMessage]
+) -> None:
+    User.objects.filter(pk=user.pk).update(email_verified=True)
+    token, user_id = tokens_for(user).access, str(user.pk)
+    moved = api.update_user(
+        token, user_id, email="ursula.moved@example.com", current_password=DEFAULT_PASSWORD
+    )
+    assert (moved.user["email"], moved.user["email_verified"]) == (
+        "ursula.moved@example.com",
+        False,
+    )
+    (message,) = mailoutbox
+    assert message.to == ["ursula.moved@example.com"]
+    assert api.verify_email(*link_of(message, settings.EMAIL_VERIFICATION_URL)).kind == "ok"
+    assert api.me(token).user["email_verified"] is True

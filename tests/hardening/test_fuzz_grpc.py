@@ -29,6 +29,7 @@ from tests.conftest import expired_token, forged_token, tokens_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.grpc.conftest import live_db
 from tests.hardening.conftest import FUZZ_SETTINGS
+from users import repository, tokens
 
 pytestmark = live_db
 
@@ -96,6 +97,18 @@ class Fixtures:
         self.ids = [str(user.pk) for user in users]
         self.emails = [user.email for user in users]
         self.refresh_tokens = [tokens_for(user).refresh for user in users for _ in range(3)]
+        # Links as mailed: uids of real users, their real reset and verification tokens.
+        self.uids = [tokens.uid_of(user_id) for user_id in self.ids]
+        self.link_tokens = [
+            token
+            for user_id in self.ids
+            for token in (
+                tokens.password_reset_tokens.token_for(
+                    repository.user_credentials_of(user_id=user_id)
+                ),
+                tokens.email_verification_tokens.token_for(repository.user_get(user_id=user_id)),
+            )
+        ]
         # The first two (valid tokens) are drawn most often: see metadata_strategy.
         self.metadata: list[tuple[tuple[str, str], ...]] = [
             (("authorization", f"Bearer {tokens_for(self.admin).access}"),),
@@ -118,6 +131,8 @@ class Fixtures:
             "current_password": st.sampled_from([DEFAULT_PASSWORD, "another long passphrase 99"]),
             "new_password": st.sampled_from([DEFAULT_PASSWORD, "another long passphrase 99"]),
             "refresh": st.sampled_from(self.refresh_tokens),
+            "uid": st.sampled_from(self.uids),
+            "token": st.sampled_from(self.link_tokens),
             "sync_status": st.sampled_from(["synced", "pending", "failed"]),
             "search": st.sampled_from(["", "grpc", "example.com"]),
             "page": st.integers(0, 3),
@@ -269,6 +284,10 @@ def test_every_method_is_fuzzed() -> None:
         "/arcana.v1.AuthService/Me",
         "/arcana.v1.AuthService/UpdateMe",
         "/arcana.v1.AuthService/ChangePassword",
+        "/arcana.v1.AuthService/RequestPasswordReset",
+        "/arcana.v1.AuthService/ConfirmPasswordReset",
+        "/arcana.v1.AuthService/VerifyEmail",
+        "/arcana.v1.AuthService/ResendVerificationEmail",
     }
 
 

@@ -206,6 +206,7 @@ def test_the_service_tier_binds_remote_repositories_and_local_services(
     assert users.repo._reads == {  # type: ignore[attr-defined]
         "user_get",
         "user_credentials",
+        "user_credentials_of",
         "user_password_hash",
         "user_list",
     }

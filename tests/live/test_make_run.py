@@ -199,6 +199,16 @@ def superuser(
     return admin
 
 
+def mail_sent_by_the_worker(run: Run) -> None:
+    """The journeys registered users: the Procfile's worker sent each a
+    verification mail (development settings: to the console, i.e. the log)."""
+    run.wait_until(
+        lambda: "Subject: Confirm your email address" in run.log_text(),
+        STARTUP_TIMEOUT,
+        "a verification mail from the worker",
+    )
+
+
 def ctrl_c_stops_everything(run: Run, tree: dict[int, tuple[str, dict[str, str]]]) -> None:
     """Ctrl-C: the terminal sends SIGINT to the whole foreground process group."""
     os.killpg(run.process.pid, signal.SIGINT)
@@ -223,6 +233,7 @@ def test_make_run_layered_serves_the_flow_and_ctrl_c_stops_everything(layered_ru
     admin = superuser(partial(run_tier, "repository"), run, "DATABASE_URL")
 
     run_journeys(ports["PORT"], grpc_address, admin, password=DEFAULT_PASSWORD)
+    mail_sent_by_the_worker(run)
 
     # Each Django process holds only what its tier may: the database for the
     # repository tier (tierserver and the admin), nothing of it above.
@@ -234,7 +245,7 @@ def test_make_run_layered_serves_the_flow_and_ctrl_c_stops_everything(layered_ru
     for env in django.values():
         by_tier.setdefault(env.get("ARCANA_TIER", "?"), []).append("DATABASE_URL" in env)
     assert by_tier == {
-        "repository": [True, True],
+        "repository": [True, True, True],  # tierserver, the admin, the mail worker
         "service": [False],
         "controller": [False, False],
     }, by_tier
@@ -260,6 +271,7 @@ def test_make_run_microservices_serves_the_flow_through_the_gateway(
     admin = superuser(partial(run_service, "users"), run, "USERS_DATABASE_URL")
 
     run_journeys(ports["PORT"], grpc_address, admin, password=DEFAULT_PASSWORD)
+    mail_sent_by_the_worker(run)
 
     # Each service's processes hold its own database and key, and nothing of the other's.
     tree = process_tree(run.process.pid)
@@ -272,7 +284,7 @@ def test_make_run_microservices_serves_the_flow_through_the_gateway(
         "users": {(run.env["USERS_DATABASE_URL"], "JWT_PUBLIC_KEY")},
         "auth": {(run.env["AUTH_DATABASE_URL"], "JWT_PRIVATE_KEY")},
     }, by_service
-    assert len(django) == 6  # REST, gRPC and internal server of each
+    assert len(django) == 7  # REST, gRPC and internal server of each; users' mail worker
     assert any("nginx" in argv for argv, _ in tree.values())
 
     ctrl_c_stops_everything(run, tree)

@@ -335,3 +335,20 @@ def test_operators_see_and_revoke_a_users_sessions(
     assert refresh_status(mine.refresh) == 401
     assert refresh_status(theirs.refresh) == 200
     assert operator.get("/admin/authn/refreshtoken/add/").status_code == 403
+
+
+def test_email_verification_is_filtered_and_shown(
+    operator: Client, user: User, other_user: User
+) -> None:
+    User.objects.filter(pk=user.pk).update(email_verified=True, pending_email="new@example.com")
+    html = operator.get(CHANGELIST).content.decode()
+    assert "By email verified" in html
+    verified = operator.get(CHANGELIST, {"email_verified__exact": "1"})
+    listed = set(verified.context["cl"].result_list)
+    assert user in listed  # the operator too: made by createsuperuser
+    assert other_user not in listed
+    page = operator.get(f"{CHANGELIST}{user.pk}/change/")
+    form = page.context["adminform"].form
+    assert "email_verified" in form.fields  # an operator may confirm an address by hand
+    assert "pending_email" not in form.fields  # only its owner's link confirms it
+    assert "new@example.com" in page.content.decode()

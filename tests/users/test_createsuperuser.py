@@ -69,6 +69,7 @@ def test_noinput_normalises_the_email(environment: Callable[..., None]) -> None:
     assert admin.email == "ops@example.com"
     assert admin.role_names == ["admin", "user"]
     assert admin.check_password(STRONG)
+    assert admin.email_verified  # typed at the console: REQUIRE_EMAIL_VERIFICATION lets them in
 
 
 def test_noinput_email_option_is_normalised_too(environment: Callable[..., None]) -> None:

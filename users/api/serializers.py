@@ -79,6 +79,9 @@ class UserOutputSerializer(serializers.Serializer[UserRecord]):
     roles = serializers.ListField(child=serializers.ChoiceField(choices=Roles.choices))
     sync_status = serializers.ChoiceField(choices=SyncStatus.choices)
     is_active = serializers.BooleanField()
+    email_verified = serializers.BooleanField(
+        help_text="The owner has confirmed the address (POST /auth/verify-email)."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -100,6 +103,7 @@ def user_json(user: UserRecord) -> dict[str, Any]:
         "roles": list(user.roles),
         "sync_status": user.sync_status,
         "is_active": user.is_active,
+        "email_verified": user.email_verified,
         "created_at": _iso(user.created_at),
         "updated_at": _iso(user.updated_at),
     }

@@ -43,6 +43,7 @@ def user_message(user: UserRecord) -> users_pb2.UserResponse:
         roles=list(user.roles),
         sync_status=user.sync_status,
         is_active=user.is_active,
+        email_verified=user.email_verified,
         created_at=epoch_millis(user.created_at),
         updated_at=epoch_millis(user.updated_at),
     )

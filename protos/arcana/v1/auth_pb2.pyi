@@ -98,3 +98,33 @@ class RevokeSessionRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class PasswordResetRequest(_message.Message):
+    __slots__ = ("email",)
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    def __init__(self, email: _Optional[str] = ...) -> None: ...
+
+class ConfirmPasswordResetRequest(_message.Message):
+    __slots__ = ("uid", "token", "new_password")
+    UID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    uid: str
+    token: str
+    new_password: str
+    def __init__(self, uid: _Optional[str] = ..., token: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class VerifyEmailRequest(_message.Message):
+    __slots__ = ("uid", "token")
+    UID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    uid: str
+    token: str
+    def __init__(self, uid: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ResendVerificationEmailRequest(_message.Message):
+    __slots__ = ("email",)
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    def __init__(self, email: _Optional[str] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/arcana/v1/users.proto\x12\tarcana.v1\x1a\x1bgoogle/protobuf/empty.proto\"\xa9\x01\n\x0cUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x13\n\x0bsync_status\x18\x05 \x01(\t\x12\x16\n\tis_active\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x07 \x01(\x03\x12\x12\n\nupdated_at\x18\x08 \x01(\x03\x42\x0c\n\n_is_active\"\x1a\n\x08RoleList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x94\x01\n\x10ListUsersRequest\x12\x11\n\x04page\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04size\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0bsync_status\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x13\n\x06search\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\x07\n\x05_pageB\x07\n\x05_sizeB\x0e\n\x0c_sync_statusB\t\n\x07_search\"\x91\x01\n\x11ListUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.arcana.v1.UserResponse\x12\x12\n\x05total\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\x04page\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\x04size\x18\x04 \x01(\x05H\x02\x88\x01\x01\x42\x08\n\x06_totalB\x07\n\x05_pageB\x07\n\x05_size\"f\n\x11\x43reateUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\"\n\x05roles\x18\x04 \x01(\x0b\x32\x13.arcana.v1.RoleList\"\x81\x02\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\"\n\x05roles\x18\x04 \x01(\x0b\x32\x13.arcana.v1.RoleList\x12\x16\n\tis_active\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12\x18\n\x0bsync_status\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x1d\n\x10\x63urrent_password\x18\x07 \x01(\tH\x04\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_emailB\x0c\n\n_is_activeB\x0e\n\x0c_sync_statusB\x13\n\x11_current_password\"\x1f\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xe2\x02\n\x0bUserService\x12=\n\x07GetUser\x12\x19.arcana.v1.GetUserRequest\x1a\x17.arcana.v1.UserResponse\x12\x46\n\tListUsers\x12\x1b.arcana.v1.ListUsersRequest\x1a\x1c.arcana.v1.ListUsersResponse\x12\x43\n\nCreateUser\x12\x1c.arcana.v1.CreateUserRequest\x1a\x17.arcana.v1.UserResponse\x12\x43\n\nUpdateUser\x12\x1c.arcana.v1.UpdateUserRequest\x1a\x17.arcana.v1.UserResponse\x12\x42\n\nDeleteUser\x12\x1c.arcana.v1.DeleteUserRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/arcana/v1/users.proto\x12\tarcana.v1\x1a\x1bgoogle/protobuf/empty.proto\"\xd9\x01\n\x0cUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x13\n\x0bsync_status\x18\x05 \x01(\t\x12\x16\n\tis_active\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x07 \x01(\x03\x12\x12\n\nupdated_at\x18\x08 \x01(\x03\x12\x1b\n\x0e\x65mail_verified\x18\t \x01(\x08H\x01\x88\x01\x01\x42\x0c\n\n_is_activeB\x11\n\x0f_email_verified\"\x1a\n\x08RoleList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x94\x01\n\x10ListUsersRequest\x12\x11\n\x04page\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04size\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0bsync_status\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x13\n\x06search\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\x07\n\x05_pageB\x07\n\x05_sizeB\x0e\n\x0c_sync_statusB\t\n\x07_search\"\x91\x01\n\x11ListUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.arcana.v1.UserResponse\x12\x12\n\x05total\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\x04page\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\x04size\x18\x04 \x01(\x05H\x02\x88\x01\x01\x42\x08\n\x06_totalB\x07\n\x05_pageB\x07\n\x05_size\"f\n\x11\x43reateUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\"\n\x05roles\x18\x04 \x01(\x0b\x32\x13.arcana.v1.RoleList\"\x81\x02\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\"\n\x05roles\x18\x04 \x01(\x0b\x32\x13.arcana.v1.RoleList\x12\x16\n\tis_active\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12\x18\n\x0bsync_status\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x1d\n\x10\x63urrent_password\x18\x07 \x01(\tH\x04\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_emailB\x0c\n\n_is_activeB\x0e\n\x0c_sync_statusB\x13\n\x11_current_password\"\x1f\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xe2\x02\n\x0bUserService\x12=\n\x07GetUser\x12\x19.arcana.v1.GetUserRequest\x1a\x17.arcana.v1.UserResponse\x12\x46\n\tListUsers\x12\x1b.arcana.v1.ListUsersRequest\x1a\x1c.arcana.v1.ListUsersResponse\x12\x43\n\nCreateUser\x12\x1c.arcana.v1.CreateUserRequest\x1a\x17.arcana.v1.UserResponse\x12\x43\n\nUpdateUser\x12\x1c.arcana.v1.UpdateUserRequest\x1a\x17.arcana.v1.UserResponse\x12\x42\n\nDeleteUser\x12\x1c.arcana.v1.DeleteUserRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.arcana.v1.users_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USERRESPONSE']._serialized_start=73
-  _globals['_USERRESPONSE']._serialized_end=242
-  _globals['_ROLELIST']._serialized_start=244
-  _globals['_ROLELIST']._serialized_end=270
-  _globals['_GETUSERREQUEST']._serialized_start=272
-  _globals['_GETUSERREQUEST']._serialized_end=300
-  _globals['_LISTUSERSREQUEST']._serialized_start=303
-  _globals['_LISTUSERSREQUEST']._serialized_end=451
-  _globals['_LISTUSERSRESPONSE']._serialized_start=454
-  _globals['_LISTUSERSRESPONSE']._serialized_end=599
-  _globals['_CREATEUSERREQUEST']._serialized_start=601
-  _globals['_CREATEUSERREQUEST']._serialized_end=703
-  _globals['_UPDATEUSERREQUEST']._serialized_start=706
-  _globals['_UPDATEUSERREQUEST']._serialized_end=963
-  _globals['_DELETEUSERREQUEST']._serialized_start=965
-  _globals['_DELETEUSERREQUEST']._serialized_end=996
-  _globals['_USERSERVICE']._serialized_start=999
-  _globals['_USERSERVICE']._serialized_end=1353
+  _globals['_USERRESPONSE']._serialized_end=290
+  _globals['_ROLELIST']._serialized_start=292
+  _globals['_ROLELIST']._serialized_end=318
+  _globals['_GETUSERREQUEST']._serialized_start=320
+  _globals['_GETUSERREQUEST']._serialized_end=348
+  _globals['_LISTUSERSREQUEST']._serialized_start=351
+  _globals['_LISTUSERSREQUEST']._serialized_end=499
+  _globals['_LISTUSERSRESPONSE']._serialized_start=502
+  _globals['_LISTUSERSRESPONSE']._serialized_end=647
+  _globals['_CREATEUSERREQUEST']._serialized_start=649
+  _globals['_CREATEUSERREQUEST']._serialized_end=751
+  _globals['_UPDATEUSERREQUEST']._serialized_start=754
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1011
+  _globals['_DELETEUSERREQUEST']._serialized_start=1013
+  _globals['_DELETEUSERREQUEST']._serialized_end=1044
+  _globals['_USERSERVICE']._serialized_start=1047
+  _globals['_USERSERVICE']._serialized_end=1401
 # @@protoc_insertion_point(module_scope)

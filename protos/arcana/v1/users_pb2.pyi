@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UserResponse(_message.Message):
-    __slots__ = ("id", "name", "email", "roles", "sync_status", "is_active", "created_at", "updated_at")
+    __slots__ = ("id", "name", "email", "roles", "sync_status", "is_active", "created_at", "updated_at", "email_verified")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class UserResponse(_message.Message):
     IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     email: str
@@ -26,7 +27,8 @@ class UserResponse(_message.Message):
     is_active: bool
     created_at: int
     updated_at: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., sync_status: _Optional[str] = ..., is_active: _Optional[bool] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ...) -> None: ...
+    email_verified: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., sync_status: _Optional[str] = ..., is_active: _Optional[bool] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., email_verified: _Optional[bool] = ...) -> None: ...
 
 class RoleList(_message.Message):
     __slots__ = ("values",)
