@@ -4,6 +4,10 @@
 #   grpc     manage.py grpcrunserver 0.0.0.0:50051 --workers ${GRPC_WORKERS:-2}
 #   tier     manage.py tierserver 0.0.0.0:${TIER_PORT}                (required)
 #   migrate  manage.py migrate --noinput, then exits
+#   manage   manage.py ARGS: a one-off command with the container's settings
+#            and secrets, e.g. in a running container (exec skips the entry
+#            point, so the *_FILE secrets would not be read):
+#              docker-compose exec admin /app/docker/entrypoint.sh manage createsuperuser
 # ARGS are appended to the command. The mode, tier and service come from the
 # environment (ARCANA_MODE, ARCANA_TIER, ARCANA_SERVICE), never from the role.
 #
@@ -50,10 +54,13 @@ case "$role" in
   migrate)
     exec python manage.py migrate --noinput "$@"
     ;;
+  manage)
+    exec python manage.py "$@"
+    ;;
   "")
-    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier or migrate"
+    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate or manage"
     ;;
   *)
-    die "unknown role '$role' (rest, grpc, tier or migrate); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
+    die "unknown role '$role' (rest, grpc, tier, migrate or manage); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
     ;;
 esac

@@ -119,6 +119,12 @@ def entrypoint(fake_bin: Path, *args: str, **env: str) -> tuple[int, dict[str, A
             ["manage.py", "tierserver", "0.0.0.0:50053"],
         ),
         (["migrate"], {}, "python", ["manage.py", "migrate", "--noinput"]),
+        (
+            ["manage", "createsuperuser", "--noinput"],
+            {},
+            "python",
+            ["manage.py", "createsuperuser", "--noinput"],
+        ),
     ],
 )
 def test_each_role_execs_its_server(
@@ -134,7 +140,11 @@ def test_each_role_execs_its_server(
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["python", "manage.py"], {}, "unknown role 'python' (rest, grpc, tier or migrate)"),
+        (
+            ["python", "manage.py"],
+            {},
+            "unknown role 'python' (rest, grpc, tier, migrate or manage)",
+        ),
         ([], {}, "usage: entrypoint.sh ROLE"),
         (["tier"], {}, "the tier role needs TIER_PORT"),
     ],
