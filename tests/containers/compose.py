@@ -27,7 +27,6 @@ for every run and removed after it.
 
 import json
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
@@ -36,8 +35,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from bench.servers import _bindable as bindable
 from tests.containers.podman import PODMAN_ENV, ROOT, podman
 
 DOCKER = ROOT / "docker"
@@ -59,17 +60,11 @@ def duration(text: str) -> float:
 
 def free_ports(count: int, first: int) -> list[int]:
     """``count`` ports of 18000-18099 from ``first`` on that nothing holds on 127.0.0.1."""
-    found = []
-    for port in [p for p in PORT_RANGE if p >= first] + [p for p in PORT_RANGE if p < first]:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise AssertionError(f"fewer than {count} free ports in 18000-18099")
+    ordered = [p for p in PORT_RANGE if p >= first] + [p for p in PORT_RANGE if p < first]
+    found = [port for port in ordered if bindable(port)][:count]
+    if len(found) < count:
+        raise AssertionError(f"fewer than {count} free ports in 18000-18099")
+    return found
 
 
 @dataclass
@@ -258,16 +253,27 @@ class Project:
             (directory / f"{self.container(service)}.log").write_text(self.logs(service))
 
 
-def running(project: Project, directory: Path) -> Iterator[Project]:
-    """``project`` up for the test module, then down (logs kept in ``directory``)."""
+def running(project: Project, directory: Path, config: pytest.Config) -> Iterator[Project]:
+    """``project`` up for the test module, then down (logs kept in
+    ``directory``); how long each took is printed past pytest's capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
     project.log = directory / "podman-compose.log"
     try:
         started = time.monotonic()
         ready = project.up()
-        print(f"\n{project.name}: up in {time.monotonic() - started:.1f}s; ready at {ready}")
+        took = time.monotonic() - started
+        order = ", ".join(f"{service} {at}s" for service, at in ready.items())
+        say(f"\n{project.name}: up in {took:.1f}s; ready after the first start: {order}")
         yield project
     finally:
         try:
             project.save_logs(directory)
         finally:
+            started = time.monotonic()
             project.down()
+            say(f"{project.name}: down in {time.monotonic() - started:.1f}s; logs in {directory}")

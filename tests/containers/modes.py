@@ -41,10 +41,11 @@ TEST_ENV = {
 
 
 def bring_up(
-    mode: str, published: list[str], tmp: pytest.TempPathFactory, image: str
+    mode: str, published: list[str], request: pytest.FixtureRequest, image: str
 ) -> Iterator[Project]:
     """The mode's project, up for a test module; ``published`` names the
     ARCANA_PUBLISH_* variables, each given a free port on 127.0.0.1."""
+    tmp: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
     directory = tmp.mktemp(f"compose-{mode}")
     subprocess_secrets()
     first = {"layered": 18010, "microservices": 18020}.get(mode, 18000)
@@ -57,7 +58,7 @@ def bring_up(
         + yaml.safe_dump({"services": {name: {"environment": TEST_ENV} for name in project.apps()}})
     )
     project.extra = [override]
-    yield from running(project, directory)
+    yield from running(project, directory, request.config)
 
 
 def subprocess_secrets() -> None:

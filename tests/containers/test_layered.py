@@ -31,16 +31,16 @@ from tests.live.flow import Admin, RestApi
 
 IMAGE = os.environ.get("ARCANA_CONTAINER_IMAGE", "arcana:latest")
 PUBLISHED = ["ARCANA_PUBLISH_REST", "ARCANA_PUBLISH_GRPC", "ARCANA_PUBLISH_ADMIN"]
-# The one container that may open the database, of each tier that runs a server.
 # Calls go on this long after a controller container is gone: past podman's
 # clean-up of its forwarding, when the published port refuses at once.
 LINGER = 3.0
+# Whether each server container can open a connection to MySQL at all.
 REACHES_MYSQL = {"repository": True, "admin": True, "service": False, "rest": False, "grpc": False}
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    yield from bring_up("layered", PUBLISHED, tmp_path_factory, IMAGE)
+def project(request: pytest.FixtureRequest) -> Iterator[Project]:
+    yield from bring_up("layered", PUBLISHED, request, IMAGE)
 
 
 @pytest.fixture(scope="module")

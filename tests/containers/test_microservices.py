@@ -26,8 +26,8 @@ PUBLISHED = ["ARCANA_PUBLISH_REST", "ARCANA_PUBLISH_GRPC"]
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    yield from bring_up("microservices", PUBLISHED, tmp_path_factory, IMAGE)
+def project(request: pytest.FixtureRequest) -> Iterator[Project]:
+    yield from bring_up("microservices", PUBLISHED, request, IMAGE)
 
 
 @pytest.fixture(scope="module")
