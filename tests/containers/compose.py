@@ -190,8 +190,10 @@ class Project:
     def up(self) -> dict[str, float]:
         """Create everything with podman-compose, then start each service once
         its dependencies hold, and wait until every long-running one is
-        healthy. Seconds each service took to be ready, from the start."""
+        healthy. Seconds each phase took: down (leftovers), create, start."""
+        phases, started = {}, time.monotonic()
         self.down()  # what an interrupted run left
+        phases["down"], started = time.monotonic() - started, time.monotonic()
         self.compose("up", "--no-start", "--no-build")
         missing = [
             s
@@ -199,7 +201,7 @@ class Project:
             if podman("container", "exists", self.container(s), check=False).returncode
         ]
         assert not missing, f"podman-compose created no container for {missing} (see {self.log})"
-        started = time.monotonic()
+        phases["create"], started = time.monotonic() - started, time.monotonic()
         deadline = started + START_TIMEOUT
         met: set[tuple[str, str]] = set()
         for service in self.start_order():
@@ -208,14 +210,13 @@ class Project:
                     self.wait(dependency, condition, deadline)
                     met.add((dependency, condition))
             podman("start", self.container(service))
-        ready = {}
         for service in self.start_order():
             if service in self.long_running():
                 self.wait(service, "service_healthy", deadline)
             else:
                 self.wait(service, "service_completed_successfully", deadline)
-            ready[service] = round(time.monotonic() - started, 1)
-        return ready
+        phases["start"] = time.monotonic() - started
+        return phases
 
     def labelled(self, kind: str) -> list[str]:
         label = f"label=io.podman.compose.project={self.name}"
@@ -257,18 +258,21 @@ def running(project: Project, directory: Path, config: pytest.Config) -> Iterato
     """``project`` up for the test module, then down (logs kept in
     ``directory``); how long each took is printed past pytest's capture."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
 
     def say(line: str) -> None:
-        if reporter is not None:
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
             reporter.write_line(line)
 
     project.log = directory / "podman-compose.log"
     try:
         started = time.monotonic()
-        ready = project.up()
+        phases = project.up()
         took = time.monotonic() - started
-        order = ", ".join(f"{service} {at}s" for service, at in ready.items())
-        say(f"\n{project.name}: up in {took:.1f}s; ready after the first start: {order}")
+        parts = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in phases.items())
+        say(f"\n{project.name}: up and healthy in {took:.1f}s ({parts})")
         yield project
     finally:
         try:

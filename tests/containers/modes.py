@@ -45,6 +45,9 @@ def bring_up(
 ) -> Iterator[Project]:
     """The mode's project, up for a test module; ``published`` names the
     ARCANA_PUBLISH_* variables, each given a free port on 127.0.0.1."""
+    assert podman("image", "exists", image, check=False).returncode == 0, (
+        f"no image {image}: make image builds it"
+    )
     tmp: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
     directory = tmp.mktemp(f"compose-{mode}")
     subprocess_secrets()
@@ -149,6 +152,14 @@ class ComposeChecks:
             denied = podman("exec", name, "touch", "/app/written", check=False)
             assert "Read-only file system" in denied.stderr, service
             assert podman("exec", name, "touch", "/tmp/written").returncode == 0  # noqa: S108  (its tmpfs)
+
+    def test_mysql_and_redis_run_unprivileged_as_in_the_official_images(
+        self, project: Project
+    ) -> None:
+        # uid 999 (the stand-ins keep the official images' users); the nginx
+        # gateway's master runs as root there too, its workers as www-data.
+        for service in ("mysql", "redis"):
+            assert podman("exec", project.container(service), "id", "-u").stdout.strip() == "999"
 
     def test_only_the_data_holders_get_database_credentials(self, project: Project) -> None:
         holders = {s for s in project.services if database_credentials(project.inspect(s))}
