@@ -79,12 +79,15 @@ image:  ## Build the production image (docker/Dockerfile) with rootful podman; p
 	@scripts/bootstrap.sh --containers
 	@scripts/image.sh
 
-containers:  ## Run the built image as containers under podman and test them (MODE=monolithic; root, MariaDB + Redis on 127.0.0.1)
-ifneq ($(MODE),monolithic)
-	@echo "containers: MODE=$(MODE) has no container run yet (monolithic only: tests/containers)" >&2; exit 2
+containers:  ## Run the built image as containers under podman and test them (MODE=monolithic|layered|microservices; root)
+ifeq ($(filter $(MODE),monolithic layered microservices),)
+	@echo "containers: MODE=$(MODE) is not monolithic, layered or microservices" >&2; exit 2
 endif
 	@scripts/bootstrap.sh --dev --containers
-	@ARCANA_CONTAINER_IMAGE=$(or $(IMAGE),arcana:latest) $(PY) -m pytest -p no:cacheprovider tests/containers
+ifneq ($(MODE),monolithic)
+	@scripts/standins.sh
+endif
+	@ARCANA_CONTAINER_IMAGE=$(or $(IMAGE),arcana:latest) $(PY) -m pytest -p no:cacheprovider tests/containers/test_$(MODE).py
 
 ci:
 	@bash .ci/run

@@ -7,6 +7,10 @@
 #   worker   manage.py db_worker: sends the queued mail (users/tasks.py); runs
 #            where the data is (monolithic, the layered repository tier, the
 #            users service)
+#   manage   manage.py ARGS: a one-off command with the container's settings
+#            and secrets, e.g. in a running container (exec skips the entry
+#            point, so the *_FILE secrets would not be read):
+#              docker-compose exec admin /app/docker/entrypoint.sh manage createsuperuser
 # ARGS are appended to the command. The mode, tier and service come from the
 # environment (ARCANA_MODE, ARCANA_TIER, ARCANA_SERVICE), never from the role.
 #
@@ -56,10 +60,13 @@ case "$role" in
   worker)
     exec python manage.py db_worker "$@"
     ;;
+  manage)
+    exec python manage.py "$@"
+    ;;
   "")
-    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate or worker"
+    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate, worker or manage"
     ;;
   *)
-    die "unknown role '$role' (rest, grpc, tier, migrate or worker); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
+    die "unknown role '$role' (rest, grpc, tier, migrate, worker or manage); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
     ;;
 esac

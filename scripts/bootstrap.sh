@@ -8,7 +8,7 @@
 #   scripts/bootstrap.sh --gateway  runtime + nginx (microservices mode's gateway)
 #   scripts/bootstrap.sh --dev      runtime + nginx + test and dev tools
 #   scripts/bootstrap.sh --browser  also Debian's Chromium (the admin's browser test)
-#   scripts/bootstrap.sh --containers  runtime + podman and debootstrap (make image)
+#   scripts/bootstrap.sh --containers  runtime + podman, podman-compose and debootstrap (make image, make containers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,9 +62,11 @@ if [ $want_browser -eq 1 ] && [ ! -x /usr/bin/chromium ]; then
 fi
 # Containers (make image, scripts/image.sh): rootful podman builds and runs
 # them; debootstrap makes the local base image where no registry is reachable.
-# debootstrap lives in /usr/sbin, not on every user's PATH.
+# debootstrap lives in /usr/sbin, not on every user's PATH. podman-compose
+# runs the compose files under podman (make containers MODE=layered|microservices).
 if [ $want_containers -eq 1 ]; then
   command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+  command -v podman-compose >/dev/null 2>&1 || need_apt+=(podman-compose)
   if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then
     need_apt+=(debootstrap)
   fi

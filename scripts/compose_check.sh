@@ -2,7 +2,8 @@
 # Validate every compose file offline: `docker-compose config -q` parses and
 # interpolates a file and checks it against the Compose schema without a
 # Docker engine. Installs Debian's docker-compose package when it is missing.
-#   scripts/compose_check.sh              every docker/compose.*.yml
+#   scripts/compose_check.sh              every docker/compose.*.yml (each with
+#                                         its docker/podman/ override, if any)
 #   scripts/compose_check.sh FILE...      just these
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +21,10 @@ files=("$@")
 for file in "${files[@]}"; do
   docker-compose -f "$file" config -q
   echo "compose_check: $file ok"
+  # With its podman override (make containers), when it has one.
+  override=$(dirname "$file")/podman/$(basename "$file")
+  if [ -f "$override" ]; then
+    docker-compose -f "$file" -f "$override" config -q
+    echo "compose_check: $file + $override ok"
+  fi
 done

@@ -14,6 +14,7 @@
 #      (pulled where a registry is reachable), it is used instead.
 #   3. pip through the proxy: the host's CA bundle goes in as the build secret
 #      `ca` (the Dockerfile's optional extra CA), never into a layer.
+# `scripts/image.sh --base` makes (or reuses) the debootstrapped base only.
 # Environment: IMAGE (arcana:latest), BUILD_CA (the host's CA bundle; empty:
 # no secret), DEBIAN_MIRROR (the first deb.debian.org-style URI of apt's
 # sources), REBUILD_BASE=1 (debootstrap and import again).
@@ -92,12 +93,11 @@ if [ "${REBUILD_BASE:-0}" = 1 ]; then
   rm -rf "$ROOTFS"
   podman rmi --force "$STANDIN" "$BASE" >/dev/null 2>&1 || true
 fi
-if podman image exists "docker.io/library/$FROM_IMAGE"; then
-  echo "image: using the pulled docker.io/library/$FROM_IMAGE"
-else
-  # The imported base carries its revision: current, it is reused as it is
-  # (another checkout's, too); else it is imported again from the cached tree,
-  # made first when missing or of another revision.
+# The imported base carries its revision: current, it is reused as it is
+# (another checkout's, too); else it is imported again from the cached tree,
+# made first when missing or of another revision.
+ensure_base() {
+  local have url start
   have=$(podman image inspect --format "{{index .Labels \"$label\"}}" "$BASE" 2>/dev/null || true)
   if [ "$have" != "$REVISION" ]; then
     if [ "$(cat "$ROOTFS/.complete" 2>/dev/null)" != "$REVISION" ]; then
@@ -117,6 +117,16 @@ else
       | podman import --quiet --change "LABEL $label=$REVISION" - "$BASE" >/dev/null
     echo "image: import took $(elapsed "$start")"
   fi
+}
+
+if [ "${1:-}" = --base ]; then  # the base alone (scripts/standins.sh builds on it)
+  ensure_base
+  exit 0
+fi
+if podman image exists "docker.io/library/$FROM_IMAGE"; then
+  echo "image: using the pulled docker.io/library/$FROM_IMAGE"
+else
+  ensure_base
   # Cached by podman when nothing changed (a second or so).
   echo "image: building the stand-in $STANDIN"
   start=$(date +%s)

@@ -107,10 +107,24 @@ def reachable(document: dict[str, Any], start: str) -> Iterator[tuple[str, str]]
                 todo.append(name)
 
 
+# The host side of a published port: ${ARCANA_PUBLISH_<NAME>:-[ADDRESS:]PORT}.
+PUBLISH = re.compile(r"^\$\{(?P<name>ARCANA_PUBLISH_[A-Z]+):-(?P<default>[^}]+)\}$")
+
+
+def host_sides(service: dict[str, Any]) -> dict[str, str]:
+    """Each published port's variable and its default host side ([ADDRESS:]PORT)."""
+    sides = {}
+    for port in service.get("ports", []):
+        host, _, inner = str(port).rpartition(":")
+        match = PUBLISH.match(host)
+        assert match, f"{port}: the host side is ${{ARCANA_PUBLISH_<NAME>:-[ADDRESS:]PORT}}"
+        assert inner.isdigit(), port
+        sides[match["name"]] = match["default"]
+    return sides
+
+
 def published(service: dict[str, Any]) -> set[int]:
-    return {
-        int(str(port).rsplit(":", 1)[0].rsplit(":", 1)[-1]) for port in service.get("ports", [])
-    }
+    return {int(side.rsplit(":", 1)[-1]) for side in host_sides(service).values()}
 
 
 @pytest.fixture(params=MODES)
@@ -357,7 +371,20 @@ def test_the_public_ports_in_every_mode(mode: str) -> None:
     assert all_ports == {8000, 50051}
     others = {n for n, s in services.items() if s.get("ports")} - EDGE[mode].keys()
     for name in others:  # the layered admin only: on this machine alone
-        assert all(str(port).startswith("127.0.0.1:") for port in services[name]["ports"]), name
+        assert all(side.startswith("127.0.0.1:") for side in host_sides(services[name]).values())
+
+
+def test_the_host_side_of_every_port_is_a_variable(mode: str) -> None:
+    # Another address or port without editing the file (the container tests
+    # publish on free 127.0.0.1 ports: tests/containers/compose.py).
+    services = load(mode)["services"]
+    variables: dict[str, str] = {}
+    for service in services.values():
+        variables |= host_sides(service)
+    expected = {"ARCANA_PUBLISH_REST": "8000", "ARCANA_PUBLISH_GRPC": "50051"}
+    if mode == "layered":
+        expected["ARCANA_PUBLISH_ADMIN"] = "127.0.0.1:8001"
+    assert variables == expected
 
 
 def test_images_and_hardening(mode: str) -> None:

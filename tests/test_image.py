@@ -120,6 +120,12 @@ def entrypoint(fake_bin: Path, *args: str, **env: str) -> tuple[int, dict[str, A
         ),
         (["migrate"], {}, "python", ["manage.py", "migrate", "--noinput"]),
         (["worker"], {}, "python", ["manage.py", "db_worker"]),
+        (
+            ["manage", "createsuperuser", "--noinput"],
+            {},
+            "python",
+            ["manage.py", "createsuperuser", "--noinput"],
+        ),
     ],
 )
 def test_each_role_execs_its_server(
@@ -138,7 +144,7 @@ def test_each_role_execs_its_server(
         (
             ["python", "manage.py"],
             {},
-            "unknown role 'python' (rest, grpc, tier, migrate or worker)",
+            "unknown role 'python' (rest, grpc, tier, migrate, worker or manage)",
         ),
         ([], {}, "usage: entrypoint.sh ROLE"),
         (["tier"], {}, "the tier role needs TIER_PORT"),

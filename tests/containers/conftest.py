@@ -3,8 +3,13 @@
 They run only when ``ARCANA_CONTAINER_IMAGE`` names an image in podman's
 store (``make image`` builds ``arcana:latest``); otherwise they are
 deselected -- not skipped, since a skip fails the session. They need root
-(rootful podman) and the machine's MariaDB and Redis on 127.0.0.1 (the
-servers ``DATABASE_URL`` and ``REDIS_URL`` point to, default the CI ones).
+(rootful podman). Monolithic mode (test_monolithic.py) runs the image with
+plain ``podman run`` against the machine's MariaDB and Redis on 127.0.0.1
+(the servers ``DATABASE_URL`` and ``REDIS_URL`` point to, default the CI
+ones); layered and microservices mode (test_layered.py,
+test_microservices.py) run the compose files with podman-compose and their
+own MySQL and Redis containers (the stand-ins of scripts/standins.sh).
+``make containers MODE=<mode>`` runs one mode's file.
 """
 
 import os

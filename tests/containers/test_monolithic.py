@@ -17,35 +17,38 @@ slirp4netns with ``allow_host_loopback=true``: the host's 127.0.0.1 is
 Database ``img`` and Redis database 7 are this suite's own.
 """
 
-import http.client
 import json
 import os
 import secrets
-import subprocess
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import MySQLdb  # type: ignore[import-untyped]
 import pytest
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.stack import GENEROUS_RATE
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc
+from tests.containers.podman import (
+    GRACE,
+    SERVING,
+    grpc_health,
+    podman,
+    resets_too,
+    rest_health_on,
+    sigterm_under_load,
+)
 from tests.factories import DEFAULT_PASSWORD
 from tests.live.clients import bearer
 from tests.live.flow import Admin, RestApi, run_journeys
 from tests.secret_scan import find_secret
 from tests.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 IMAGE = os.environ.get("ARCANA_CONTAINER_IMAGE", "arcana:latest")
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "docker" / "podman" / "containers.conf")}
 NETWORK = "slirp4netns:allow_host_loopback=true"
 HOST_LOOPBACK = "10.0.2.2"  # the host's 127.0.0.1, seen from a slirp4netns namespace
 REST_PORT = 18500
@@ -59,17 +62,6 @@ UNTHROTTLED = {
     name: GENEROUS_RATE
     for name in ("THROTTLE_LOGIN", "THROTTLE_REGISTER", "THROTTLE_REFRESH", "THROTTLE_PASSWORD")
 } | {"LOGIN_LOCKOUT_FAILURES": "1000000", "LOGIN_LOCKOUT_ACCOUNT_FAILURES": "1000000"}
-
-
-def podman(
-    *args: str, check: bool = True, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        ["podman", *args], env=PODMAN_ENV, capture_output=True, text=True, timeout=timeout
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {done.returncode}\n{done.stderr[-3000:]}")
-    return done
 
 
 def server(url: str, default: str) -> urllib.parse.SplitResult:
@@ -167,28 +159,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             IMAGE, role,
         )  # fmt: skip
     try:
-        wait_for(lambda: rest_health() == 200, timeout=60, interval=0.5)
-        wait_for(lambda: grpc_health() == health_pb2.HealthCheckResponse.SERVING, 60, 0.5)
+        wait_for(lambda: rest_health_on(REST_PORT) == 200, timeout=60, interval=0.5)
+        wait_for(lambda: grpc_health(GRPC_PORT) == SERVING, 60, 0.5)
         yield Deployment(names["rest"], names["grpc"], admin, base, common)
     finally:
         for name in names.values():
             (base / f"{name}.log").write_text(podman("logs", name, check=False).stderr)
             podman("rm", "--force", "--time", "30", name, check=False)
-
-
-def rest_health() -> int:
-    return rest_health_on(REST_PORT)
-
-
-def grpc_health(port: int = GRPC_PORT) -> int:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=2
-            )
-        except grpc.RpcError:
-            return -1
-        return int(reply.status)
 
 
 def test_the_containers_run_as_an_unprivileged_uid_on_a_read_only_root(
@@ -210,8 +187,8 @@ def test_the_containers_run_as_an_unprivileged_uid_on_a_read_only_root(
 def test_rest_and_grpc_answer_their_health_through_the_published_ports(
     deployment: Deployment,
 ) -> None:
-    assert rest_health() == 200
-    assert grpc_health() == health_pb2.HealthCheckResponse.SERVING
+    assert rest_health_on(REST_PORT) == 200
+    assert grpc_health(GRPC_PORT) == SERVING
 
 
 def test_the_images_healthcheck_is_healthy_for_each_role(deployment: Deployment) -> None:
@@ -265,8 +242,6 @@ def test_the_built_image_holds_no_build_ca_and_no_build_tools() -> None:
 
 # --- SIGTERM under load -------------------------------------------------------------------
 
-GRACE = 5
-
 
 def start_server(deployment: Deployment, role: str, port: int, inner: int) -> str:
     name = f"{PREFIX}-{role}-sigterm"
@@ -277,70 +252,6 @@ def start_server(deployment: Deployment, role: str, port: int, inner: int) -> st
         "--publish", f"127.0.0.1:{port}:{inner}", IMAGE, role,
     )  # fmt: skip
     return name
-
-
-def terminate_container(name: str) -> tuple[float, float, int]:
-    """SIGTERM to the container's PID 1 (the server: the entry point execs it);
-    (signal time, seconds until it exited, exit code)."""
-    signalled = time.monotonic()
-    podman("kill", "--signal", "TERM", name)
-    code = int(podman("wait", name, timeout=GRACE + 30).stdout.strip())
-    return signalled, time.monotonic() - signalled, code
-
-
-# What a client sees of a connection the forwarder accepted and then dropped
-# without a byte: a reset or a close (tests/live/test_shutdown.py's words).
-UNANSWERED = frozenset({"broken: ConnectionResetError", "closed without an answer"})
-
-
-def forwarded(outcomes: Any, signalled: float) -> Any:
-    """The outcomes as through a direct port: the published port's forwarder
-    accepts a connection while the container runs and drops it without a byte
-    when nothing listens inside any more. A call sent after the signal and so
-    dropped is that refusal (tests/live/test_shutdown.py checks, on direct
-    ports, that the server itself never drops one); a call sent before the
-    signal and dropped stays a lost call."""
-    from tests.live.test_shutdown import REFUSED
-
-    outcomes.seen = [
-        (kind, REFUSED, started, finished)
-        if outcome in UNANSWERED and started > signalled
-        else (kind, outcome, started, finished)
-        for kind, outcome, started, finished in outcomes.seen
-    ]
-    return outcomes
-
-
-def resets_too(call: Callable[[], str]) -> Callable[[], str]:
-    """``call``, with a reset while connecting (the forwarder's, never a direct
-    port's) as an outcome instead of an exception in the caller's thread."""
-
-    def wrapped() -> str:
-        try:
-            return call()
-        except ConnectionResetError:
-            return "broken: ConnectionResetError"
-
-    return wrapped
-
-
-def sigterm_under_load(name: str, calls: dict[str, Any], *, unmatched: str = "") -> None:
-    from tests.live.test_shutdown import Hammer, check, report
-
-    load = Hammer(calls, 3)
-    try:
-        time.sleep(1.5)
-        signalled, took, code = terminate_container(name)
-        time.sleep(1.0)  # keep calling the dead port for a while
-        outcomes = forwarded(load.stop(), signalled)
-    finally:
-        load.stopping.set()
-    report(f"{name} (SIGTERM)", outcomes, signalled, took, code)
-    try:
-        check(outcomes, signalled, took, code, unmatched=unmatched)
-    except AssertionError as exc:
-        late = [(kind, seen, round(t0 - signalled, 3)) for kind, seen, t0, _ in outcomes.failures()]
-        raise AssertionError(f"{exc}\nfailures, sent at (s after SIGTERM): {late[:20]}") from None
 
 
 @pytest.fixture
@@ -394,7 +305,7 @@ def test_sigterm_to_the_grpc_container_under_load(
         return OK if pair.user.id == admin_id and pair.access else "wrong answer"
 
     try:
-        wait_for(lambda: grpc_health(port) == health_pb2.HealthCheckResponse.SERVING, 60, 0.5)
+        wait_for(lambda: grpc_health(port) == SERVING, 60, 0.5)
         address = f"127.0.0.1:{port}"
         calls = {
             "me": grpc_caller(address, channels, me),
@@ -406,18 +317,6 @@ def test_sigterm_to_the_grpc_container_under_load(
         for channel in channels:
             channel.close()
         podman("rm", "--force", name, check=False)
-
-
-def rest_health_on(port: int) -> int:
-    """GET /healthz on 127.0.0.1:``port``: its status, or 0 when nothing answers."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
 
 
 def test_sigterm_stops_each_server_cleanly(deployment: Deployment) -> None:

@@ -128,21 +128,32 @@ def check(
 
 
 def rest_caller(
-    port: int, method: str, path: str, body: dict[str, str] | None, token: str, expect: str
+    port: int,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+    token: str,
+    expect: str,
+    *,
+    connect_timeout: float = GRACE + 10,
 ) -> Callable[[], str]:
-    """One request per call on a fresh connection; the outcome as a word."""
+    """One request per call on a fresh connection; the outcome as a word.
+    ``connect_timeout`` bounds the connect alone (a published container port
+    can drop connection attempts while podman tears its forwarding down)."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     payload = json.dumps(body) if body is not None else None
 
     def call() -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=GRACE + 10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=connect_timeout)
         try:
             try:
                 conn.connect()
             except ConnectionRefusedError:
                 return REFUSED
+            assert conn.sock is not None
+            conn.sock.settimeout(GRACE + 10)
             try:
                 conn.request(method, path, body=payload, headers=headers)
                 response = conn.getresponse()
