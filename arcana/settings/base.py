@@ -5,6 +5,7 @@ Everything that differs between machines comes from the environment (or a
 lists every variable.
 """
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -48,11 +49,16 @@ INSTALLED_APPS = [
     # the project's own command must win (arcana/core/grpc_compat.py).
     "arcana.grpc",
     "django_grpc_framework",
+    # Metrics, request logs and traces (arcana/observe).
+    "arcana.observe",
     "authn",
 ]
 
 MIDDLEWARE = [
     "arcana.middleware.RequestIdMiddleware",
+    # Inside the request id (its log line names it), outside everything else
+    # (it times and counts what the rest answers).
+    "arcana.observe.middleware.ObserveMiddleware",
     # Answers CORS preflights before anything else looks at them (CORS below).
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -560,6 +566,29 @@ SPECTACULAR_SETTINGS = {
         "arcana.openapi.require_request_bodies",
     ],
 }
+
+# --- metrics ------------------------------------------------------------------
+# Prometheus metrics (arcana/core/metrics.py): REST processes serve them at
+# /metrics, to clients from METRICS_ALLOWED_IPS (addresses or networks; the
+# loopback by default) or presenting ``Authorization: Bearer <METRICS_TOKEN>``
+# when that is set. The gateway never passes /metrics on. gRPC server and tier
+# processes serve them on a port of their own, GRPC_METRICS_HOST:GRPC_METRICS_PORT
+# (no port: none). Processes that fork workers (gunicorn, grpcrunserver and
+# tierserver --workers N) count into PROMETHEUS_MULTIPROC_DIR, a temporary
+# directory of their own unless set, and a scrape sums every worker.
+
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_ALLOWED_IPS: list[str] = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+for _entry in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_entry.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_entry!r} is not an address or a network (10.0.0.0/8)."
+        ) from None
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+GRPC_METRICS_HOST: str = env.str("GRPC_METRICS_HOST", default="127.0.0.1")
+GRPC_METRICS_PORT: int | None = env.int("GRPC_METRICS_PORT", default=None)
 
 # --- logging --------------------------------------------------------------------
 
