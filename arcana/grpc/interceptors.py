@@ -32,13 +32,20 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
-from arcana.core import metrics
-from arcana.core.context import accept_request_id, call_context, request_boundaries
+from arcana.core import metrics, tracing
+from arcana.core.context import (
+    CallRecord,
+    accept_request_id,
+    call_context,
+    call_record,
+    request_boundaries,
+)
 from arcana.core.exceptions import InvalidInput, Throttled
 from arcana.core.grpc import authenticated_as, client_address, public_methods
 from arcana.core.principal import authenticator_load
 from arcana.core.throttling import ScopedThrottle
 from arcana.grpc.errors import failure_of
+from arcana.observe.logs import request_line
 
 # Infrastructure that must answer even when the application cannot.
 UNGUARDED_SERVICES = frozenset(
@@ -317,17 +324,46 @@ def _code_of(context: grpc.ServicerContext, failed: bool) -> str:
     return str(chosen.name)
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class ObserveInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Counts, times and gauges every application call of a server
-    (``server``: ``"public"`` or ``"internal"``) by method and status code.
+    (``server``: ``"public"`` or ``"internal"``) by method and status code
+    (``METRICS_ENABLED``), and logs it (``REQUEST_LOG``).
 
     Outermost, so that what the other interceptors answer (throttled,
-    unauthenticated, over capacity) is counted too. The method label is the
-    full gRPC method of a registered handler, never a client's free text
-    (an unknown method has no handler and is not counted)."""
+    unauthenticated, over capacity) is counted too; the request id and the
+    acting user come from the call's :class:`~arcana.core.context.CallRecord`,
+    which the call context inside fills. The method label is the full gRPC
+    method of a registered handler, never a client's free text (an unknown
+    method has no handler and is not counted)."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, *, count: bool = True, log: bool = True) -> None:
         self.server = server
+        self.count = count
+        self.log = log
+
+    def _finished(
+        self,
+        method: str,
+        context: grpc.ServicerContext,
+        started: int,
+        failed: bool,
+        record: CallRecord,
+    ) -> None:
+        elapsed = time.perf_counter_ns() - started
+        code = _code_of(context, failed)
+        if self.count:
+            metrics.grpc_call(server=self.server, method=method, code=code, seconds=elapsed * 1e-9)
+        if self.log:
+            request_line(
+                transport="grpc",
+                server=self.server,
+                request_id=record.request,
+                trace_id=tracing.current_trace_id(),
+                user_id=record.actor,
+                rpc=method,
+                status=code,
+                duration_ms=round(elapsed * 1e-6, 3),
+            )
 
     def intercept_service(
         self,
@@ -338,40 +374,37 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         method = handler_call_details.method
         if handler is None or _service_of(method) in UNGUARDED_SERVICES:
             return handler
-        server = self.server
+        server, finished = self.server, self._finished
+        gauge = metrics.in_flight if self.count else _no_gauge
 
         def unary_response(behaviour: Behaviour) -> Behaviour:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 started, failed = time.perf_counter_ns(), True
+                record = CallRecord()
+                token = call_record.set(record)
                 try:
-                    with metrics.in_flight(server):
+                    with gauge(server):
                         answer = behaviour(request, context)
                     failed = False
                     return answer
                 finally:
-                    metrics.grpc_call(
-                        server=server,
-                        method=method,
-                        code=_code_of(context, failed),
-                        seconds=(time.perf_counter_ns() - started) * 1e-9,
-                    )
+                    call_record.reset(token)
+                    finished(method, context, started, failed, record)
 
             return run
 
         def stream_response(behaviour: Behaviour) -> Behaviour:
             def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 started, failed = time.perf_counter_ns(), True
+                record = CallRecord()
+                token = call_record.set(record)
                 try:
-                    with metrics.in_flight(server):
+                    with gauge(server):
                         yield from behaviour(request, context)
                     failed = False
                 finally:
-                    metrics.grpc_call(
-                        server=server,
-                        method=method,
-                        code=_code_of(context, failed),
-                        seconds=(time.perf_counter_ns() - started) * 1e-9,
-                    )
+                    call_record.reset(token)
+                    finished(method, context, started, failed, record)
 
             return run
 
@@ -381,6 +414,11 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return stream_response(behaviour) if response_streaming else unary_response(behaviour)
 
         return _rebuilt(handler, adapt, handler.request_deserializer)
+
+
+@contextmanager
+def _no_gauge(server: str) -> Iterator[None]:
+    yield
 
 
 # --- capacity -----------------------------------------------------------------------------

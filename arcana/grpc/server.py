@@ -33,10 +33,10 @@ from django.db import connection, connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as reflection_service
 
-from arcana.core import delegation, metrics
+from arcana.core import delegation, metrics, tracing
 from arcana.core import grpc_compat as compat
 from arcana.core.pem import check_private_key, pem_certificates, read_pem
-from arcana.grpc.interceptors import CapacityInterceptor, MetricsInterceptor
+from arcana.grpc.interceptors import CapacityInterceptor, ObserveInterceptor
 from arcana.health import dependency_ready
 from authn.grpc.servicers import AuthServicer
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
@@ -249,8 +249,17 @@ def build_server(
     keep_caches_per_thread()
     delegation.connect()  # the peers' clients: bad TLS settings stop the server here
     interceptors: list[Any] = [capacity] if internal else [capacity, *compat.server_interceptors()]
-    if settings.METRICS_ENABLED:
-        interceptors.insert(0, MetricsInterceptor("public" if internal is None else "internal"))
+    if settings.METRICS_ENABLED or settings.REQUEST_LOG:
+        observe = ObserveInterceptor(
+            "public" if internal is None else "internal",
+            count=settings.METRICS_ENABLED,
+            log=settings.REQUEST_LOG,
+        )
+        interceptors.insert(0, observe)
+    if tracing.provider() is not None:  # outermost: the log line names the trace
+        from opentelemetry.instrumentation.grpc import server_interceptor
+
+        interceptors.insert(0, server_interceptor(tracer_provider=tracing.provider()))  # type: ignore[no-untyped-call]
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=max_workers + max_streams, thread_name_prefix="grpc-worker"

@@ -1,4 +1,5 @@
-"""One measurement per REST request: its metrics (route, method, status, latency)."""
+"""One measurement per REST request: its metrics (route, method, status,
+latency) and its log line (``arcana.observe.logs``)."""
 
 import time
 from collections.abc import Callable
@@ -7,7 +8,9 @@ from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse
 
-from arcana.core import metrics
+from arcana.core import metrics, tracing
+from arcana.core.context import acting_user, request_id
+from arcana.observe.logs import request_line
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
 
@@ -15,7 +18,6 @@ GetResponse = Callable[[HttpRequest], HttpResponse]
 # the raw path would give every scanner's probe a time series of its own.
 UNMATCHED = "<unmatched>"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_NS = 1e-9
 
 
 def route_of(request: HttpRequest) -> str:
@@ -30,21 +32,34 @@ def method_of(request: HttpRequest) -> str:
 
 
 class ObserveMiddleware:
-    """Counts and times every request by route (``METRICS_ENABLED``); not
-    installed at all when nothing is measured."""
+    """Counts and times every request by route (``METRICS_ENABLED``) and logs
+    it (``REQUEST_LOG``); not installed at all when neither is on. Inside
+    ``RequestIdMiddleware``: the request id and the acting user (set by
+    authentication) are still those of this request when it logs."""
 
     def __init__(self, get_response: GetResponse) -> None:
-        if not settings.METRICS_ENABLED:
+        self.metrics = settings.METRICS_ENABLED
+        self.log = settings.REQUEST_LOG
+        if not (self.metrics or self.log):
             raise MiddlewareNotUsed()
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter_ns()
         response = self.get_response(request)
-        metrics.http_request(
-            route=route_of(request),
-            method=method_of(request),
-            status=response.status_code,
-            seconds=(time.perf_counter_ns() - started) * _NS,
-        )
+        elapsed = time.perf_counter_ns() - started
+        route, method, status = route_of(request), method_of(request), response.status_code
+        if self.metrics:
+            metrics.http_request(route=route, method=method, status=status, seconds=elapsed * 1e-9)
+        if self.log:
+            request_line(
+                transport="http",
+                request_id=request_id.get(),
+                trace_id=tracing.current_trace_id(),
+                user_id=acting_user.get(),
+                route=route,
+                method=method,
+                status=status,
+                duration_ms=round(elapsed * 1e-6, 3),
+            )
         return response

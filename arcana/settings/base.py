@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from arcana.core.jwtkeys import load_jwt_keys
 from arcana.core.rediscache import redis_cache
 from arcana.modes import Deployment, Mode, Service, Tier, deployment_from_env
+from arcana.observe.logs import formatter as structured_formatter
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -592,19 +593,33 @@ GRPC_METRICS_PORT: int | None = env.int("GRPC_METRICS_PORT", default=None)
 
 # --- logging --------------------------------------------------------------------
 
+# LOG_FORMAT=json (one JSON object a line; production's) or console (readable;
+# local settings'); REQUEST_LOG: one line per REST request and gRPC call, with
+# its request id, trace id, user id, route or RPC, status and duration_ms
+# (arcana/observe/logs.py).
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+REQUEST_LOG = env.bool("REQUEST_LOG", default=True)
+
+
+def log_formatter(default: str) -> dict[str, Any]:
+    log_format = env.str("LOG_FORMAT", default=default).strip().lower()
+    try:
+        return structured_formatter(log_format)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
-    },
+    "formatters": {"structured": log_formatter("json")},
     "filters": {
         # A bad Host header: one line per host per minute, no traceback.
         "disallowed_host": {"()": "arcana.logfilters.DisallowedHostFilter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

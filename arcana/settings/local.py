@@ -12,7 +12,16 @@ import secrets
 from arcana.modes import Mode
 
 from .base import *  # noqa: F403
-from .base import ARCANA_DEPLOYMENT, BASE_DIR, JWT_KEYS, MIDDLEWARE, SIMPLE_JWT, env
+from .base import (
+    ARCANA_DEPLOYMENT,
+    BASE_DIR,
+    JWT_KEYS,
+    LOGGING,
+    MIDDLEWARE,
+    SIMPLE_JWT,
+    env,
+    log_formatter,
+)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
@@ -38,6 +47,9 @@ if ARCANA_DEPLOYMENT.mode is not Mode.LAYERED:  # layered mode signs with a key 
     JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=_keys["JWT_SIGNING_KEY"])
     if JWT_KEYS is None:  # HS256; else base set the key pair
         SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
+
+# Readable log lines at a terminal; LOG_FORMAT=json gives production's.
+LOGGING["formatters"]["structured"] = log_formatter("console")
 
 # runserver serves static files itself; no collectstatic needed in development.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
