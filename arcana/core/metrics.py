@@ -18,6 +18,7 @@ repository count through the small functions at the end.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -139,27 +140,36 @@ class Metrics:
             "Credential checks that failed (unknown email, wrong password, inactive).",
             registry=registry,
         )
-        # Label children bound once: .labels() costs a lock and a dict lookup.
-        self._bound: dict[tuple[Any, ...], Any] = {}
+        # Label children bound once per family: .labels() costs a lock, a
+        # check of every label and a dict lookup.
+        self._bound: dict[int, dict[tuple[str, ...], Any]] = {}
 
     def bound(self, family: Any, *labels: str) -> Any:
         """``family.labels(*labels)``, kept for the next call."""
-        key = (id(family), *labels)
-        child = self._bound.get(key)
+        children = self._bound.get(id(family))
+        if children is None:
+            children = self._bound.setdefault(id(family), {})
+        child = children.get(labels)
         if child is None:
-            child = self._bound[key] = family.labels(*labels)
+            child = children[labels] = family.labels(*labels)
         return child
 
 
 _current: Metrics | None = None
+_making = threading.Lock()
 
 
 def current() -> Metrics:
-    """This process's metrics, made on first use."""
+    """This process's metrics, made on first use (once: two sets counting
+    side by side would each write their own total into a worker's file)."""
     global _current
-    if _current is None:
-        _current = Metrics()
-    return _current
+    metrics = _current
+    if metrics is None:
+        with _making:
+            if _current is None:
+                _current = Metrics()
+            metrics = _current
+    return metrics
 
 
 def multiprocess_dir() -> str:
@@ -218,24 +228,36 @@ def clear_multiprocess_dir(directory: str) -> None:
 
 # --- what the rest of the code counts ------------------------------------------------
 
+# METRICS_ENABLED=false (arcana.observe sets this at start-up): nothing counts.
+_enabled = True
+
+
+def set_enabled(enabled: bool) -> None:
+    global _enabled
+    _enabled = enabled
+
 
 def cache_read(*, cache: str, hit: bool) -> None:
-    metrics = current()
-    metrics.bound(metrics.cache_reads, cache, "hit" if hit else "miss").inc()
+    if _enabled:
+        metrics = current()
+        metrics.bound(metrics.cache_reads, cache, "hit" if hit else "miss").inc()
 
 
 def throttled(*, scope: str) -> None:
-    metrics = current()
-    metrics.bound(metrics.throttled, scope).inc()
+    if _enabled:
+        metrics = current()
+        metrics.bound(metrics.throttled, scope).inc()
 
 
 def lockout(*, event: str) -> None:
-    metrics = current()
-    metrics.bound(metrics.lockouts, event).inc()
+    if _enabled:
+        metrics = current()
+        metrics.bound(metrics.lockouts, event).inc()
 
 
 def login_failed() -> None:
-    current().login_failures.inc()
+    if _enabled:
+        current().login_failures.inc()
 
 
 def query_timer(alias: str) -> Callable[..., Any]:

@@ -36,9 +36,11 @@ class ObserveConfig(AppConfig):
     verbose_name = "Observability"
 
     def ready(self) -> None:
+        from arcana.core import metrics
         from arcana.observe import logs, traces
 
         logs.configure()
+        metrics.set_enabled(settings.METRICS_ENABLED)
         try:
             traces.setup_from_env(f"arcana-{settings.ARCANA_DEPLOYMENT.name}")
         except ValueError as exc:

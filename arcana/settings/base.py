@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from arcana.core.jwtkeys import load_jwt_keys
 from arcana.core.rediscache import redis_cache
 from arcana.modes import Deployment, Mode, Service, Tier, deployment_from_env
+from arcana.observe.logs import checked_format as checked_log_format
 from arcana.observe.logs import formatter as structured_formatter
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -602,18 +603,18 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 REQUEST_LOG = env.bool("REQUEST_LOG", default=True)
 
 
-def log_formatter(default: str) -> dict[str, Any]:
-    log_format = env.str("LOG_FORMAT", default=default).strip().lower()
+def log_format(default: str) -> str:
     try:
-        return structured_formatter(log_format)
+        return checked_log_format(env.str("LOG_FORMAT", default=default).strip().lower())
     except ValueError as exc:
         raise ImproperlyConfigured(str(exc)) from None
 
 
+LOG_FORMAT = log_format("json")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"structured": log_formatter("json")},
+    "formatters": {"structured": structured_formatter(LOG_FORMAT)},
     "filters": {
         # A bad Host header: one line per host per minute, no traceback.
         "disallowed_host": {"()": "arcana.logfilters.DisallowedHostFilter"},

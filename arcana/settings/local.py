@@ -10,6 +10,7 @@ import json
 import secrets
 
 from arcana.modes import Mode
+from arcana.observe.logs import formatter as structured_formatter
 
 from .base import *  # noqa: F403
 from .base import (
@@ -20,7 +21,7 @@ from .base import (
     MIDDLEWARE,
     SIMPLE_JWT,
     env,
-    log_formatter,
+    log_format,
 )
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
@@ -49,7 +50,8 @@ if ARCANA_DEPLOYMENT.mode is not Mode.LAYERED:  # layered mode signs with a key 
         SIMPLE_JWT["SIGNING_KEY"] = JWT_SIGNING_KEY
 
 # Readable log lines at a terminal; LOG_FORMAT=json gives production's.
-LOGGING["formatters"]["structured"] = log_formatter("console")
+LOG_FORMAT = log_format("console")
+LOGGING["formatters"]["structured"] = structured_formatter(LOG_FORMAT)
 
 # runserver serves static files itself; no collectstatic needed in development.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]

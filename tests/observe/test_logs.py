@@ -12,7 +12,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from arcana.grpc.server import ArcanaServer
-from arcana.observe.logs import REQUEST_LOGGER, formatter
+from arcana.observe.logs import formatter, request_logger, use_request_logger
 from protos.arcana.v1 import auth_pb2, users_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
 from protos.arcana.v1.users_pb2_grpc import UserServiceStub
@@ -28,22 +28,21 @@ FIELDS = {"event", "request_id", "trace_id", "user_id", "status", "duration_ms",
 
 @pytest.fixture
 def lines() -> Iterator[list[str]]:
-    """The request log as the deployed formatter writes it (LOG_FORMAT=json)."""
+    """The request log as production writes it (LOG_FORMAT=json), into memory."""
     stream = io.StringIO()
-    options = formatter("json")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(options.pop("()")(**options))
-    logger = logging.getLogger(REQUEST_LOGGER)
-    logger.addHandler(handler)
+    before = use_request_logger(request_logger("json", stream))
     written: list[str] = []
+    _streams[id(written)] = stream
     yield written
-    logger.removeHandler(handler)
+    use_request_logger(before)
+    del _streams[id(written)]
+
+
+_streams: dict[int, io.StringIO] = {}
 
 
 def read(handler_lines: list[str]) -> list[dict[str, Any]]:
-    logger = logging.getLogger(REQUEST_LOGGER)
-    stream = next(h.stream for h in logger.handlers if isinstance(h, logging.StreamHandler))
-    text = stream.getvalue()
+    text = _streams[id(handler_lines)].getvalue()
     for line in text.splitlines():
         assert find_secret(line) is None, line
         handler_lines.append(line)

@@ -1,5 +1,6 @@
 """OpenTelemetry traces: one call, one trace, with spans from every tier it crossed."""
 
+import io
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from rest_framework.test import APIClient
 
 from arcana.core import tracing
 from arcana.observe import traces
+from arcana.observe.logs import request_logger, use_request_logger
 from protos.arcana.v1 import users_pb2
 from protos.arcana.v1.users_pb2_grpc import UserServiceStub
 from tests.commands import child_env
@@ -105,8 +107,10 @@ def test_a_layered_login_is_one_trace(
 
 @live_db
 def test_a_public_grpc_call_is_traced_and_its_log_line_names_the_trace(
-    spans: InMemorySpanExporter, user: User, caplog: pytest.LogCaptureFixture
+    spans: InMemorySpanExporter, user: User
 ) -> None:
+    stream = io.StringIO()
+    before = use_request_logger(request_logger("json", stream))
     server = start_server(health_interval=3600)  # built with tracing on: the interceptor
     metadata = auth_for(user)
     spans.clear()  # the set-up's own statements
@@ -117,13 +121,12 @@ def test_a_public_grpc_call_is_traced_and_its_log_line_names_the_trace(
             )
     finally:
         server.stop(grace=0).wait()
+        use_request_logger(before)
     found = spans.get_finished_spans()
     root = _connected(found)
     assert root.kind == SpanKind.SERVER
     assert root.name == "/arcana.v1.UserService/GetUser"
-    lines = [
-        r.msg for r in caplog.records if r.name == "arcana.request" and isinstance(r.msg, dict)
-    ]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines, "no request line"
     assert lines[-1]["trace_id"] == f"{root.context.trace_id:032x}"
 
