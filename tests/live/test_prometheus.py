@@ -6,8 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bench.prometheus import prometheus_binary, query, running_prometheus, scraped
 from tests.live.conftest import checked_stack, live_database_url
 
@@ -15,16 +13,13 @@ LOGINS = 12
 READS = 30
 WINDOW = "[1m]"
 
-pytestmark = pytest.mark.skipif(
-    prometheus_binary() is None, reason="prometheus is not installed (scripts/bootstrap.sh --dev)"
-)
-
 
 def _by_job(result: list[dict[str, Any]]) -> dict[str, float]:
     return {sample["metric"].get("job", ""): float(sample["value"][1]) for sample in result}
 
 
 def test_prometheus_sees_a_rate_and_a_p99_per_tier(tmp_path: Path) -> None:
+    assert prometheus_binary(), "scripts/bootstrap.sh --dev installs Debian's prometheus"
     with (
         checked_stack(
             live_database_url(),
