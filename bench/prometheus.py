@@ -89,35 +89,27 @@ def _ready(port: int) -> bool:
         return False
 
 
-def query(port: int, promql: str, at: float | None = None) -> list[dict[str, Any]]:
-    """An instant query's result vector: [{"metric": {...}, "value": [t, "v"]}, ...]."""
-    parameters = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {})}
-    url = f"http://127.0.0.1:{port}/api/v1/query?{urllib.parse.urlencode(parameters)}"
+def _api(port: int, endpoint: str, parameters: dict[str, str]) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/{endpoint}?{urllib.parse.urlencode(parameters)}"
     with urllib.request.urlopen(url, timeout=10) as response:
         body = json.load(response)
     if body.get("status") != "success":
-        raise RuntimeError(f"{promql}: {body}")
+        raise RuntimeError(f"{parameters['query']}: {body}")
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
+
+
+def query(port: int, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query's result vector: [{"metric": {...}, "value": [t, "v"]}, ...]."""
+    return _api(port, "query", {"query": promql, **({"time": f"{at:.3f}"} if at else {})})
 
 
 def query_range(
     port: int, promql: str, start: float, end: float, step: float
 ) -> list[dict[str, Any]]:
     """A range query's result matrix: [{"metric": {...}, "values": [[t, "v"], ...]}, ...]."""
-    parameters = {
-        "query": promql,
-        "start": f"{start:.3f}",
-        "end": f"{end:.3f}",
-        "step": f"{step:g}",
-    }
-    url = f"http://127.0.0.1:{port}/api/v1/query_range?{urllib.parse.urlencode(parameters)}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise RuntimeError(f"{promql}: {body}")
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
+    span = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+    return _api(port, "query_range", {"query": promql, **span})
 
 
 def scraped(port: int, jobs: Sequence[str], timeout: float = 30) -> None:

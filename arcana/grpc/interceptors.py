@@ -27,7 +27,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
@@ -324,7 +324,7 @@ def _code_of(context: grpc.ServicerContext, failed: bool) -> str:
     return str(chosen.name)
 
 
-class ObserveInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class ObserveInterceptor(_GuardingInterceptor):
     """Counts, times and gauges every application call of a server
     (``server``: ``"public"`` or ``"internal"``) by method and status code
     (``METRICS_ENABLED``), and logs it (``REQUEST_LOG``).
@@ -341,84 +341,33 @@ class ObserveInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self.count = count
         self.log = log
 
-    def _finished(
-        self,
-        method: str,
-        context: grpc.ServicerContext,
-        started: int,
-        failed: bool,
-        record: CallRecord,
-    ) -> None:
-        elapsed = time.perf_counter_ns() - started
-        code = _code_of(context, failed)
-        if self.count:
-            metrics.grpc_call(server=self.server, method=method, code=code, seconds=elapsed * 1e-9)
-        if self.log:
-            request_line(
-                transport="grpc",
-                server=self.server,
-                request_id=record.request,
-                trace_id=tracing.current_trace_id(),
-                user_id=record.actor,
-                rpc=method,
-                status=code,
-                duration_ms=round(elapsed * 1e-6, 3),
-            )
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or _service_of(method) in UNGUARDED_SERVICES:
-            return handler
-        server, finished = self.server, self._finished
-        gauge = metrics.in_flight if self.count else _no_gauge
-
-        def unary_response(behaviour: Behaviour) -> Behaviour:
-            def run(request: Any, context: grpc.ServicerContext) -> Any:
-                started, failed = time.perf_counter_ns(), True
-                record = CallRecord()
-                token = call_record.set(record)
-                try:
-                    with gauge(server):
-                        answer = behaviour(request, context)
-                    failed = False
-                    return answer
-                finally:
-                    call_record.reset(token)
-                    finished(method, context, started, failed, record)
-
-            return run
-
-        def stream_response(behaviour: Behaviour) -> Behaviour:
-            def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                started, failed = time.perf_counter_ns(), True
-                record = CallRecord()
-                token = call_record.set(record)
-                try:
-                    with gauge(server):
-                        yield from behaviour(request, context)
-                    failed = False
-                finally:
-                    call_record.reset(token)
-                    finished(method, context, started, failed, record)
-
-            return run
-
-        def adapt(
-            behaviour: Behaviour, request_streaming: bool, response_streaming: bool
-        ) -> Behaviour:
-            return stream_response(behaviour) if response_streaming else unary_response(behaviour)
-
-        return _rebuilt(handler, adapt, handler.request_deserializer)
-
-
-@contextmanager
-def _no_gauge(server: str) -> Iterator[None]:
-    yield
+    @contextmanager
+    def scope(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        started, failed = time.perf_counter_ns(), True
+        record = CallRecord()
+        token = call_record.set(record)
+        try:
+            with metrics.in_flight(self.server) if self.count else nullcontext():
+                yield
+            failed = False
+        finally:
+            call_record.reset(token)
+            elapsed = time.perf_counter_ns() - started
+            code = _code_of(context, failed)
+            if self.count:
+                seconds = elapsed * 1e-9
+                metrics.grpc_call(server=self.server, method=method, code=code, seconds=seconds)
+            if self.log:
+                request_line(
+                    transport="grpc",
+                    server=self.server,
+                    request_id=record.request,
+                    trace_id=tracing.current_trace_id(),
+                    user_id=record.actor,
+                    rpc=method,
+                    status=code,
+                    duration_ms=round(elapsed * 1e-6, 3),
+                )
 
 
 # --- capacity -----------------------------------------------------------------------------
