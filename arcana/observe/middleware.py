@@ -11,12 +11,14 @@ from django.http import HttpRequest, HttpResponse
 from arcana.core import metrics, tracing
 from arcana.core.context import acting_user, request_id
 from arcana.observe.logs import request_line
+from arcana.observe.views import metrics_view
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
 
 # A route label for requests no URL pattern matched (a 404 before any view):
 # the raw path would give every scanner's probe a time series of its own.
 UNMATCHED = "<unmatched>"
+METRICS_PATH = "/metrics"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -41,10 +43,16 @@ class ObserveMiddleware:
         self.metrics = settings.METRICS_ENABLED
         self.log = settings.REQUEST_LOG
         if not (self.metrics or self.log):
-            raise MiddlewareNotUsed()
+            raise MiddlewareNotUsed()  # /metrics then goes to the view, which says 404
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == METRICS_PATH:
+            # Answered here, before anything reads the Host header: a scraper
+            # addresses a pod or container by its own name or IP, which
+            # DJANGO_ALLOWED_HOSTS need not list, and the metrics build no
+            # URL from it. Who may read them is the view's to say.
+            return metrics_view(request)
         started = time.perf_counter_ns()
         response = self.get_response(request)
         elapsed = time.perf_counter_ns() - started

@@ -138,6 +138,19 @@ def test_allowed_networks_are_networks() -> None:
     assert APIClient().get("/metrics").status_code == 403  # the loopback is not listed now
 
 
+def test_a_scraper_may_name_the_host_as_it_sees_it() -> None:
+    # Pods and containers are scraped by their own address, which
+    # DJANGO_ALLOWED_HOSTS need not list; every other path still refuses it.
+    assert metrics_text(HTTP_HOST="10.1.2.3:8000")
+    assert APIClient().get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 400
+    assert (
+        APIClient()
+        .get("/metrics", HTTP_HOST="10.1.2.3:8000", REMOTE_ADDR="203.0.113.9")
+        .status_code
+        == 403
+    )
+
+
 @override_settings(METRICS_ENABLED=False)
 def test_metrics_off_is_not_found() -> None:
     response = APIClient().get("/metrics")
