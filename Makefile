@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-hop capacity soak compose-check compose-secrets image containers ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-observe observe bench-hop capacity soak compose-check compose-secrets image containers ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -59,6 +59,14 @@ bench:  ## REST vs gRPC, monolithic vs layered mode, side by side; prints a tabl
 capacity:  ## Cost per request per tier, statement and Redis command (private MariaDB + Redis); renders docs/CAPACITY.md for 10k and 100k req/s (QUICK=1: smoke run; RUNS=N: least CPU of N)
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.capacity $(if $(filter 1,$(QUICK)),--quick,) $(if $(RUNS),--runs $(RUNS),)
+
+bench-observe:  ## Monolithic REST get-by-id with metrics + request logs on vs off, interleaved rounds; the ratio (target >= 0.9)
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m bench.observe
+
+observe:  ## Layered stack + Debian's Prometheus + a short load; draws the dashboard's panels into docs/observe.png (needs DATABASE_URL=mysql://...)
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m bench.observe_run
 
 bench-hop:  ## One internal hop against the bare mTLS echo, without the rest of the stack (needs DATABASE_URL=mysql://... REDIS_URL=redis://...)
 	@scripts/bootstrap.sh --dev

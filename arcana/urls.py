@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, path
 
 from arcana import docs, health
 from arcana.api_urls import APPS, api_routes
+from arcana.observe.views import metrics_view
 from authn.api.jwks import jwks
 
 Route = URLPattern | URLResolver
@@ -34,6 +35,8 @@ _jwks: list[Route] = [path(".well-known/jwks.json", jwks, name="jwks")]
 _probes: list[Route] = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Every HTTP process's Prometheus metrics; the gateway does not pass it on.
+    path("metrics", metrics_view, name="metrics"),
 ]
 _admin: list[Route] = [path("admin/", admin.site.urls)]
 

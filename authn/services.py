@@ -17,7 +17,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 import authn
 import users
-from arcana.core import lockout
+from arcana.core import lockout, metrics
 from arcana.core.exceptions import InvalidInput
 from arcana.core.ratelimit import rate_limit
 from authn.errors import EmailNotVerified, InvalidCredentials, SessionNotFound, TokenInvalid
@@ -127,6 +127,7 @@ def credentials_verify(*, email: str, password: str, client: str) -> UserRecord:
         check=lambda: users.service.user_authenticate(email=account, password=password),
     )
     if user is None:
+        metrics.login_failed()
         raise InvalidCredentials()
     return user
 

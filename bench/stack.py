@@ -496,6 +496,9 @@ class LiveStack:
     admin_port: int = 0
     # Microservices mode: "users" / "auth" -> that service's database URL.
     databases: dict[str, str] = field(default_factory=dict)
+    # With metrics=True: a Prometheus job ("controller-rest", "controller-grpc",
+    # "service", "repository"; monolithic: "rest", "grpc") -> host:port targets.
+    metrics_targets: dict[str, list[str]] = field(default_factory=dict)
 
     def tier_env(self, tier: str) -> dict[str, str]:
         """The environment of a layered-mode tier (``self.env`` is the controller's)."""
@@ -596,6 +599,7 @@ def live_stack(
     service_replicas: int = 1,
     admin_port: bool = False,
     replica_urls: Sequence[str] = (),
+    metrics: bool = False,
 ) -> Iterator[LiveStack]:
     """gunicorn + grpcrunserver on a database of their own; see the module docstring.
 
@@ -607,7 +611,19 @@ def live_stack(
     or ``"layered"`` (see the module docstring). ``replica_urls`` name read
     replicas of ``database_url``'s server (``bench.replication``): the servers
     get them as ``DATABASE_REPLICA_URLS``, with the stack's own database.
+    ``metrics`` gives every gRPC and tier process a metrics port
+    (``GRPC_METRICS_PORT``) and lists the stack's scrape targets
+    (``LiveStack.metrics_targets``; monolithic and layered modes).
     """
+    targets: dict[str, list[str]] = {}
+
+    def metered(env: Mapping[str, str], job: str) -> dict[str, str]:
+        if not metrics:
+            return dict(env)
+        port = free_port()
+        targets.setdefault(job, []).append(f"127.0.0.1:{port}")
+        return {**env, "GRPC_METRICS_PORT": str(port)}
+
     if not is_mysql_url(database_url):
         raise RuntimeError("live_stack needs a mysql:// DATABASE_URL")
     if mode not in ("monolithic", "layered", "microservices"):
@@ -697,14 +713,14 @@ def live_stack(
         admin_http = 0
         if mode == "layered":
             repository = tier_server(
-                tier_envs["repository"],
+                metered(tier_envs["repository"], "repository"),
                 repository_address,
                 log_dir / "repository.log",
                 name="repository tier (tierserver)",
             )
             services = [
                 tier_server(
-                    tier_envs["service"],
+                    metered(tier_envs["service"], "service"),
                     address,
                     log_dir / f"service-{index}.log",
                     name=f"service tier {index} (tierserver)",
@@ -765,8 +781,11 @@ def live_stack(
             env = tier_envs["users"]
         else:
             rest = rest_server(env, rest_port, log_dir / "rest.log", workers=rest_workers)
+            edge = "controller-" if mode == "layered" else ""
+            if metrics:
+                targets[f"{edge}rest"] = [f"127.0.0.1:{rest_port}"]
             grpc = grpc_server(
-                {**env, **(grpc_env_overrides or {})},
+                metered({**env, **(grpc_env_overrides or {})}, f"{edge}grpc"),
                 grpc_address,
                 log_dir / "grpc.log",
                 workers=grpc_workers,
@@ -804,6 +823,7 @@ def live_stack(
             repository_address=repository_address,
             admin_port=admin_http,
             databases=databases,
+            metrics_targets=targets,
         )
 
 

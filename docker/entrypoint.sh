@@ -15,8 +15,8 @@
 # environment (ARCANA_MODE, ARCANA_TIER, ARCANA_SERVICE), never from the role.
 #
 # Secrets as files: for DJANGO_SECRET_KEY, JWT_SIGNING_KEY, DATABASE_URL,
-# REDIS_URL and EMAIL_URL, NAME_FILE=/run/secrets/x sets NAME to the file's content (compose
-# and Kubernetes mount secrets as files). JWT_PRIVATE_KEY, JWT_PUBLIC_KEY and
+# REDIS_URL, EMAIL_URL and METRICS_TOKEN, NAME_FILE=/run/secrets/x sets NAME to the
+# file's content (compose and Kubernetes mount secrets as files). JWT_PRIVATE_KEY, JWT_PUBLIC_KEY and
 # ARCANA_INTERNAL_TLS_* take a file's path themselves.
 #
 # The server replaces this shell (exec), so it is PID 1 and gets SIGTERM itself.
@@ -28,7 +28,7 @@ die() {
   exit 2
 }
 
-for name in DJANGO_SECRET_KEY JWT_SIGNING_KEY DATABASE_URL REDIS_URL EMAIL_URL; do
+for name in DJANGO_SECRET_KEY JWT_SIGNING_KEY DATABASE_URL REDIS_URL EMAIL_URL METRICS_TOKEN; do
   eval "path=\${${name}_FILE:-}"
   [ -n "$path" ] || continue
   eval "value=\${${name}:-}"

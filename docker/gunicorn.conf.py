@@ -3,8 +3,10 @@
 import errno
 import os
 import select
+import shutil
 import signal
 import socket
+import tempfile
 from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
@@ -31,6 +33,37 @@ _control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not _control_socket
 if _control_socket:
     control_socket = _control_socket
+
+
+# --- Prometheus metrics across workers ---
+# Each worker counts into files of PROMETHEUS_MULTIPROC_DIR and /metrics sums
+# them all (arcana/core/metrics.py). Set here, in the master, before any worker
+# imports prometheus-client, which reads it once. Unset, a directory of our own
+# is made and removed on exit; set (a volume, say), it is emptied at start so a
+# restart does not add up the last run's counts.
+_multiproc_own = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _multiproc_own:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="arcana-metrics-")
+_multiproc_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server: Any) -> None:
+    os.makedirs(_multiproc_dir, exist_ok=True)
+    for name in os.listdir(_multiproc_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(_multiproc_dir, name))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # A dead worker's live gauges stop counting; its counters stay in the sum.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _multiproc_dir)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    if _multiproc_own:
+        shutil.rmtree(_multiproc_dir, ignore_errors=True)
 
 
 # --- graceful shutdown: refuse new connections at once, answer the queued ones ---

@@ -48,6 +48,12 @@ fi
 if [ $want_dev -eq 1 ] && ! command -v envsubst >/dev/null 2>&1; then
   need_apt+=(gettext-base)
 fi
+# Development: Debian's Prometheus scrapes a live layered stack in
+# tests/live/test_prometheus.py and in make observe (bench/prometheus.py).
+# Like nginx, it is run by the project with a configuration of its own.
+if [ $want_dev -eq 1 ] && ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+  need_apt+=(prometheus)
+fi
 # The microservices gateway: Debian's nginx (scripts/gateway.sh). Not on PATH
 # for every user (/usr/sbin), hence the explicit look. Debian starts a packaged
 # service on install unless policy-rc.d forbids it (container images do);

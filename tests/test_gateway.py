@@ -255,6 +255,8 @@ NOT_ROUTED = [
     "/api/schema/",
     "/.well-known/openid-configuration",
     "/readyz",  # each service's readiness is its orchestrator's, not the public's
+    "/metrics",  # each service's metrics are its scraper's
+    "/metrics/",
 ]
 
 

@@ -580,6 +580,31 @@ def test_processes_run_their_role(mode: tuple[Mode, Rendered]) -> None:
         assert container["args"] == [role]
 
 
+METRICS_PORT = 9100
+
+
+def test_grpc_and_tier_pods_serve_metrics_and_say_where(mode: tuple[Mode, Rendered]) -> None:
+    """Port 9100 named "metrics", GRPC_METRICS_* set to it, prometheus.io annotations."""
+    _, rendered = mode
+    metered = 0
+    for workload in rendered.deployments():
+        role = workload.labels["arcana.cloud/role"]
+        annotations = workload.template["metadata"].get("annotations", {})
+        if role not in ("grpc", "tier"):
+            assert "prometheus.io/scrape" not in annotations, workload.name
+            continue
+        metered += 1
+        (container,) = workload.pod["containers"]
+        env = {item["name"]: item.get("value") for item in container.get("env", [])}
+        assert env["GRPC_METRICS_HOST"] == "0.0.0.0"  # noqa: S104  (the pod's own address)
+        assert env["GRPC_METRICS_PORT"] == str(METRICS_PORT)
+        assert {"name": "metrics", "containerPort": METRICS_PORT} in container["ports"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == "9100"
+        assert annotations["prometheus.io/path"] == "/metrics"
+    assert metered
+
+
 # --- Services, Ingress, network rules --------------------------------------------------------
 
 
@@ -675,7 +700,11 @@ def test_only_the_edge_is_reached_from_outside(mode: tuple[Mode, Rendered]) -> N
     for workload in rendered.workloads.values():
         inbound = outside_ports(rendered, workload, "Ingress")
         if workload.name in expected.edge:
-            assert container_ports(workload) <= inbound <= {8000, 50051}, workload.name
+            # Every port but the metrics port (the scraper's, never the public's).
+            assert container_ports(workload) - {METRICS_PORT} <= inbound <= {8000, 50051}, (
+                workload.name
+            )
+            assert METRICS_PORT not in inbound
         else:
             assert inbound == set(), workload.name
 

@@ -37,6 +37,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from arcana.core import metrics
 from arcana.core.reads import primary
 from users.errors import EmailTaken, LastAdmin, UserNotFound, VerificationLinkInvalid
 from users.models import Role, Roles, User, UserQuerySet
@@ -108,7 +109,9 @@ def user_get(*, user_id: str) -> UserRecord:
     key = _key(str(pk))
     cached = cache.get(key)
     if isinstance(cached, UserRecord):
+        metrics.cache_read(cache="user", hit=True)
         return cached
+    metrics.cache_read(cache="user", hit=False)
     if cached is not None:  # a tombstone: written moments ago, do not refill
         with primary():
             return _fresh(pk)
@@ -130,7 +133,9 @@ def user_cached(*, user_id: str) -> UserRecord | None:
     except UserNotFound:
         return None
     cached = cache.get(_key(str(pk)))
-    return cached if isinstance(cached, UserRecord) else None
+    hit = isinstance(cached, UserRecord)
+    metrics.cache_read(cache="user", hit=hit)
+    return cached if hit else None
 
 
 def _fresh(pk: uuid.UUID) -> UserRecord:

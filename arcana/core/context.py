@@ -13,12 +13,26 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started
 
 request_id: ContextVar[str | None] = ContextVar("arcana_request_id", default=None)
 acting_user: ContextVar[str | None] = ContextVar("arcana_acting_user", default=None)
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What a call's :func:`call_context` held when it ended, for whoever
+    wraps the call from outside it (a gRPC server's request log, which runs
+    outside the interceptor that sets the context)."""
+
+    request: str | None = None
+    actor: str | None = None
+
+
+call_record: ContextVar[CallRecord | None] = ContextVar("arcana_call_record", default=None)
 
 # What a client (or a gateway) may name its request: short, and nothing that
 # could break a log line or a header.
@@ -40,6 +54,9 @@ def call_context(*, request: str | None = None, actor: str | None = None) -> Ite
     try:
         yield
     finally:
+        record = call_record.get()
+        if record is not None:
+            record.request, record.actor = request_id.get(), acting_user.get()
         acting_user.reset(actor_token)
         request_id.reset(request_token)
 

@@ -43,6 +43,7 @@ import grpc
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from arcana.core import tracing
 from arcana.core.context import acting_user, call_context, request_boundaries, request_id
 from arcana.core.exceptions import (
     DATABASE_DOWN_ERRORS,
@@ -342,9 +343,21 @@ class RemoteBoundary:
             method=name,
             arguments=self._codec.encode_arguments(name, arguments),
         )
+        metadata = self._metadata()
+        if tracing.enabled():
+            context: list[tuple[str, str]] = []
+            with tracing.client_span(f"{self.boundary}.{name}", context):
+                return self._attempts(name, request, (*metadata, *context))
+        return self._attempts(name, request, metadata)
+
+    def _attempts(
+        self,
+        name: str,
+        request: boundary_pb2.InvokeRequest,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> Any:
         attempts = 2 if name in self._reads else 1
         ends = time.monotonic() + self._deadline
-        metadata = self._metadata()
         tried: int | None = None
         for attempt in range(1, attempts + 1):
             remaining = ends - time.monotonic()
@@ -498,13 +511,15 @@ class BoundaryServicer:
             "acting_user": None,
             "caller_tier": None,
         }
-        for key, value in context.invocation_metadata():
+        metadata = context.invocation_metadata()
+        for key, value in metadata:
             field = _METADATA_FIELDS.get(key)
             if field is not None and isinstance(value, str):
                 extra[field] = value
         with (
             request_boundaries(self.__class__),
             call_context(request=extra["request_id"], actor=extra["acting_user"]),
+            tracing.server_span(f"{request.boundary}.{request.method}", metadata),
         ):
             reply, status = self._invoke(codec, implementation, request, extra)
         if status is not None:

@@ -29,6 +29,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.core.cache import BaseCache
 
+from arcana.core import metrics
 from arcana.core.cache import count_up, throttle_cache
 from arcana.core.exceptions import Throttled
 
@@ -65,6 +66,7 @@ def lock_check(*, account: str, client: str) -> None:
     now = time.time()
     remaining = max((float(until) - now for until in locks.values()), default=0.0)
     if remaining > 0:
+        metrics.lockout(event="refused")
         raise Throttled(wait=remaining, message=LOCKED_MESSAGE)
 
 
@@ -74,12 +76,14 @@ def failure_record(*, account: str, client: str) -> None:
     cache = throttle_cache()
     until = time.time() + window
     if count_up(cache, keys["pair_failures"], timeout=window) >= settings.LOGIN_LOCKOUT_FAILURES:
+        metrics.lockout(event="locked")
         cache.set(keys["pair_locked"], until, timeout=window)
         cache.delete(keys["pair_failures"])
     if (
         count_up(cache, keys["account_failures"], timeout=window)
         >= settings.LOGIN_LOCKOUT_ACCOUNT_FAILURES
     ):
+        metrics.lockout(event="locked")
         cache.set(keys["account_locked"], until, timeout=window)
         cache.delete(keys["account_failures"])
 

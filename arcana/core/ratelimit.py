@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
+from arcana.core import metrics
 from arcana.core.cache import count_up, throttle_cache
 from arcana.core.exceptions import Throttled
 
@@ -42,4 +43,5 @@ def rate_limit(*, scope: str, idents: Iterable[str]) -> None:
         key = f"ratelimit:v1:{scope}:{digest}:{window}"
         over = count_up(cache, key, timeout=period) > limit or over
     if over:
+        metrics.throttled(scope=scope)
         raise Throttled(wait=period - (now % period))

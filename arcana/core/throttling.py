@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from arcana.core import metrics
 from arcana.core.cache import throttle_cache
 
 
@@ -27,7 +28,10 @@ class ScopedThrottle(SimpleRateThrottle):
         self.cache = throttle_cache()
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        allowed: bool = super().allow_request(request, view)
+        if not allowed:
+            metrics.throttled(scope=scope)
+        return allowed
 
     def get_rate(self) -> str | None:
         rates: dict[str, str] = settings.THROTTLE_RATES

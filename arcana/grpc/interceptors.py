@@ -27,17 +27,25 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
-from arcana.core.context import accept_request_id, call_context, request_boundaries
+from arcana.core import metrics, tracing
+from arcana.core.context import (
+    CallRecord,
+    accept_request_id,
+    call_context,
+    call_record,
+    request_boundaries,
+)
 from arcana.core.exceptions import InvalidInput, Throttled
 from arcana.core.grpc import authenticated_as, client_address, public_methods
 from arcana.core.principal import authenticator_load
 from arcana.core.throttling import ScopedThrottle
 from arcana.grpc.errors import failure_of
+from arcana.observe.logs import request_line
 
 # Infrastructure that must answer even when the application cannot.
 UNGUARDED_SERVICES = frozenset(
@@ -302,6 +310,64 @@ def _throttle(context: grpc.ServicerContext, scope: str) -> None:
     throttle = _GrpcThrottle()
     if not throttle.allow_request(_ThrottleRequest(context), _ThrottleView(scope)):
         raise Throttled(wait=throttle.wait())
+
+
+# --- metrics ------------------------------------------------------------------------
+
+
+def _code_of(context: grpc.ServicerContext, failed: bool) -> str:
+    """The status the call ends with: the one the code chose (``abort``,
+    ``set_code``), else OK, or UNKNOWN for an exception that chose none."""
+    chosen = context.code()  # type: ignore[attr-defined]  # grpc >= 1.38, not in the stubs
+    if chosen is None:
+        return "UNKNOWN" if failed else "OK"
+    return str(chosen.name)
+
+
+class ObserveInterceptor(_GuardingInterceptor):
+    """Counts, times and gauges every application call of a server
+    (``server``: ``"public"`` or ``"internal"``) by method and status code
+    (``METRICS_ENABLED``), and logs it (``REQUEST_LOG``).
+
+    Outermost, so that what the other interceptors answer (throttled,
+    unauthenticated, over capacity) is counted too; the request id and the
+    acting user come from the call's :class:`~arcana.core.context.CallRecord`,
+    which the call context inside fills. The method label is the full gRPC
+    method of a registered handler, never a client's free text (an unknown
+    method has no handler and is not counted)."""
+
+    def __init__(self, server: str, *, count: bool = True, log: bool = True) -> None:
+        self.server = server
+        self.count = count
+        self.log = log
+
+    @contextmanager
+    def scope(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        started, failed = time.perf_counter_ns(), True
+        record = CallRecord()
+        token = call_record.set(record)
+        try:
+            with metrics.in_flight(self.server) if self.count else nullcontext():
+                yield
+            failed = False
+        finally:
+            call_record.reset(token)
+            elapsed = time.perf_counter_ns() - started
+            code = _code_of(context, failed)
+            if self.count:
+                seconds = elapsed * 1e-9
+                metrics.grpc_call(server=self.server, method=method, code=code, seconds=seconds)
+            if self.log:
+                request_line(
+                    transport="grpc",
+                    server=self.server,
+                    request_id=record.request,
+                    trace_id=tracing.current_trace_id(),
+                    user_id=record.actor,
+                    rpc=method,
+                    status=code,
+                    duration_ms=round(elapsed * 1e-6, 3),
+                )
 
 
 # --- capacity -----------------------------------------------------------------------------

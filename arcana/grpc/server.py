@@ -13,7 +13,9 @@ of them on one port (SO_REUSEPORT) and forwards those signals.
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,10 +33,10 @@ from django.db import connection, connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as reflection_service
 
-from arcana.core import delegation
+from arcana.core import delegation, metrics, tracing
 from arcana.core import grpc_compat as compat
 from arcana.core.pem import check_private_key, pem_certificates, read_pem
-from arcana.grpc.interceptors import CapacityInterceptor
+from arcana.grpc.interceptors import CapacityInterceptor, ObserveInterceptor
 from arcana.health import dependency_ready
 from authn.grpc.servicers import AuthServicer
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
@@ -246,11 +248,23 @@ def build_server(
     compat.ensure_grpc_logging()
     keep_caches_per_thread()
     delegation.connect()  # the peers' clients: bad TLS settings stop the server here
+    interceptors: list[Any] = [capacity] if internal else [capacity, *compat.server_interceptors()]
+    if settings.METRICS_ENABLED or settings.REQUEST_LOG:
+        observe = ObserveInterceptor(
+            "public" if internal is None else "internal",
+            count=settings.METRICS_ENABLED,
+            log=settings.REQUEST_LOG,
+        )
+        interceptors.insert(0, observe)
+    if tracing.provider() is not None:  # outermost: the log line names the trace
+        from opentelemetry.instrumentation.grpc import server_interceptor
+
+        interceptors.insert(0, server_interceptor(tracer_provider=tracing.provider()))  # type: ignore[no-untyped-call]
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=max_workers + max_streams, thread_name_prefix="grpc-worker"
         ),
-        interceptors=[capacity] if internal else [capacity, *compat.server_interceptors()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -344,13 +358,17 @@ def serve(
     grace: float,
     reuse_port: bool = False,
     on_ready: Callable[[ArcanaServer], None] | None = None,
+    expose_metrics: bool = True,
     **limits: Any,
 ) -> None:
     """Run one server until SIGTERM or SIGINT, then shut down gracefully.
 
-    ``limits`` are :func:`build_server`'s other options. Must run on the main
-    thread (signal handlers).
+    ``limits`` are :func:`build_server`'s other options. With
+    ``expose_metrics`` (a worker of :func:`supervise` leaves it to its
+    parent) and ``GRPC_METRICS_PORT`` set, the metrics are served there.
+    Must run on the main thread (signal handlers).
     """
+    metrics_server = _metrics_port() if expose_metrics else None
     stop_requested = threading.Event()
     _on_shutdown_signals(lambda signum: stop_requested.set())
     arcana = build_server(
@@ -376,7 +394,20 @@ def serve(
     logger.info("pid %d: shutting down (grace %.1fs)", os.getpid(), grace)
     arcana.stop(grace).wait()
     connections.close_all()
+    if metrics_server is not None:
+        metrics_server.shutdown()
     logger.info("pid %d: stopped", os.getpid())
+
+
+def _metrics_port() -> Any:
+    """The metrics server on ``GRPC_METRICS_HOST:GRPC_METRICS_PORT``, or None
+    when no port is set (or metrics are off)."""
+    port = settings.GRPC_METRICS_PORT
+    if port is None or not settings.METRICS_ENABLED:
+        return None
+    from arcana.observe.server import serve_metrics
+
+    return serve_metrics(settings.GRPC_METRICS_HOST, port)
 
 
 def _child_main(address: str, options: dict[str, Any]) -> None:
@@ -386,7 +417,8 @@ def _child_main(address: str, options: dict[str, Any]) -> None:
     # not set the parent's (copied, unwatched) event.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
-    serve(address, reuse_port=True, **options)
+    metrics.reset()  # count into this child's own file, from zero
+    serve(address, reuse_port=True, expose_metrics=False, **options)
 
 
 def supervise(
@@ -404,7 +436,40 @@ def supervise(
     A child that dies on its own is restarted, up to ``restart_limit`` times a
     minute; beyond that the whole group stops and the exit status is 1.
     Returns the exit status.
+
+    The children count their metrics into ``PROMETHEUS_MULTIPROC_DIR`` (a
+    temporary directory, removed at the end, unless set) and this process
+    serves their sum on the metrics port.
     """
+    own_directory = not metrics.multiprocess_dir()
+    directory = tempfile.mkdtemp(prefix="arcana-metrics-") if own_directory else ""
+    try:
+        if own_directory:
+            metrics.enable_multiprocess(directory)
+        else:
+            metrics.clear_multiprocess_dir(metrics.multiprocess_dir())
+        return _supervise(
+            address,
+            processes=processes,
+            grace=grace,
+            on_ready=on_ready,
+            restart_limit=restart_limit,
+            **options,
+        )
+    finally:
+        if own_directory:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _supervise(
+    address: str,
+    *,
+    processes: int,
+    grace: float,
+    on_ready: Callable[[list[int]], None] | None,
+    restart_limit: int,
+    **options: Any,
+) -> int:
     connections.close_all()  # children must not share the parent's sockets
     context = multiprocessing.get_context("fork")
     children: list[Any] = []
@@ -423,6 +488,7 @@ def supervise(
 
     _on_shutdown_signals(lambda signum: stop_requested.set())
     children = [spawn() for _ in range(processes)]
+    metrics_server = _metrics_port()  # after the forks: no thread of it in a child
     if on_ready is not None:
         on_ready([child.pid for child in children])
     status = 0
@@ -431,6 +497,8 @@ def supervise(
             if child.is_alive():
                 continue
             logger.error("worker pid %s exited with %s; restarting", child.pid, child.exitcode)
+            if child.pid is not None:
+                metrics.process_dead(child.pid)
             now = time.monotonic()
             restarts[:] = [moment for moment in restarts if now - moment < 60] + [now]
             if len(restarts) > restart_limit:
@@ -454,4 +522,6 @@ def supervise(
             status = 1
         elif child.exitcode not in (0, None) and status == 0 and child.exitcode != -signal.SIGTERM:
             status = 1
+    if metrics_server is not None:
+        metrics_server.shutdown()
     return status

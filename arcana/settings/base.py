@@ -5,6 +5,7 @@ Everything that differs between machines comes from the environment (or a
 lists every variable.
 """
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -17,6 +18,8 @@ from django.core.exceptions import ImproperlyConfigured
 from arcana.core.jwtkeys import load_jwt_keys
 from arcana.core.rediscache import redis_cache
 from arcana.modes import Deployment, Mode, Service, Tier, deployment_from_env
+from arcana.observe.logs import checked_format as checked_log_format
+from arcana.observe.logs import formatter as structured_formatter
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -48,6 +51,8 @@ INSTALLED_APPS = [
     # the project's own command must win (arcana/core/grpc_compat.py).
     "arcana.grpc",
     "django_grpc_framework",
+    # Metrics, request logs and traces (arcana/observe).
+    "arcana.observe",
     "authn",
     # The mail queue: tasks stored in the database, run by `manage.py db_worker`.
     "django_tasks",
@@ -56,6 +61,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "arcana.middleware.RequestIdMiddleware",
+    # Inside the request id (its log line names it), outside everything else
+    # (it times and counts what the rest answers).
+    "arcana.observe.middleware.ObserveMiddleware",
     # Answers CORS preflights before anything else looks at them (CORS below).
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -165,6 +173,12 @@ else:
 _OWNERSHIP_ROUTERS: list[str] = (
     ["arcana.db.ownership.ServiceDataRouter"] if ARCANA_DEPLOYMENT.service is not None else []
 )
+if ARCANA_DEPLOYMENT.service is not None and ARCANA_DEPLOYMENT.service is not Service.USERS:
+    # The mail queue's tables live with the users' data (users/tasks.py), and
+    # django_tasks_db's migration 0019 (RenameIndexIfExists) introspects its
+    # table without asking the router, so on MySQL it fails on a database the
+    # router kept the table out of. Here the app has no migrations to run.
+    MIGRATION_MODULES = {"django_tasks_db": None}
 
 # --- read replicas ------------------------------------------------------------
 # DATABASE_REPLICA_URLS=mysql://...@replica1:3306/arcana,mysql://...@replica2:3306/arcana:
@@ -601,21 +615,58 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- metrics ------------------------------------------------------------------
+# Prometheus metrics (arcana/core/metrics.py): REST processes serve them at
+# /metrics, to clients from METRICS_ALLOWED_IPS (addresses or networks; the
+# loopback by default) or presenting ``Authorization: Bearer <METRICS_TOKEN>``
+# when that is set. The gateway never passes /metrics on. gRPC server and tier
+# processes serve them on a port of their own, GRPC_METRICS_HOST:GRPC_METRICS_PORT
+# (no port: none). Processes that fork workers (gunicorn, grpcrunserver and
+# tierserver --workers N) count into PROMETHEUS_MULTIPROC_DIR, a temporary
+# directory of their own unless set, and a scrape sums every worker.
+
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_ALLOWED_IPS: list[str] = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+for _entry in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_entry.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_entry!r} is not an address or a network (10.0.0.0/8)."
+        ) from None
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+GRPC_METRICS_HOST: str = env.str("GRPC_METRICS_HOST", default="127.0.0.1")
+GRPC_METRICS_PORT: int | None = env.int("GRPC_METRICS_PORT", default=None)
+
 # --- logging --------------------------------------------------------------------
 
+# LOG_FORMAT=json (one JSON object a line; production's) or console (readable;
+# local settings'); REQUEST_LOG: one line per REST request and gRPC call, with
+# its request id, trace id, user id, route or RPC, status and duration_ms
+# (arcana/observe/logs.py).
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+REQUEST_LOG = env.bool("REQUEST_LOG", default=True)
+
+
+def log_format(default: str) -> str:
+    try:
+        return checked_log_format(env.str("LOG_FORMAT", default=default).strip().lower())
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+LOG_FORMAT = log_format("json")
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
-    },
+    "formatters": {"structured": structured_formatter(LOG_FORMAT)},
     "filters": {
         # A bad Host header: one line per host per minute, no traceback.
         "disallowed_host": {"()": "arcana.logfilters.DisallowedHostFilter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

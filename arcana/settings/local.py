@@ -10,9 +10,19 @@ import json
 import secrets
 
 from arcana.modes import Mode
+from arcana.observe.logs import formatter as structured_formatter
 
 from .base import *  # noqa: F403
-from .base import ARCANA_DEPLOYMENT, BASE_DIR, JWT_KEYS, MIDDLEWARE, SIMPLE_JWT, env
+from .base import (
+    ARCANA_DEPLOYMENT,
+    BASE_DIR,
+    JWT_KEYS,
+    LOGGING,
+    MIDDLEWARE,
+    SIMPLE_JWT,
+    env,
+    log_format,
+)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
@@ -41,6 +51,10 @@ if ARCANA_DEPLOYMENT.mode is not Mode.LAYERED:  # layered mode signs with a key 
 
 # Mails go to the console unless EMAIL_URL says otherwise.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+
+# Readable log lines at a terminal; LOG_FORMAT=json gives production's.
+LOG_FORMAT = log_format("console")
+LOGGING["formatters"]["structured"] = structured_formatter(LOG_FORMAT)
 
 # runserver serves static files itself; no collectstatic needed in development.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]

@@ -310,3 +310,31 @@ def test_a_service_without_internal_tls_runs_commands_but_serves_nothing(tmp_pat
         assert refusal(run_service("users", *command, env=env)) == message, command
     wsgi = run_service("users", "shell", "-c", "import arcana.wsgi", env=env)
     assert refusal(wsgi) == message
+
+
+@pytest.mark.live
+def test_the_auth_service_migrates_on_mysql_without_the_mail_queues_tables() -> None:
+    # On MySQL a third-party migration that introspects a table the router kept
+    # out of this database fails (django_tasks_db 0019); SQLite's introspection
+    # of a missing table does not, so the SQLite test above cannot see it.
+    import os
+    import uuid
+
+    import MySQLdb
+
+    url = os.environ["DATABASE_URL"]
+    name = f"arcana_authmig_{uuid.uuid4().hex[:8]}"
+    server = MySQLdb.connect(host="127.0.0.1", port=3306, user="root")
+    server.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        base = url.rsplit("/", 1)[0]
+        result = run_service(
+            "auth", "migrate", "--noinput", "-v", "0", env={"AUTH_DATABASE_URL": f"{base}/{name}"}
+        )
+        assert result.returncode == 0, result.stderr
+        cursor = server.cursor()
+        cursor.execute(f"SHOW TABLES FROM {name}")
+        assert {row[0] for row in cursor.fetchall()} == {"authn_refreshtoken", "django_migrations"}
+    finally:
+        server.cursor().execute(f"DROP DATABASE {name}")
+        server.close()
