@@ -178,7 +178,7 @@ if ARCANA_DEPLOYMENT.service is not None and ARCANA_DEPLOYMENT.service is not Se
     # django_tasks_db's migration 0019 (RenameIndexIfExists) introspects its
     # table without asking the router, so on MySQL it fails on a database the
     # router kept the table out of. Here the app has no migrations to run.
-    MIGRATION_MODULES = {"django_tasks_db": None}
+    MIGRATION_MODULES = {"django_tasks_database": None}  # django_tasks_db's app label
 
 # --- read replicas ------------------------------------------------------------
 # DATABASE_REPLICA_URLS=mysql://...@replica1:3306/arcana,mysql://...@replica2:3306/arcana:
