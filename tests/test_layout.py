@@ -41,7 +41,7 @@ TIERS: tuple[tuple[str, frozenset[str]], ...] = (
         ),
     ),
     ("repository", frozenset({"repository"})),
-    ("services", frozenset({"services", "tokens"})),
+    ("services", frozenset({"services", "tokens", "cursors"})),
     (
         "controllers",
         frozenset(
