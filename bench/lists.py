@@ -64,6 +64,26 @@ def _median_ms(call: Callable[[], object], repeat: int, warm: bool = True) -> fl
     return statistics.median(times) * 1000
 
 
+# (level, filter, page 0 by offset ms, last page by cursor ms), measured interleaved.
+TARGETS: list[tuple[str, str, float, float]] = []
+
+
+def _interleaved(
+    first: Callable[[], object], second: Callable[[], object], rounds: int
+) -> tuple[float, float]:
+    """Medians of ``first`` and ``second`` called in turn, ``rounds`` times each
+    (after one warm-up each): on a noisy machine both see the same noise."""
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for call, into in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            call()
+            into.append(time.perf_counter() - started)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per figure")
@@ -74,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--protocol-deep", action="store_true", help="time the last page by offset on REST/gRPC too"
+    )
+    parser.add_argument(
+        "--target-rounds",
+        type=int,
+        default=25,
+        help="rounds of page 0 by offset against the last page by cursor, in turn",
+    )
+    parser.add_argument("--how", default="offset,cursor", help="comma-separated: offset,cursor")
+    parser.add_argument(
+        "--skip-deep-offset",
+        action="store_true",
+        help="time the last page by offset nowhere (minutes at a million rows)",
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arcana.settings.local")
@@ -117,20 +149,28 @@ def _measure(levels: list[str], args: argparse.Namespace) -> list[dict[str, Any]
         for position in positions:
             cursor = None
             if position.page:
-                before = matching.order_by(*LIST_ORDER)[position.page * SIZE - 1]
-                cursor = make_cursor(repository._record(before), wire)
-            for how in ("offset", "cursor"):
+                # The row before the page, found from the nearer end (only its
+                # key read): the cursor costs no deep offset itself.
+                index = position.page * SIZE - 1
+                if index < count // 2:
+                    keys = matching.order_by(*LIST_ORDER).values_list("pk", flat=True)
+                    pk = keys[index]
+                else:
+                    keys = matching.order_by("-created_at", "-id").values_list("pk", flat=True)
+                    pk = keys[count - 1 - index]
+                cursor = make_cursor(repository.user_get(user_id=str(pk)), wire)
+            for how in [how.strip() for how in args.how.split(",") if how.strip()]:
                 row: dict[str, Any] = {
                     "filter": filter_label,
                     "position": position.label,
                     "how": how,
                 }
                 for level, caller in callers.items():
-                    skipped = how == "offset" and position.deep and level != "repository"
-                    if skipped and not args.protocol_deep:
+                    deep = how == "offset" and position.deep  # a scan no cache holds: no warm-up
+                    protocol = level != "repository"
+                    if deep and (args.skip_deep_offset or (protocol and not args.protocol_deep)):
                         row[level] = None
                         continue
-                    deep = how == "offset" and position.deep  # a scan no cache holds: no warm-up
                     row[level] = _median_ms(
                         functools.partial(caller, filters, how, position.page, cursor),
                         args.deep_repeat if deep else args.repeat,
@@ -138,6 +178,14 @@ def _measure(levels: list[str], args: argparse.Namespace) -> list[dict[str, Any]
                     )
                 rows.append(row)
                 print(_line(row, list(callers)), flush=True)
+        last_cursor = cursor  # the last position's, after the loop
+        for level, caller in callers.items():
+            first, last = _interleaved(
+                functools.partial(caller, filters, "offset", 0, None),
+                functools.partial(caller, filters, "cursor", last_page, last_cursor),
+                args.target_rounds,
+            )
+            TARGETS.append((level, filter_label, first, last))
     return rows
 
 
@@ -255,15 +303,26 @@ def _print(rows: list[dict[str, Any]], levels: list[str]) -> None:
             cells.append("—" if value is None else f"{value:,.1f}")
         print(f"| {row['filter']} | {row['position']} | {row['how']} | " + " | ".join(cells) + " |")
     print()
+    if TARGETS:
+        print("target: the last page by cursor <= 2x page 0 (by offset), measured in turn")
+    for level, filter_label, first_ms, last_ms in TARGETS:
+        verdict = "meets" if last_ms <= 2 * first_ms else "MISSES"
+        print(
+            f"{level:>10}, {filter_label:<20} page 0 {first_ms:7.1f} ms, last by cursor"
+            f" {last_ms:7.1f} ms: {last_ms / first_ms:.2f}x ({verdict})"
+        )
+    print()
     for level in levels:
         for filter_label, _ in FILTERS:
             cursor = [r for r in rows if r["filter"] == filter_label and r["how"] == "cursor"]
             first, last = cursor[0].get(level), cursor[-1].get(level)
-            offset0 = next(r.get(level) for r in rows if r["filter"] == filter_label)
-            if first and last and offset0:
+            offset = [r for r in rows if r["filter"] == filter_label and r["how"] == "offset"]
+            offset0 = offset[0].get(level) if offset else None
+            if first and last:
+                versus_offset = f"{last / offset0:.2f}x page 0 by offset, " if offset0 else ""
                 print(
-                    f"{level:>10}, {filter_label:<20} last page by cursor: {last / offset0:.2f}x"
-                    f" page 0 by offset, {last / first:.2f}x page 0 by cursor"
+                    f"{level:>10}, {filter_label:<20} last page by cursor: {versus_offset}"
+                    f"{last / first:.2f}x page 0 by cursor"
                 )
 
 

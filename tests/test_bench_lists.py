@@ -22,8 +22,14 @@ def test_the_table_and_the_cursor_ratio(capsys: pytest.CaptureFixture[str]) -> N
             rows.append({"filter": label, "position": position, "how": "offset", "rest": offset})
             rows.append({"filter": label, "position": position, "how": "cursor", "rest": cursor})
     rows[2]["rest"] = None  # a level skipped for the deepest offset
-    lists._print(rows, ["rest"])
+    lists.TARGETS[:] = [("rest", "none", 10.0, 15.0), ("grpc", "none", 10.0, 25.0)]
+    try:
+        lists._print(rows, ["rest"])
+    finally:
+        lists.TARGETS.clear()
     out = capsys.readouterr().out
     assert "| none | page 0 | offset | 10.0 |" in out
     assert "| none | last | offset | — |" in out
     assert "last page by cursor: 0.60x page 0 by offset, 1.50x page 0 by cursor" in out
+    assert "15.0 ms: 1.50x (meets)" in out
+    assert "25.0 ms: 2.50x (MISSES)" in out
