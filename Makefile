@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-observe observe bench-hop capacity soak compose-check compose-secrets image containers ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-observe observe bench-hop seed bench-lists capacity soak compose-check compose-secrets image containers ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -71,6 +71,14 @@ observe:  ## Layered stack + Debian's Prometheus + a short load; draws the dashb
 bench-hop:  ## One internal hop against the bare mTLS echo, without the rest of the stack (needs DATABASE_URL=mysql://... REDIS_URL=redis://...)
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.hop
+
+seed:  ## Seed USERS (default 1,000,000) users by bulk insert where DATABASE_URL points; idempotent
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m bench.seed --users $(or $(USERS),1000000)
+
+bench-lists:  ## List pages at a million rows, by offset and by cursor (needs DATABASE_URL=mysql://... seeded with `make seed`)
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m bench.lists
 
 soak:  ## Five-minute load run with the figures printed at the end
 	@scripts/bootstrap.sh --dev

@@ -42,7 +42,7 @@ TIERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     # tasks: the mail queue, which the repository enqueues to.
     ("repository", frozenset({"repository", "tasks"})),
-    ("services", frozenset({"services", "tokens", "mail"})),
+    ("services", frozenset({"services", "tokens", "mail", "cursors"})),
     (
         "controllers",
         frozenset(

@@ -23,6 +23,7 @@ Protocols.
 """
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from users.records import Actor, UserChanges, UserCredentials, UserPage, UserRecord
@@ -60,10 +61,12 @@ class UserServiceInterface(Protocol):
         self,
         *,
         actor: Actor,
-        page: int = 0,
+        page: int | None = None,
         size: int = 10,
         sync_status: str | None = None,
         search: str | None = None,
+        is_active: bool | None = None,
+        cursor: str | None = None,
     ) -> UserPage: ...
 
     def user_update(
@@ -128,7 +131,24 @@ class UserRepositoryInterface(Protocol):
     def user_password_hash(self, *, user_id: str) -> str: ...
 
     def user_list(
-        self, *, page: int, size: int, sync_status: str | None, search: str | None
+        self,
+        *,
+        page: int,
+        size: int,
+        sync_status: str | None,
+        search: str | None,
+        is_active: bool | None = None,
+    ) -> UserPage: ...
+
+    def user_list_after(
+        self,
+        *,
+        size: int,
+        after_created_at: datetime | None,
+        after_id: str | None,
+        sync_status: str | None,
+        search: str | None,
+        is_active: bool | None,
     ) -> UserPage: ...
 
     def user_insert(

@@ -84,7 +84,20 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class UserPage:
+    """One page of a user list.
+
+    By offset (``page`` given): ``page`` and ``total`` are set; ``total`` is
+    exact up to ``USER_LIST_EXACT_TOTAL_UP_TO`` matches and beyond that a
+    count cached per filter set, flagged ``total_is_estimate``. By cursor:
+    ``page`` and ``total`` are None (no count is made). ``has_more``: rows
+    follow the last one (the repository's answer); ``next_cursor``: the
+    signed position after the last one, for the next page (the service's).
+    """
+
     users: list[UserRecord]
-    page: int
+    page: int | None
     size: int
-    total: int
+    total: int | None
+    has_more: bool = False
+    next_cursor: str | None = None
+    total_is_estimate: bool = False

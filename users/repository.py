@@ -25,8 +25,11 @@ Without the cache, and for credentials and password hashes, reads go to the
 primary: they decide who gets in.
 """
 
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +56,9 @@ TOMBSTONE = "__invalidated__"
 TOMBSTONE_SECONDS = 5
 
 CHANGEABLE_FIELDS = frozenset(UserChanges.__annotations__)
+# The lists' one order; every list index ends with it (migration 0005).
+LIST_ORDER = ("created_at", "id")
+LIST_COUNT_KEY = "users:list-count:v1:{}"
 
 
 def _key(user_id: str) -> str:
@@ -178,12 +184,50 @@ def user_password_hash(*, user_id: str) -> str:
     return found
 
 
-def user_list(*, page: int, size: int, sync_status: str | None, search: str | None) -> UserPage:
+def _listed(
+    alias: str, sync_status: str | None, search: str | None, is_active: bool | None
+) -> UserQuerySet:
+    queryset = _users().using(alias).with_sync_status(sync_status).search(search)
+    return queryset if is_active is None else queryset.filter(is_active=is_active)
+
+
+def _total(
+    queryset: UserQuerySet, sync_status: str | None, search: str | None, is_active: bool | None
+) -> tuple[int, bool]:
+    """``(total, is_estimate)``: exact when at most USER_LIST_EXACT_TOTAL_UP_TO
+    users match (a count that stops there: bounded work), otherwise the count
+    cached for this filter set, made at most once per USER_LIST_COUNT_SECONDS
+    (a full count at a million rows costs a scan of an index: seconds with a
+    search, hundreds of milliseconds without)."""
+    limit: int = settings.USER_LIST_EXACT_TOTAL_UP_TO
+    bounded = queryset.order_by()[: limit + 1].count()
+    if bounded <= limit:
+        return bounded, False
+    filters = json.dumps([sync_status, search, is_active])
+    key = LIST_COUNT_KEY.format(hashlib.sha256(filters.encode()).hexdigest())
+    cached = cache.get(key)
+    if isinstance(cached, int) and cached > limit:
+        return cached, True
+    total = queryset.order_by().count()
+    cache.set(key, total, timeout=settings.USER_LIST_COUNT_SECONDS)
+    return total, True
+
+
+def user_list(
+    *,
+    page: int,
+    size: int,
+    sync_status: str | None,
+    search: str | None,
+    is_active: bool | None = None,
+) -> UserPage:
+    """A page by offset: the database reads and discards ``page * size`` rows
+    first (the service caps that at USER_LIST_MAX_OFFSET; this does not)."""
     # Where the router sends this read (a replica, unless the caller wrote
     # moments ago), in one transaction there: on the primary it would be a
     # transaction on the primary, which reads the primary.
     alias = router.db_for_read(User)
-    queryset = _users().using(alias).with_sync_status(sync_status).search(search)
+    queryset = _listed(alias, sync_status, search, is_active)
     # One snapshot for the count and the page: as two autocommit statements (or
     # in Django's READ COMMITTED transactions on MySQL) a user created between
     # them gave a page holding more users than ``total``. SQLite's transactions
@@ -191,15 +235,49 @@ def user_list(*, page: int, size: int, sync_status: str | None, search: str | No
     # query would need no transaction, but it makes the database read every
     # matching row for every page: measured 3x the database CPU at 700 users.)
     connection = connections[alias]
+    start = page * size
     with transaction.atomic(using=alias):
         if connection.vendor == "mysql" and len(connection.atomic_blocks) == 1:
             # Only the outermost block can still choose its isolation level.
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        total = queryset.count()
-        rows = queryset.with_roles().order_by("created_at", "id")[page * size : (page + 1) * size]
+        total, estimate = _total(queryset, sync_status, search, is_active)
+        rows = queryset.with_roles().order_by(*LIST_ORDER)[start : start + size + 1]
         users = [_record(user) for user in rows]
-    return UserPage(users=users, page=page, size=size, total=total)
+    return UserPage(
+        users=users[:size],
+        page=page,
+        size=size,
+        total=total,
+        has_more=len(users) > size,
+        total_is_estimate=estimate,
+    )
+
+
+def user_list_after(
+    *,
+    size: int,
+    after_created_at: datetime | None,
+    after_id: str | None,
+    sync_status: str | None,
+    search: str | None,
+    is_active: bool | None,
+) -> UserPage:
+    """A page by keyset: the ``size`` users just after ``(after_created_at,
+    after_id)`` in ``created_at, id`` order (from the start when None). One
+    range read of a ``(..., created_at, id)`` index (migration 0005), as cheap
+    at the millionth row as at the first; no count."""
+    alias = router.db_for_read(User)
+    queryset = _listed(alias, sync_status, search, is_active)
+    if after_created_at is not None:
+        pk = parse_user_id(after_id or "")
+        # The ``>=`` alone bounds the index range; the OR orders the ties by id.
+        after = Q(created_at__gt=after_created_at) | Q(created_at=after_created_at, id__gt=pk)
+        queryset = queryset.filter(after, created_at__gte=after_created_at)
+    users = [_record(user) for user in queryset.with_roles().order_by(*LIST_ORDER)[: size + 1]]
+    return UserPage(
+        users=users[:size], page=None, size=size, total=None, has_more=len(users) > size
+    )
 
 
 # --- writes -----------------------------------------------------------------------

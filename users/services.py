@@ -9,6 +9,7 @@ hashed and checked here; the hash goes to and comes from the repository and
 no further.
 """
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
@@ -22,7 +23,15 @@ from arcana.core import lockout
 from arcana.core.exceptions import Forbidden, InvalidInput
 from arcana.core.ratelimit import rate_limit
 from users import mail, tokens
-from users.errors import LastAdmin, PasswordResetLinkInvalid, UserNotFound, VerificationLinkInvalid
+from users.cursors import ListFilters, make_cursor, read_cursor
+from users.errors import (
+    CursorWithPage,
+    LastAdmin,
+    PageTooDeep,
+    PasswordResetLinkInvalid,
+    UserNotFound,
+    VerificationLinkInvalid,
+)
 from users.models import Roles, SyncStatus, User
 from users.normal import normalize_email, parse_user_id
 from users.records import (
@@ -184,25 +193,59 @@ def user_login_record(*, user_id: str) -> None:
 def user_list(
     *,
     actor: Actor,
-    page: int = 0,
+    page: int | None = None,
     size: int = 10,
     sync_status: str | None = None,
     search: str | None = None,
+    is_active: bool | None = None,
+    cursor: str | None = None,
 ) -> UserPage:
+    """A page of users, by offset (``page``, default 0) or by keyset
+    (``cursor``: a ``next_cursor`` of an earlier page with the same filters).
+    Every page but the last carries a ``next_cursor``; offsets beyond
+    ``USER_LIST_MAX_OFFSET`` are refused (``PageTooDeep``)."""
     _require_admin(actor)
     errors: dict[str, list[str]] = {}
-    if page < 0:
+    if page is not None and page < 0:
         errors["page"] = ["Ensure this value is greater than or equal to 0."]
     if not 1 <= size <= MAX_PAGE_SIZE:
         errors["size"] = [f"Ensure this value is between 1 and {MAX_PAGE_SIZE}."]
     if errors:
         raise InvalidInput(errors)
-    return users.repo.user_list(
-        page=page,
-        size=size,
-        sync_status=_check_sync_status(sync_status) if sync_status else None,
+    filters = ListFilters(
         search=search or None,
+        sync_status=_check_sync_status(sync_status) if sync_status else None,
+        is_active=is_active,
     )
+    if cursor:
+        if page is not None:
+            raise CursorWithPage()
+        after = read_cursor(cursor, filters)
+        found = users.repo.user_list_after(
+            size=size,
+            after_created_at=after.created_at,
+            after_id=after.id,
+            sync_status=filters.sync_status,
+            search=filters.search,
+            is_active=filters.is_active,
+        )
+    else:
+        page = page or 0
+        if page * size > settings.USER_LIST_MAX_OFFSET:
+            raise PageTooDeep(
+                f"Offset page * size = {page * size} is beyond {settings.USER_LIST_MAX_OFFSET}:"
+                " follow next_cursor from an earlier page instead."
+            )
+        found = users.repo.user_list(
+            page=page,
+            size=size,
+            sync_status=filters.sync_status,
+            search=filters.search,
+            is_active=filters.is_active,
+        )
+    if not (found.has_more and found.users):
+        return found
+    return dataclasses.replace(found, next_cursor=make_cursor(found.users[-1], filters))
 
 
 def _require_superuser_to_touch(actor: Actor, target: UserRecord, action: str) -> None:

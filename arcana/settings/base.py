@@ -286,6 +286,16 @@ USER_CACHE: bool = env.bool("USER_CACHE", default=SHARED_CACHE)
 # Seconds a cached user record lives; writes invalidate it at once.
 USER_CACHE_TIMEOUT = env.int("USER_CACHE_TIMEOUT", default=300)
 
+# The user list at scale (README "Lists at scale"). An offset page makes the
+# database read and discard every row before it, so page * size is capped
+# (beyond it: 400 page_too_deep, follow next_cursor); ``total`` is counted
+# exactly up to USER_LIST_EXACT_TOTAL_UP_TO matches, and beyond that taken
+# from a count cached per filter set for USER_LIST_COUNT_SECONDS and flagged
+# ``total_is_estimate``.
+USER_LIST_MAX_OFFSET = env.int("USER_LIST_MAX_OFFSET", default=10_000)
+USER_LIST_EXACT_TOTAL_UP_TO = env.int("USER_LIST_EXACT_TOTAL_UP_TO", default=10_000)
+USER_LIST_COUNT_SECONDS = env.int("USER_LIST_COUNT_SECONDS", default=60)
+
 # --- users and passwords ----------------------------------------------------
 
 AUTH_USER_MODEL = "users.User"

@@ -41,6 +41,7 @@ def journey(base_url: str, *, name: str, email: str, password: str, admin: tuple
     if not isinstance(me, UserOutput) or me.email != email:
         raise RuntimeError(f"me failed: {me!r}")
     page = users_list.sync(client=login(base_url, *admin), search=email, size=5)
-    if not isinstance(page, UserPageOutput):
+    # By offset (no cursor), so the page carries a total (absent by cursor).
+    if not isinstance(page, UserPageOutput) or not isinstance(page.total, int):
         raise RuntimeError(f"list failed: {page!r}")
     return page.total

@@ -105,6 +105,74 @@ def test_list_needs_admin(users_stub: UserServiceStub, user: User) -> None:
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_list_by_cursor_walks_every_user_once(
+    users_stub: UserServiceStub, admin_user: User
+) -> None:
+    UserFactory.create_batch(4, sync_status=SyncStatus.PENDING)
+    UserFactory.create_batch(2)
+    metadata = auth_for(admin_user)
+    first = users_stub.ListUsers(users_pb2.ListUsersRequest(size=2), metadata=metadata)
+    assert first.HasField("total")
+    assert first.HasField("next_cursor")
+    assert not first.total_is_estimate
+    seen = [u.id for u in first.users]
+    page = first
+    while page.HasField("next_cursor"):
+        UserFactory.create()  # arriving while the client walks: seen at the end
+        request = users_pb2.ListUsersRequest(size=2, cursor=page.next_cursor)
+        page = users_stub.ListUsers(request, metadata=metadata)
+        assert not page.HasField("total")
+        assert not page.HasField("page")
+        seen += [u.id for u in page.users]
+    expected = User.objects.order_by("created_at", "id").values_list("pk", flat=True)
+    assert seen == [str(pk) for pk in expected]
+
+    pending = users_pb2.ListUsersRequest(size=3, sync_status="pending", is_active=True)
+    one = users_stub.ListUsers(pending, metadata=metadata)
+    pending.cursor = one.next_cursor
+    two = users_stub.ListUsers(pending, metadata=metadata)
+    assert len(one.users) + len(two.users) == 4
+    assert not two.HasField("next_cursor")
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "code"),
+    [
+        ({"search": "else"}, "cursor_filter_mismatch"),
+        ({"is_active": False}, "cursor_filter_mismatch"),
+        ({"page": 0}, "cursor_with_page"),
+        ({"tamper": True}, "invalid_cursor"),
+    ],
+)
+def test_list_refuses_a_cursor_out_of_place(
+    users_stub: UserServiceStub, admin_user: User, request_fields: dict[str, object], code: str
+) -> None:
+    UserFactory.create_batch(2)
+    metadata = auth_for(admin_user)
+    cursor = users_stub.ListUsers(users_pb2.ListUsersRequest(size=1), metadata=metadata).next_cursor
+    request_fields = dict(request_fields)  # the parameter is shared by every mode's run
+    if request_fields.pop("tamper", False):
+        cursor = cursor[:5] + ("x" if cursor[5] != "x" else "y") + cursor[6:]
+    request = users_pb2.ListUsersRequest(size=1, cursor=cursor, **request_fields)  # type: ignore[arg-type]
+    error = rpc_error(users_stub.ListUsers, request, metadata=metadata)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailer(error, ERROR_CODE_KEY) == code
+
+
+def test_list_caps_offset_pages(users_stub: UserServiceStub, admin_user: User) -> None:
+    metadata = auth_for(admin_user)
+    at_the_cap = users_stub.ListUsers(
+        users_pb2.ListUsersRequest(page=500, size=20), metadata=metadata
+    )
+    assert list(at_the_cap.users) == []
+    error = rpc_error(
+        users_stub.ListUsers, users_pb2.ListUsersRequest(page=501, size=20), metadata=metadata
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailer(error, ERROR_CODE_KEY) == "page_too_deep"
+    assert "next_cursor" in (error.details() or "")
+
+
 # --- CreateUser -----------------------------------------------------------------------
 
 

@@ -318,23 +318,22 @@ def test_the_auth_service_migrates_on_mysql_without_the_mail_queues_tables() -> 
     # out of this database fails (django_tasks_db 0019); SQLite's introspection
     # of a missing table does not, so the SQLite test above cannot see it.
     import os
-    import uuid
 
-    import MySQLdb
+    from bench.stack import mysql_connect, mysql_database_create, mysql_database_drop
 
-    url = os.environ["DATABASE_URL"]
-    name = f"arcana_authmig_{uuid.uuid4().hex[:8]}"
-    server = MySQLdb.connect(host="127.0.0.1", port=3306, user="root")
-    server.cursor().execute(f"CREATE DATABASE {name}")
+    url = mysql_database_create(os.environ["DATABASE_URL"], prefix="arcana_authmig")
     try:
-        base = url.rsplit("/", 1)[0]
         result = run_service(
-            "auth", "migrate", "--noinput", "-v", "0", env={"AUTH_DATABASE_URL": f"{base}/{name}"}
+            "auth", "migrate", "--noinput", "-v", "0", env={"AUTH_DATABASE_URL": url}
         )
         assert result.returncode == 0, result.stderr
-        cursor = server.cursor()
-        cursor.execute(f"SHOW TABLES FROM {name}")
-        assert {row[0] for row in cursor.fetchall()} == {"authn_refreshtoken", "django_migrations"}
+        conn = mysql_connect(url)
+        try:
+            cursor = conn.cursor()
+            cursor.execute("SHOW TABLES")
+            tables = {row[0] for row in cursor.fetchall()}
+        finally:
+            conn.close()
+        assert tables == {"authn_refreshtoken", "django_migrations"}
     finally:
-        server.cursor().execute(f"DROP DATABASE {name}")
-        server.close()
+        mysql_database_drop(url)

@@ -135,8 +135,24 @@ class UserUpdateInputSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 class UserListQuerySerializer(serializers.Serializer[dict[str, Any]]):
+    # No default: "page absent" and "page=0" differ when a cursor is sent.
     page = serializers.IntegerField(
-        min_value=0, max_value=10_000_000, default=0, help_text="0-based page number."
+        min_value=0,
+        max_value=10_000_000,
+        required=False,
+        help_text=(
+            "0-based page number (default 0). page * size may not exceed 10,000"
+            " (400 page_too_deep): deeper, follow next_cursor. Not with cursor."
+        ),
+    )
+    cursor = serializers.CharField(
+        max_length=1000,
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "Keyset paging: the next_cursor of the previous page, sent with the same"
+            " filters (400 cursor_filter_mismatch otherwise; invalid_cursor if changed)."
+        ),
     )
     size = serializers.IntegerField(
         min_value=1, max_value=100, default=10, help_text="Users per page."
@@ -150,6 +166,10 @@ class UserListQuerySerializer(serializers.Serializer[dict[str, Any]]):
         allow_blank=True,
         help_text="Case-insensitive substring of the name or email.",
     )
+    # default=None: absent from a query string means "either", not false.
+    is_active = serializers.BooleanField(
+        allow_null=True, default=None, help_text="Only active (true) or inactive (false) users."
+    )
 
 
 # many=False: the view's action is "list", but its body is one page object, which
@@ -159,6 +179,16 @@ class UserPageOutputSerializer(serializers.Serializer[Any]):
     # The contract names this key "data"; DRF's metaclass moves declared fields
     # off the class, so it does not shadow Serializer.data at run time.
     data = UserOutputSerializer(many=True, source="users")  # type: ignore[assignment]
-    page = serializers.IntegerField()
+    page = serializers.IntegerField(required=False, help_text="By offset only.")
     size = serializers.IntegerField()
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(
+        required=False,
+        help_text=(
+            "By offset only: exact up to 10,000 matches; beyond that a count at most"
+            " a minute old (total_is_estimate true)."
+        ),
+    )
+    total_is_estimate = serializers.BooleanField(required=False, help_text="By offset only.")
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="The cursor of the next page; null on the last page."
+    )

@@ -47,14 +47,11 @@ class UserViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         query = validated(UserListQuerySerializer, request.query_params)
         page = users.service.user_list(actor=actor_of(request, Actor), **query)
-        return Response(
-            {
-                "data": [user_json(user) for user in page.users],
-                "page": page.page,
-                "size": page.size,
-                "total": page.total,
-            }
-        )
+        body: dict[str, Any] = {"data": [user_json(user) for user in page.users]}
+        if page.page is not None:  # by offset
+            body.update(page=page.page, total=page.total, total_is_estimate=page.total_is_estimate)
+        body.update(size=page.size, next_cursor=page.next_cursor)
+        return Response(body)
 
     @extend_schema(
         request=UserCreateInputSerializer,

@@ -73,11 +73,14 @@ class UserServicer(Service):
     ) -> users_pb2.ListUsersResponse:
         query = validated(UserListQuerySerializer, request_data(request))
         page = users.service.user_list(actor=current_actor(Actor), **query)
+        # None leaves an optional field unset: by cursor, no page or total.
         return users_pb2.ListUsersResponse(
             users=[user_message(user) for user in page.users],
             total=page.total,
             page=page.page,
             size=page.size,
+            next_cursor=page.next_cursor,
+            total_is_estimate=page.total_is_estimate if page.page is not None else None,
         )
 
     def CreateUser(

@@ -43,28 +43,36 @@ class GetUserRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
-    __slots__ = ("page", "size", "sync_status", "search")
+    __slots__ = ("page", "size", "sync_status", "search", "cursor", "is_active")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SYNC_STATUS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     page: int
     size: int
     sync_status: str
     search: str
-    def __init__(self, page: _Optional[int] = ..., size: _Optional[int] = ..., sync_status: _Optional[str] = ..., search: _Optional[str] = ...) -> None: ...
+    cursor: str
+    is_active: bool
+    def __init__(self, page: _Optional[int] = ..., size: _Optional[int] = ..., sync_status: _Optional[str] = ..., search: _Optional[str] = ..., cursor: _Optional[str] = ..., is_active: _Optional[bool] = ...) -> None: ...
 
 class ListUsersResponse(_message.Message):
-    __slots__ = ("users", "total", "page", "size")
+    __slots__ = ("users", "total", "page", "size", "next_cursor", "total_is_estimate")
     USERS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_IS_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     users: _containers.RepeatedCompositeFieldContainer[UserResponse]
     total: int
     page: int
     size: int
-    def __init__(self, users: _Optional[_Iterable[_Union[UserResponse, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+    next_cursor: str
+    total_is_estimate: bool
+    def __init__(self, users: _Optional[_Iterable[_Union[UserResponse, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., size: _Optional[int] = ..., next_cursor: _Optional[str] = ..., total_is_estimate: _Optional[bool] = ...) -> None: ...
 
 class CreateUserRequest(_message.Message):
     __slots__ = ("name", "email", "password", "roles")
