@@ -312,7 +312,7 @@ def test_a_service_without_internal_tls_runs_commands_but_serves_nothing(tmp_pat
     assert refusal(wsgi) == message
 
 
-@pytest.mark.live
+@pytest.mark.mysql
 def test_the_auth_service_migrates_on_mysql_without_the_mail_queues_tables() -> None:
     # On MySQL a third-party migration that introspects a table the router kept
     # out of this database fails (django_tasks_db 0019); SQLite's introspection

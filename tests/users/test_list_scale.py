@@ -74,7 +74,7 @@ def test_offset_pages_know_whether_more_follow() -> None:
     assert len(last.users) == 1
 
 
-@pytest.mark.skipif(connection.vendor != "mysql", reason="EXPLAIN of MariaDB/MySQL")
+@pytest.mark.mysql  # EXPLAIN of MariaDB/MySQL
 @pytest.mark.parametrize(
     ("filters", "index"),
     [
