@@ -54,6 +54,32 @@ def on_starting(server: Any) -> None:
             os.unlink(os.path.join(_multiproc_dir, name))
 
 
+def when_ready(server: Any) -> None:
+    """REST_METRICS_PORT (and REST_METRICS_HOST, 127.0.0.1 by default): the
+    master also serves every worker's metrics, summed, on a port of its own,
+    without /metrics' address or token check, for a scraper that reaches pods
+    and containers by their own address, as the gRPC and tier processes'
+    GRPC_METRICS_PORT does. Unset, /metrics on the HTTP port is the only one."""
+    port = os.environ.get("REST_METRICS_PORT", "")
+    enabled = os.environ.get("METRICS_ENABLED", "true").strip().lower()
+    if not port or enabled in {"false", "0", "no", "off"}:
+        return
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"REST_METRICS_PORT must be a port number (1-65535), got {port!r}")
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=_multiproc_dir)  # type: ignore[no-untyped-call]
+    host = os.environ.get("REST_METRICS_HOST", "127.0.0.1")
+    try:
+        start_http_server(int(port), addr=host, registry=registry)
+    except OSError as exc:
+        raise SystemExit(
+            f"REST_METRICS_PORT: cannot serve metrics on {host}:{port}: {exc}"
+        ) from None
+    server.log.info("serving metrics on %s:%s", host, port)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's live gauges stop counting; its counters stay in the sum.
     from prometheus_client import multiprocess

@@ -68,3 +68,39 @@ def test_the_control_socket_is_off_unless_a_path_is_given(
     config = Config()
     for name in ("control_socket", "control_socket_disable"):
         config.set(name, settings[name])  # names gunicorn knows
+
+
+@pytest.mark.parametrize(
+    ("port", "message"),
+    [
+        ("nine", "REST_METRICS_PORT must be a port number (1-65535), got 'nine'"),
+        ("70000", "REST_METRICS_PORT must be a port number (1-65535), got '70000'"),
+    ],
+)
+def test_a_bad_rest_metrics_port_stops_the_master_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, port: str, message: str
+) -> None:
+    monkeypatch.setenv("REST_METRICS_PORT", port)
+    when_ready = runpy.run_path(str(GUNICORN_CONF))["when_ready"]
+    with pytest.raises(SystemExit) as stopped:
+        when_ready(None)
+    assert str(stopped.value) == message
+
+
+def test_a_taken_rest_metrics_port_stops_the_master_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("REST_METRICS_PORT", str(taken.getsockname()[1]))
+        when_ready = runpy.run_path(str(GUNICORN_CONF))["when_ready"]
+        with pytest.raises(SystemExit) as stopped:
+            when_ready(None)
+    assert str(stopped.value).startswith("REST_METRICS_PORT: cannot serve metrics on 127.0.0.1:")
+
+
+def test_metrics_off_means_no_master_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REST_METRICS_PORT", "nine")  # not even read
+    monkeypatch.setenv("METRICS_ENABLED", "false")
+    assert runpy.run_path(str(GUNICORN_CONF))["when_ready"](None) is None

@@ -583,26 +583,28 @@ def test_processes_run_their_role(mode: tuple[Mode, Rendered]) -> None:
 METRICS_PORT = 9100
 
 
-def test_grpc_and_tier_pods_serve_metrics_and_say_where(mode: tuple[Mode, Rendered]) -> None:
-    """Port 9100 named "metrics", GRPC_METRICS_* set to it, prometheus.io annotations."""
+def test_rest_grpc_and_tier_pods_serve_metrics_and_say_where(mode: tuple[Mode, Rendered]) -> None:
+    """Port 9100 named "metrics", GRPC_METRICS_* (gRPC and tier processes) or
+    REST_METRICS_* (gunicorn's master) set to it, prometheus.io annotations."""
     _, rendered = mode
-    metered = 0
+    metered = set()
     for workload in rendered.deployments():
         role = workload.labels["arcana.cloud/role"]
         annotations = workload.template["metadata"].get("annotations", {})
-        if role not in ("grpc", "tier"):
+        variable = {"grpc": "GRPC", "tier": "GRPC", "rest": "REST"}.get(role)
+        if variable is None:
             assert "prometheus.io/scrape" not in annotations, workload.name
             continue
-        metered += 1
+        metered.add(role)
         (container,) = workload.pod["containers"]
         env = {item["name"]: item.get("value") for item in container.get("env", [])}
-        assert env["GRPC_METRICS_HOST"] == "0.0.0.0"  # noqa: S104  (the pod's own address)
-        assert env["GRPC_METRICS_PORT"] == str(METRICS_PORT)
+        assert env[f"{variable}_METRICS_HOST"] == "0.0.0.0"  # noqa: S104  (the pod's own address)
+        assert env[f"{variable}_METRICS_PORT"] == str(METRICS_PORT)
         assert {"name": "metrics", "containerPort": METRICS_PORT} in container["ports"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/port"] == "9100"
         assert annotations["prometheus.io/path"] == "/metrics"
-    assert metered
+    assert {"rest", "grpc"} <= metered
 
 
 # --- Services, Ingress, network rules --------------------------------------------------------

@@ -84,7 +84,7 @@ def test_grpc_workers_are_summed_on_one_metrics_port(
 def test_gunicorn_workers_are_summed_at_metrics(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    (port,) = side_ports(1)
+    port, metrics_port = side_ports(2)
     directory = tmp_path / "metrics"
     command = [
         sys.executable,
@@ -101,6 +101,7 @@ def test_gunicorn_workers_are_summed_at_metrics(
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_WORKERS="2",
         PROMETHEUS_MULTIPROC_DIR=str(directory),
+        REST_METRICS_PORT=str(metrics_port),
     )
 
     def get(path: str) -> tuple[int, str]:
@@ -132,3 +133,6 @@ def test_gunicorn_workers_are_summed_at_metrics(
     status, text = get("/metrics")
     assert status == 200
     assert sample(text, "arcana_http_requests_total", route="healthz") == before + sent
+    # The master's own metrics port (REST_METRICS_PORT) sums the same files.
+    master = scrape(metrics_port)
+    assert sample(master, "arcana_http_requests_total", route="healthz") == before + sent

@@ -35,11 +35,14 @@ def test_every_target_is_a_compose_service_serving_metrics_there(mode: str) -> N
     for host, port in targets.items():
         assert host in services, host
         service = services[host]
-        if port == 9100:  # a gRPC or tier process's metrics port
-            assert service["command"][0] in ("grpc", "tier"), host
-            assert str(service["environment"]["GRPC_METRICS_PORT"]) == "9100", host
-        else:
-            assert (service["command"][0], port) == ("rest", 8000), host
+        # Every process's metrics port: GRPC_* for gRPC and tier processes,
+        # REST_* for gunicorn's master; never the HTTP port (its /metrics
+        # checks the scraper's address or token).
+        assert port == 9100, host
+        role = service["command"][0]
+        variable = {"grpc": "GRPC", "tier": "GRPC", "rest": "REST"}[role]
+        assert str(service["environment"][f"{variable}_METRICS_PORT"]) == "9100", host
+        assert service["environment"][f"{variable}_METRICS_HOST"] == "0.0.0.0", host  # noqa: S104
 
 
 @pytest.mark.parametrize("mode", MODES)
