@@ -93,6 +93,9 @@ def server_env(
 ) -> dict[str, str]:
     """What a server runs with: production settings, fresh keys, generous throttles."""
     env = dict(os.environ)
+    # Each server counts its metrics in a directory of its own (two gunicorn
+    # masters given one would clear each other's files at start).
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
         DJANGO_SETTINGS_MODULE="arcana.settings.production",
         # Fresh per run and shared by every server, so one token works on both protocols.

@@ -1,5 +1,6 @@
 """gunicorn settings for the REST process; every value can be set by env."""
 
+import contextlib
 import errno
 import os
 import select
@@ -37,21 +38,28 @@ if _control_socket:
 
 # --- Prometheus metrics across workers ---
 # Each worker counts into files of PROMETHEUS_MULTIPROC_DIR and /metrics sums
-# them all (arcana/core/metrics.py). Set here, in the master, before any worker
-# imports prometheus-client, which reads it once. Unset, a directory of our own
-# is made and removed on exit; set (a volume, say), it is emptied at start so a
-# restart does not add up the last run's counts.
-_multiproc_own = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _multiproc_own:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="arcana-metrics-")
-_multiproc_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+# them all (arcana/core/metrics.py). Set in the master's on_starting, before
+# any worker imports prometheus-client, which reads it once (not when this file
+# is read: a process that only reads it, a test, must not inherit the
+# variable). Unset, a directory of our own is made and removed on exit; set (a
+# volume, say), it is emptied at start so a restart does not add up the last
+# run's counts.
+_multiproc: dict[str, Any] = {"dir": "", "own": False}
 
 
 def on_starting(server: Any) -> None:
-    os.makedirs(_multiproc_dir, exist_ok=True)
-    for name in os.listdir(_multiproc_dir):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    own = not directory
+    if own:
+        directory = tempfile.mkdtemp(prefix="arcana-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    _multiproc.update(dir=directory, own=own)
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
         if name.endswith(".db"):
-            os.unlink(os.path.join(_multiproc_dir, name))
+            # Missing: another master clearing the same directory.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
 
 
 def when_ready(server: Any) -> None:
@@ -69,7 +77,7 @@ def when_ready(server: Any) -> None:
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=_multiproc_dir)  # type: ignore[no-untyped-call]
+    multiprocess.MultiProcessCollector(registry, path=_multiproc["dir"])  # type: ignore[no-untyped-call]
     host = os.environ.get("REST_METRICS_HOST", "127.0.0.1")
     try:
         start_http_server(int(port), addr=host, registry=registry)
@@ -84,12 +92,12 @@ def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's live gauges stop counting; its counters stay in the sum.
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid, _multiproc_dir)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(worker.pid, _multiproc["dir"])  # type: ignore[no-untyped-call]
 
 
 def on_exit(server: Any) -> None:
-    if _multiproc_own:
-        shutil.rmtree(_multiproc_dir, ignore_errors=True)
+    if _multiproc["own"]:
+        shutil.rmtree(_multiproc["dir"], ignore_errors=True)
 
 
 # --- graceful shutdown: refuse new connections at once, answer the queued ones ---

@@ -1,6 +1,7 @@
 """docker/gunicorn.conf.py's SIGTERM hook on the states a worker meets."""
 
 import logging
+import os
 import runpy
 import socket
 from pathlib import Path
@@ -88,15 +89,17 @@ def test_a_bad_rest_metrics_port_stops_the_master_with_one_line(
 
 
 def test_a_taken_rest_metrics_port_stops_the_master_with_one_line(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         monkeypatch.setenv("REST_METRICS_PORT", str(taken.getsockname()[1]))
-        when_ready = runpy.run_path(str(GUNICORN_CONF))["when_ready"]
+        conf = runpy.run_path(str(GUNICORN_CONF))
+        conf["on_starting"](None)
         with pytest.raises(SystemExit) as stopped:
-            when_ready(None)
+            conf["when_ready"](None)
     assert str(stopped.value).startswith("REST_METRICS_PORT: cannot serve metrics on 127.0.0.1:")
 
 
@@ -104,3 +107,30 @@ def test_metrics_off_means_no_master_metrics_port(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("REST_METRICS_PORT", "nine")  # not even read
     monkeypatch.setenv("METRICS_ENABLED", "false")
     assert runpy.run_path(str(GUNICORN_CONF))["when_ready"](None) is None
+
+
+def _unset_multiproc_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    # setenv first: a bare delenv of an absent variable records nothing to
+    # undo, and on_starting's own value would then outlive the test.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unset after the test")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+
+
+def test_reading_the_config_leaves_the_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the master's on_starting sets the directory: a process that merely
+    # reads the file (a test, a tool) would hand it to every server it starts.
+    _unset_multiproc_dir(monkeypatch)
+    runpy.run_path(str(GUNICORN_CONF))
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_on_starting_makes_and_exit_removes_its_own_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _unset_multiproc_dir(monkeypatch)
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    conf["on_starting"](None)
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert directory.is_dir()
+    conf["on_exit"](None)
+    assert not directory.exists()

@@ -189,6 +189,15 @@ def enable_multiprocess(directory: str) -> None:
     _current = None
 
 
+def disable_multiprocess() -> None:
+    """Undo :func:`enable_multiprocess` in this process: count in memory again,
+    and stop handing the (soon removed) directory to processes started later."""
+    global _current
+    os.environ.pop(MULTIPROC_ENV, None)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    _current = None
+
+
 def reset() -> None:
     """Forget this process's metrics (a forked child starts from zero)."""
     global _current

@@ -458,6 +458,7 @@ def supervise(
         )
     finally:
         if own_directory:
+            metrics.disable_multiprocess()
             shutil.rmtree(directory, ignore_errors=True)
 
 

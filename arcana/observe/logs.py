@@ -30,10 +30,18 @@ LOG_FORMATS = ("json", "console")
 REQUEST_LOGGER = "arcana.request"
 
 
+def add_pid(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The process that logged (which gunicorn or gRPC worker), as the
+    project's plain log format always said."""
+    event["pid"] = os.getpid()
+    return event
+
+
 def _shared_processors() -> list[Any]:
     return [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        add_pid,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
 

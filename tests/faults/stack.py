@@ -149,8 +149,17 @@ class Reply:
 
 
 def pid_of(line: str) -> int:
-    """The process id in a line of the project's log format
+    """The process id in a line of the project's log: a JSON object's ``pid``
+    (``LOG_FORMAT=json``, production's), or the plain format's fourth field
     (``%(asctime)s %(levelname)s %(name)s %(process)d %(message)s``)."""
+    if line.startswith("{"):
+        try:
+            pid = json.loads(line).get("pid")
+        except ValueError:
+            pid = None
+        if isinstance(pid, int):
+            return pid
+        raise AssertionError(f"not a project log line: {line!r}")
     match = re.match(r"\S+ \S+ \S+ \S+ (\d+) ", line)
     if match is None:
         raise AssertionError(f"not a project log line: {line!r}")
