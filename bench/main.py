@@ -56,6 +56,7 @@ from bench.stack import (
     manage,
     mysql_database_ensure,
     rest_json,
+    rest_login,
     rest_server,
     tier_pki,
     tier_server,
@@ -499,12 +500,7 @@ def echo_reply() -> bytes:
 
 
 def _login(port: int, email: str) -> str:
-    status, body = rest_json(
-        port, "POST", "/api/v1/auth/login", {"email": email, "password": PASSWORD}
-    )
-    if status != 200:
-        raise RuntimeError(f"admin login failed: HTTP {status} {body}")
-    return str(body["access"])
+    return str(rest_login(port, email, PASSWORD)["access"])
 
 
 def seed(

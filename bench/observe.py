@@ -37,7 +37,7 @@ from bench.stack import (
     PASSWORD,
     create_admin,
     manage,
-    rest_json,
+    rest_login,
     rest_server,
     server_env,
     wait_rest_ready,
@@ -220,14 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(server.stop)
             wait_rest_ready(server, port, options.workers)
             ports[name], servers[name] = port, server
-        status, body = rest_json(
-            ports["off"],
-            "POST",
-            "/api/v1/auth/login",
-            {"email": "bench@example.com", "password": PASSWORD},
-        )
-        if status != 200:
-            raise RuntimeError(f"login failed: HTTP {status} {body}")
+        body = rest_login(ports["off"], "bench@example.com", PASSWORD)
         token, path = str(body["access"]), f"/api/v1/users/{body['user']['id']}"
         pool = stack.enter_context(multiprocessing.get_context("fork").Pool(options.clients))
         for port in ports.values():  # warm both: caches, connections, code paths

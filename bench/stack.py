@@ -445,6 +445,17 @@ def wait_grpc_ready(server: Server, address: str, workers: int, timeout: float =
     server.wait_until(grpc_serving(address), timeout)
 
 
+def rest_login(port: int, email: str, password: str) -> dict[str, Any]:
+    """Log in over REST on 127.0.0.1:``port``: the token response
+    (``access``, ``refresh``, ``user``); raises unless it is a 200."""
+    status, body = rest_json(
+        port, "POST", "/api/v1/auth/login", {"email": email, "password": password}
+    )
+    if status != 200:
+        raise RuntimeError(f"login of {email} failed: HTTP {status} {body}")
+    return dict(body)
+
+
 def rest_json(
     port: int,
     method: str,
@@ -799,11 +810,7 @@ def live_stack(
             wait_rest_ready(rest, rest_port, rest_workers)
             wait_grpc_ready(grpc, grpc_address, grpc_workers)
 
-        status, body = rest_json(
-            rest_port, "POST", "/api/v1/auth/login", {"email": admin_email, "password": password}
-        )
-        if status != 200:
-            raise RuntimeError(f"admin login failed: HTTP {status} {body}")
+        body = rest_login(rest_port, admin_email, password)
         yield LiveStack(
             database_url=own_url,
             redis_url=redis_url,

@@ -47,7 +47,7 @@ from bench.stack import (
     manage,
     mysql_database_create,
     mysql_database_drop,
-    rest_json,
+    rest_login,
     rest_server,
     server_env,
     wait_rest_ready,
@@ -150,14 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         granian.start()
         stack.callback(granian.stop)
         granian.wait_until(http_ok(ports["granian"], "/healthz"), 60)
-        status, body = rest_json(
-            ports["gunicorn"],
-            "POST",
-            "/api/v1/auth/login",
-            {"email": "bench@example.com", "password": PASSWORD},
-        )
-        if status != 200:
-            raise RuntimeError(f"login failed: HTTP {status} {body}")
+        body = rest_login(ports["gunicorn"], "bench@example.com", PASSWORD)
         token, path = str(body["access"]), f"/api/v1/users/{body['user']['id']}"
         pool = stack.enter_context(
             multiprocessing.get_context("fork").Pool(max(options.concurrency))
