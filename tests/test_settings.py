@@ -306,3 +306,14 @@ def test_forwarded_proto_is_trusted_only_behind_a_declared_proxy() -> None:
     assert _production_value("s.SECURE_PROXY_SSL_HEADER", NUM_PROXIES="1") == str(
         ("HTTP_X_FORWARDED_PROTO", "https")
     )
+
+
+def test_sqlite_takes_the_write_lock_at_begin_and_waits_for_it() -> None:
+    # make run's REST, gRPC and mail-worker processes share one SQLite file: a
+    # deferred read-then-write transaction failed at once as "database is
+    # locked" (a 503) while another process wrote.
+    from arcana.settings.base import _tune_database
+
+    tuned = _tune_database({"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"})
+    assert tuned["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert tuned["OPTIONS"]["timeout"] == 20

@@ -148,6 +148,14 @@ def _tune_database(db: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("read_timeout", env.int("DATABASE_READ_TIMEOUT", default=5))
         options.setdefault("write_timeout", env.int("DATABASE_WRITE_TIMEOUT", default=5))
         db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    elif db["ENGINE"] == "django.db.backends.sqlite3":
+        # make run's processes (REST, gRPC and the mail worker) share one file.
+        # A deferred transaction that reads, then writes, fails at once with
+        # "database is locked" while another holds the write lock (a 503);
+        # IMMEDIATE takes the lock at BEGIN and waits up to the timeout.
+        options = db.setdefault("OPTIONS", {})
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("timeout", env.int("DATABASE_SQLITE_TIMEOUT", default=20))
     return db
 
 
