@@ -77,7 +77,7 @@ def test_bulk_update_invalidates(user: User, other_user: User) -> None:
     assert not repository.user_get(user_id=str(other_user.pk)).is_active
 
 
-@pytest.mark.parametrize("bad", ["", "nope", "1234", str(uuid.uuid4())])
+@pytest.mark.parametrize("bad", ["", "nope", "1234", "5f0c7a3e-9b1d-4c2e-8f6a-1d2b3c4d5e6f"])
 def test_missing_or_malformed_ids_are_not_found(bad: str) -> None:
     with pytest.raises(UserNotFound):
         repository.user_get(user_id=bad)
