@@ -51,9 +51,9 @@ else
 	@$(PY) manage.py createsuperuser $(if $(NOINPUT),--noinput,)
 endif
 
-bench:  ## REST vs gRPC, monolithic vs layered mode, side by side; prints a table, writes bench/out/bench.png (CAPACITY=1: then make capacity)
+bench:  ## REST vs gRPC, monolithic vs layered mode, side by side; prints a table, writes bench/out/bench.png (RUNS=N: N runs in a row and the targets of each; CAPACITY=1: then make capacity)
 	@scripts/bootstrap.sh --dev
-	@$(PY) bench/run.py
+	@$(PY) bench/run.py $(if $(RUNS),--runs $(RUNS),)
 	@$(if $(filter 1,$(CAPACITY)),$(PY) -m bench.capacity,true)
 
 capacity:  ## Cost per request per tier, statement and Redis command (private MariaDB + Redis); renders docs/CAPACITY.md for 10k and 100k req/s (QUICK=1: smoke run; RUNS=N: least CPU of N)

@@ -15,6 +15,7 @@ processes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -84,6 +85,7 @@ class Options:
     out_dir: Path
     quick: bool
     profile: bool
+    runs: int = 1
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -132,6 +134,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "(perturbs that run's numbers a little)",
     )
     parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="consecutive runs, each starting its servers afresh (out/run-N/); then a table "
+        "of every target per run, met only if every run met it (out/runs.md)",
+    )
+    parser.add_argument(
         "--internal-deadline",
         type=float,
         default=10.0,
@@ -149,6 +158,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error(f"unknown operations: {', '.join(sorted(unknown))}")
     if not concurrency or min(concurrency) < 1 or args.workers < 1 or args.tier_replicas < 1:
         parser.error("--workers, --tier-replicas and --concurrency must be positive")
+    if args.runs < 1:
+        parser.error("--runs must be positive")
     if not args.internal_deadline > 0:
         parser.error("--internal-deadline must be positive")
     modes = tuple(part for part in args.modes.split(",") if part)
@@ -175,6 +186,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         out_dir=args.out,
         quick=quick,
         profile=bool(args.profile),
+        runs=args.runs,
     )
 
 
@@ -776,7 +788,7 @@ def _stop_on_sigterm() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _run(parse_args(argv))
+        return _runs(parse_args(argv))
     except RuntimeError as exc:  # setup failures and dead servers; everything is stopped by now
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
@@ -785,7 +797,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run(options: Options) -> int:
+def _runs(options: Options) -> int:
+    """One run, or ``--runs N`` in a row and the targets of each side by side."""
+    if options.runs == 1:
+        return _run(options)[0]
+    codes: list[int] = []
+    measured: list[list[report.Target]] = []
+    for number in range(1, options.runs + 1):
+        print(f"\nbench: run {number} of {options.runs}", flush=True)
+        code, found = _run(dataclasses.replace(options, out_dir=options.out_dir / f"run-{number}"))
+        codes.append(code)
+        measured.append(found)
+    text, markdown = report.runs_table(measured)
+    print(f"\ntargets over {options.runs} consecutive runs:")
+    print(text)
+    (options.out_dir / "runs.md").write_text(
+        f"# Targets over {options.runs} consecutive runs\n\n{markdown}\n"
+    )
+    print(f"\nwrote {options.out_dir / 'runs.md'}")
+    return max(codes)
+
+
+def _run(options: Options) -> tuple[int, list[report.Target]]:
     _stop_on_sigterm()
     started = time.monotonic()
     run_id = secrets.token_hex(4)
@@ -842,4 +875,4 @@ def _run(options: Options) -> int:
     failed = [r for r in results if r.errors or not r.ok]
     for result in failed:
         print(f"FAILED {report.one_line(result)}: {result.first_error}", file=sys.stderr)
-    return 1 if failed else 0
+    return (1 if failed else 0), report.targets(results)

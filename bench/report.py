@@ -15,6 +15,7 @@ from bench import load
 GET_TARGET_CONCURRENCY = 8
 GRPC_OVER_REST_TARGET = 1.5
 FLOOR_TARGET = 0.75
+GRPC_FLOOR_TARGET = 0.8
 # Issue 8: one internal hop adds at most this many bare-echo p50s, and layered
 # get-by-id at concurrency 8 keeps at least this share of monolithic throughput.
 HOP_TARGET = 1.5
@@ -362,8 +363,104 @@ def _cost_rows(results: list[Result]) -> list[list[str]]:
     ]
 
 
+@dataclass(frozen=True)
+class Target:
+    """One of the issues' targets as measured by one run: what it is, the goal,
+    the measured value (nan when the run did not measure it)."""
+
+    name: str
+    value: float
+    goal: float
+    at_most: bool = False
+    unit: str = "x"
+
+    @property
+    def verdict(self) -> str:
+        return _verdict(self.value, self.goal, at_most=self.at_most)
+
+    @property
+    def met(self) -> bool:
+        return self.verdict == "met"
+
+    def shown(self) -> str:
+        return f"{_fmt(self.value, 1 if self.unit == ' ms' else 2)}{self.unit}"
+
+    @property
+    def line(self) -> str:
+        return f"{self.name}: {self.shown()} -> {self.verdict}"
+
+
+def targets(results: list[Result]) -> list[Target]:
+    """The targets of issues 8 and 13 that one run measures, in a fixed order.
+
+    Issue 13 judges get-by-id at concurrency 1 and 8, auth on both: REST >=
+    FLOOR_TARGET of its floor, gRPC >= GRPC_FLOOR_TARGET of its own, gRPC over
+    REST >= GRPC_OVER_REST_TARGET; issue 8 judges layered throughput at 8."""
+    found: list[Target] = []
+    concurrencies = sorted({r.concurrency for r in results if r.operation == load.GET})
+    for at in concurrencies:
+        speedup = _ratio(
+            _find(results, load.GRPC, load.GET, at), _find(results, load.REST, load.GET, at)
+        )
+        found.append(
+            Target(
+                f"gRPC get-by-id >= {GRPC_OVER_REST_TARGET}x REST at conc {at}",
+                speedup,
+                GRPC_OVER_REST_TARGET,
+            )
+        )
+        for kind, floor, goal in (
+            (load.REST, load.REST_FLOOR, FLOOR_TARGET),
+            (load.GRPC, load.GRPC_FLOOR, GRPC_FLOOR_TARGET),
+        ):
+            value = _ratio(_find(results, kind, load.GET, at), _find(results, floor, load.GET, at))
+            found.append(
+                Target(f"{LABELS[kind]} get-by-id >= {goal}x its floor at conc {at}", value, goal)
+            )
+    if concurrencies:
+        at = max(concurrencies)
+        note = "" if at == GET_TARGET_CONCURRENCY else f" (measured at conc {at}, not 8)"
+        for kind in (load.REST, load.GRPC):
+            layered = _find(results, kind, load.GET, at, load.LAYERED)
+            if layered is None:
+                continue
+            value = _ratio(layered, _find(results, kind, load.GET, at))
+            found.append(
+                Target(
+                    f"{LABELS[kind]} layered get-by-id >= {LAYERED_THROUGHPUT_TARGET}x "
+                    f"monolithic throughput at conc 8{note}",
+                    value,
+                    LAYERED_THROUGHPUT_TARGET,
+                )
+            )
+    for kind in (load.REST, load.GRPC):
+        login = _find(results, kind, load.LOGIN, 1)
+        if login is not None:
+            found.append(
+                Target(
+                    f"{LABELS[kind]} login p50 <= {LOGIN_P50_TARGET_MS:.0f} ms at conc 1",
+                    login.p50_ms,
+                    LOGIN_P50_TARGET_MS,
+                    at_most=True,
+                    unit=" ms",
+                )
+            )
+    for cost in hop_costs(results):
+        if cost.judged:
+            found.append(
+                Target(
+                    f"{LABELS[cost.kind]} {cost.operation}: one hop adds <= {HOP_TARGET}x the "
+                    "mutual-TLS echo's p50",
+                    cost.ratio,
+                    HOP_TARGET,
+                    at_most=True,
+                )
+            )
+    return found
+
+
 def _verdicts(results: list[Result]) -> tuple[list[str], list[str]]:
-    """Lines on "x of floor" per concurrency, and lines on the issue's targets."""
+    """Lines on "x of floor" per concurrency, and lines on the issues' targets."""
     floors = []
     concurrencies = sorted({r.concurrency for r in results if r.operation == load.GET})
     for concurrency in concurrencies:
@@ -379,55 +476,32 @@ def _verdicts(results: list[Result]) -> tuple[list[str], list[str]]:
             f"conc {concurrency}: REST {_fmt(rest, 2)}x of its floor, "
             f"gRPC {_fmt(grpc, 2)}x of its floor"
         )
-    targets = []
-    if concurrencies:
-        at = (
-            GET_TARGET_CONCURRENCY
-            if GET_TARGET_CONCURRENCY in concurrencies
-            else max(concurrencies)
-        )
-        note = "" if at == GET_TARGET_CONCURRENCY else f" (measured at conc {at}, not 8)"
+    return floors, [target.line for target in targets(results)]
 
-        verdict = _verdict
-        speedup = _ratio(
-            _find(results, load.GRPC, load.GET, at), _find(results, load.REST, load.GET, at)
-        )
-        targets.append(
-            f"gRPC get-by-id >= {GRPC_OVER_REST_TARGET}x REST at conc 8{note}: "
-            f"{_fmt(speedup, 2)}x -> {verdict(speedup, GRPC_OVER_REST_TARGET)}"
-        )
-        for kind, floor in ((load.REST, load.REST_FLOOR), (load.GRPC, load.GRPC_FLOOR)):
-            value = _ratio(_find(results, kind, load.GET, at), _find(results, floor, load.GET, at))
-            targets.append(
-                f"{LABELS[kind]} get-by-id >= {FLOOR_TARGET}x its floor{note}: "
-                f"{_fmt(value, 2)}x -> {verdict(value, FLOOR_TARGET)}"
+
+def runs_table(runs: list[list[Target]]) -> tuple[str, str]:
+    """Targets across consecutive runs (``bench/run.py --runs N``): a target
+    counts as met only when every run met it."""
+    names: list[str] = []
+    for run in runs:
+        names.extend(t.name for t in run if t.name not in names)
+    header = [
+        "target",
+        *(f"run {number}" for number in range(1, len(runs) + 1)),
+        f"all {len(runs)}",
+    ]
+    rows = []
+    for name in names:
+        cells = []
+        verdicts = []
+        for run in runs:
+            target = next((t for t in run if t.name == name), None)
+            cells.append(
+                "-" if target is None else f"{target.shown()} {'met' if target.met else 'MISSED'}"
             )
-        for kind in (load.REST, load.GRPC):
-            layered = _find(results, kind, load.GET, at, load.LAYERED)
-            if layered is None:
-                continue
-            value = _ratio(layered, _find(results, kind, load.GET, at))
-            targets.append(
-                f"{LABELS[kind]} layered get-by-id >= {LAYERED_THROUGHPUT_TARGET}x monolithic "
-                f"throughput at conc 8{note}: {_fmt(value, 2)}x -> "
-                f"{verdict(value, LAYERED_THROUGHPUT_TARGET)}"
-            )
-    for kind in (load.REST, load.GRPC):
-        login = _find(results, kind, load.LOGIN, 1)
-        if login is not None:
-            targets.append(
-                f"{LABELS[kind]} login p50 <= {LOGIN_P50_TARGET_MS:.0f} ms at conc 1: "
-                f"{_fmt(login.p50_ms, 1)} ms -> "
-                f"{_verdict(login.p50_ms, LOGIN_P50_TARGET_MS, at_most=True)}"
-            )
-    for cost in hop_costs(results):
-        if cost.judged:
-            targets.append(
-                f"{LABELS[cost.kind]} {cost.operation}: one hop adds <= {HOP_TARGET}x the "
-                f"mutual-TLS echo's p50: {_fmt(cost.ratio, 2)}x -> "
-                f"{_verdict(cost.ratio, HOP_TARGET, at_most=True)}"
-            )
-    return floors, targets
+            verdicts.append(target is not None and target.met)
+        rows.append([name, *cells, "met" if all(verdicts) else "MISSED"])
+    return _text_table(header, rows), _md_table(header, rows)
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> str:
