@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-observe observe bench-hop bench-wsgi seed bench-lists capacity soak compose-check compose-secrets image containers ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-observe observe bench-hop bench-wsgi bench-aio seed bench-lists capacity soak compose-check compose-secrets image containers ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -71,6 +71,10 @@ observe:  ## Layered stack + Debian's Prometheus + a short load; draws the dashb
 bench-wsgi:  ## gunicorn (as deployed) vs granian for monolithic REST get-by-id, interleaved rounds; prints the table
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.wsgi
+
+bench-aio:  ## gRPC floor on grpcio's sync server vs grpc.aio (thread pool, inline), interleaved rounds; prints the table (DATABASE_URL=mysql://... optional)
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m bench.aio $(if $(filter mysql%,$(DATABASE_URL)),--database-url $(DATABASE_URL),)
 
 bench-hop:  ## One internal hop against the bare mTLS echo, without the rest of the stack (needs DATABASE_URL=mysql://... REDIS_URL=redis://...)
 	@scripts/bootstrap.sh --dev
