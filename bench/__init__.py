@@ -1,1 +1,9 @@
-"""REST vs gRPC benchmark (``make bench``); entry point ``bench/run.py``."""
+"""REST vs gRPC benchmark (``make bench``); entry point ``bench/run.py``.
+
+The servers it measures are started by ``tests.support`` (shared with the live
+tests); this package holds only what measures them."""
+
+from pathlib import Path
+
+# gunicorn as deployed, with the access log off (see bench/gunicorn_conf.py).
+BENCH_GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"

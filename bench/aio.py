@@ -37,8 +37,8 @@ from typing import Any
 import grpc
 
 from bench import floor_grpc, sidebyside
-from bench.servers import PYTHON, ROOT, Server, free_port
-from bench.stack import (
+from tests.support.servers import PYTHON, ROOT, Server, free_port
+from tests.support.stack import (
     PASSWORD,
     create_admin,
     manage,

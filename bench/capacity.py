@@ -8,8 +8,8 @@ and Redis, then derive what 10k and 100k requests per second need.
 
 **Measuring.** Everything runs on servers of this run's own, so every counter
 read is this run's and no one else's: a private MariaDB primary and a replica
-following it (``bench.replication``), a private ``redis-server``, and for each
-mode (monolithic, layered) ``bench.stack.live_stack`` with the deployed
+following it (``tests.support.replication``), a private ``redis-server``, and for each
+mode (monolithic, layered) ``tests.support.stack.live_stack`` with the deployed
 settings (the user cache on, ``DATABASE_REPLICA_URLS`` naming the replica,
 gunicorn and grpcrunserver with two workers each, as a pod runs them; in
 layered mode one service and one repository ``tierserver`` behind them, mutual
@@ -594,8 +594,9 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
         "floor, not a ceiling. The database held a few hundred users: statements per request do",
         "not depend on the table size, the CPU per statement of a deep page or a big table",
         "does (see the README's list figures). The private MariaDB skips fsync",
-        "(`bench/replication.py`): a durable primary spends the same CPU but waits on its disk",
-        "at every commit, which bounds its writes per second by the disk, not modelled here.",
+        "(`tests/support/replication.py`): a durable primary spends the same CPU but waits on",
+        "its disk at every commit, which bounds its writes per second by the disk, not modelled",
+        "here.",
         "",
         "## Assumptions",
         "",
@@ -778,8 +779,12 @@ class Meters:
         self.redis = importlib.import_module("redis").Redis(port=redis_port, socket_timeout=5)
         self.redis_server = redis_server
         self.connections = {
-            "primary": importlib.import_module("bench.replication").connect(pair.primary.port),
-            "replica": importlib.import_module("bench.replication").connect(pair.replica.port),
+            "primary": importlib.import_module("tests.support.replication").connect(
+                pair.primary.port
+            ),
+            "replica": importlib.import_module("tests.support.replication").connect(
+                pair.replica.port
+            ),
         }
         self.trees: dict[str, list[int]] = {}
 
@@ -979,7 +984,7 @@ def measure_mode(
 ) -> dict[str, Any]:
     """One mode's figures; ``replay``: also the replica's CPU per statement
     under load (:func:`replica_under_load`)."""
-    from bench.stack import database_name, live_stack
+    from tests.support.stack import database_name, live_stack
 
     tiers_of: dict[str, dict[str, list[Any]]] = {}
     found: dict[str, Any] = {protocol: {} for protocol in PROTOCOLS}
@@ -1064,7 +1069,7 @@ def measure_mode(
                 found["replica_under_load"] = replica_under_load(
                     pair, database_name(stack.database_url), reads
                 )
-            from bench.servers import rss_bytes
+            from bench.procstat import rss_bytes
 
             # Resident memory of each tier's processes (one worker each), at the end.
             found["rss_mib"] = {
@@ -1089,7 +1094,7 @@ def measure_mode(
 
 @contextlib.contextmanager
 def private_redis(directory: Path) -> Iterator[tuple[int, Any]]:
-    from bench.servers import Server, free_port
+    from tests.support.servers import Server, free_port
 
     binary = shutil.which("redis-server")
     if binary is None:
@@ -1222,7 +1227,7 @@ def _cpu_model() -> str:
 
 
 def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]:
-    from bench.replication import replicated_pair
+    from tests.support.replication import replicated_pair
 
     load_at_start = round(os.getloadavg()[0], 2)
     with (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.servers import ROOT
+from tests.support.servers import ROOT
 
 DASHBOARD_JSON = ROOT / "docker" / "grafana" / "arcana.json"
 RATE = "[1m]"
@@ -168,7 +168,7 @@ def draw(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.prometheus import query_range
+    from tests.support.prometheus import query_range
 
     columns = 2
     rows = (len(PANELS) + columns - 1) // columns

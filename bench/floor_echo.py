@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.servers import stop_on_signals
+from bench.procstat import stop_on_signals
 
 SERVICE = "bench.Echo"
 METHOD = f"/{SERVICE}/Invoke"

@@ -27,7 +27,7 @@ import grpc
 from django.core.signals import request_finished, request_started
 from django.db import connections
 
-from bench.servers import stop_on_signals
+from bench.procstat import stop_on_signals
 
 SERVICE = "bench.Floor"
 METHOD = f"/{SERVICE}/GetUser"

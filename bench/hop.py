@@ -3,7 +3,7 @@
 ``make bench`` judges a hop by (layered p50 - monolithic p50) / hops over the
 whole stack, where a run's noise is as large as the hop. This measures the
 hop alone, from a process set up as the controller tier of a real layered
-stack (``bench.stack.live_stack``: repository and service ``tierserver`` s on
+stack (``tests.support.stack.live_stack``: repository and service ``tierserver`` s on
 MariaDB + Redis, mutual TLS), calling the service tier directly through its
 boundary client (``users.service``, a ``RemoteBoundary``), interleaved round by
 round with:
@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.servers import Server, free_port, log_count
+from tests.support.servers import Server, free_port, log_count
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -148,7 +148,7 @@ def main() -> int:
         echo_address, user_id = args.child
         print(json.dumps(child(echo_address, user_id, args.rounds, args.calls)))
         return 0
-    from bench.stack import is_mysql_url, live_stack
+    from tests.support.stack import is_mysql_url, live_stack
 
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not is_mysql_url(database_url) or not redis_url:

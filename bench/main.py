@@ -34,20 +34,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NamedTuple
 
-from bench import floor_echo, load, profile, report
-from bench.servers import (
+from bench import BENCH_GUNICORN_CONF, floor_echo, load, profile, report
+from bench.procstat import cpu_seconds, machine_busy, pids_named
+from tests.support.servers import (
     PYTHON,
     ROOT,
     Server,
-    cpu_seconds,
     free_port,
     http_ok,
     log_count,
-    machine_busy,
-    pids_named,
 )
-from bench.stack import (
-    BENCH_GUNICORN_CONF,
+from tests.support.stack import (
     PASSWORD,
     TierPki,
     create_admin,
@@ -65,7 +62,7 @@ from bench.stack import (
     wait_rest_ready,
     wait_tier_ready,
 )
-from bench.stack import server_env as stack_server_env
+from tests.support.stack import server_env as stack_server_env
 
 DEFAULT_OUT = ROOT / "bench" / "out"
 

@@ -11,7 +11,7 @@ saturation, for a bounded time and a bounded number of requests. Then:
 - the resident memory of each server's whole process tree, taken with the
   servers idle after a warm-up and again after the run, must not grow much.
 
-:func:`soak` does all of it against a :class:`bench.stack.LiveStack` and
+:func:`soak` does all of it against a :class:`tests.support.stack.LiveStack` and
 returns a :class:`SoakReport` (``problems()`` is empty when all is well).
 Memory is read while no request is in flight: Argon2 (login, create) maps
 ~100 MiB per hash while it runs, which would swamp any reading taken mid-load.
@@ -34,9 +34,9 @@ from typing import Any
 import grpc
 
 from bench.pool import ProcessPool, serve
-from bench.servers import rss_bytes
-from bench.stack import LiveStack
+from bench.procstat import rss_bytes
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
+from tests.support.stack import LiveStack
 
 REST = "rest"
 GRPC = "grpc"

@@ -31,9 +31,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.servers import ROOT, free_port
-from bench.stack import (
-    BENCH_GUNICORN_CONF,
+from bench import BENCH_GUNICORN_CONF
+from tests.support.servers import ROOT, free_port
+from tests.support.stack import (
     PASSWORD,
     create_admin,
     manage,

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from bench.dashboard import draw
-from bench.prometheus import running_prometheus, scraped
-from bench.servers import ROOT
-from bench.stack import GENEROUS_RATE, LiveStack, live_stack
+from tests.support.prometheus import running_prometheus, scraped
+from tests.support.servers import ROOT
+from tests.support.stack import GENEROUS_RATE, LiveStack, live_stack
 
 PICTURE = ROOT / "docs" / "observe.png"
 

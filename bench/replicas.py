@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.replicas [--requests 3000] [--redis redis://127.0.0.1:6379/4]
 
-Starts a private MariaDB primary and replica (``bench.replication``), migrates a
+Starts a private MariaDB primary and replica (``tests.support.replication``), migrates a
 database on the primary, then times, in a child process running production
 settings with ``DATABASE_REPLICA_URLS`` set, simulated requests (request
 started / finished signals around a ``call_context`` with a new request id and
@@ -42,9 +42,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.replication import replicated_pair
-from bench.servers import PYTHON, ROOT
-from bench.stack import (
+from tests.support.replication import replicated_pair
+from tests.support.servers import PYTHON, ROOT
+from tests.support.stack import (
     manage,
     mysql_database_create,
     redis_delete_prefix,

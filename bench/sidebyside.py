@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.stack import is_mysql_url, mysql_database_create, mysql_database_drop
+from tests.support.stack import is_mysql_url, mysql_database_create, mysql_database_drop
 
 # Per concurrency level: "<name>_rps", "<name>_mean_ms" and "<name>_ratio" (the
 # median of the rounds' rps ratios against the first contender) for each name.

@@ -19,7 +19,7 @@ if __name__ == "__main__" and __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.mixed import soak
-from bench.stack import GENEROUS_RATE, live_stack
+from tests.support.stack import GENEROUS_RATE, live_stack
 
 
 def main(argv: Sequence[str] | None = None) -> int:

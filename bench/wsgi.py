@@ -32,11 +32,10 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench import sidebyside
+from bench import BENCH_GUNICORN_CONF, sidebyside
 from bench.observe import measure
-from bench.servers import ROOT, Server, free_port, http_ok
-from bench.stack import (
-    BENCH_GUNICORN_CONF,
+from tests.support.servers import ROOT, Server, free_port, http_ok
+from tests.support.stack import (
     PASSWORD,
     create_admin,
     manage,

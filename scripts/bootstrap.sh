@@ -49,7 +49,7 @@ if [ $want_dev -eq 1 ] && ! command -v envsubst >/dev/null 2>&1; then
   need_apt+=(gettext-base)
 fi
 # Development: Debian's Prometheus scrapes a live layered stack in
-# tests/live/test_prometheus.py and in make observe (bench/prometheus.py).
+# tests/live/test_prometheus.py and in make observe (tests/support/prometheus.py).
 # Like nginx, it is run by the project with a configuration of its own.
 if [ $want_dev -eq 1 ] && ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
   need_apt+=(prometheus)

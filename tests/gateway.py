@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.servers import ROOT, Server, free_port, http_ok
+from tests.support.servers import ROOT, Server, free_port, http_ok
 
 SCRIPT = ROOT / "scripts" / "gateway.sh"
 

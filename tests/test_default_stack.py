@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 import pytest
 
-from bench.servers import ROOT, Server, free_port, grpc_serving, http_ok
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc
+from tests.support.servers import ROOT, Server, free_port, grpc_serving, http_ok
 
 PASSWORD = "amber falcon orchard 7731"
 ADMIN_EMAIL = "root@example.com"

@@ -29,7 +29,6 @@ import grpc
 import pytest
 import yaml
 
-from bench.servers import Server, free_port, http_ok
 from scripts import gateway as renderer
 from tests.gateway import (
     Gateway,
@@ -40,6 +39,7 @@ from tests.gateway import (
     run_script,
     running_gateway,
 )
+from tests.support.servers import Server, free_port, http_ok
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -379,7 +379,7 @@ def serve(
         **limits,
     )
     arcana.start()
-    # bench/stack.py waits for "serving gRPC on" in this line.
+    # tests/support/stack.py waits for "serving gRPC on" in this line.
     logger.info(
         "pid %d: serving gRPC on %s (port %d, %s)",
         os.getpid(),

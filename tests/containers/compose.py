@@ -38,8 +38,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.servers import _bindable as bindable
 from tests.containers.podman import PODMAN_ENV, ROOT, podman
+from tests.support.servers import _bindable as bindable
 
 DOCKER = ROOT / "docker"
 APP_IMAGE = "${ARCANA_IMAGE:-arcana:latest}"  # the app services' image in the compose files

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.stack import GENEROUS_RATE
 from tests.containers.compose import DOCKER, Project, free_ports, running
 from tests.containers.podman import GRACE, podman
 from tests.factories import DEFAULT_PASSWORD
 from tests.live.flow import Admin, RestApi, run_journeys
 from tests.secret_scan import find_secret
+from tests.support.stack import GENEROUS_RATE
 from tests.test_compose import DATA_HOLDERS
 
 UID = "10001"  # the image's arcana user

@@ -31,7 +31,6 @@ import MySQLdb  # type: ignore[import-untyped]
 import pytest
 import redis
 
-from bench.stack import GENEROUS_RATE
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc
 from tests.containers.podman import (
     GRACE,
@@ -46,6 +45,7 @@ from tests.factories import DEFAULT_PASSWORD
 from tests.live.clients import bearer
 from tests.live.flow import Admin, RestApi, run_journeys
 from tests.secret_scan import find_secret
+from tests.support.stack import GENEROUS_RATE
 from tests.waiting import wait_for
 
 IMAGE = os.environ.get("ARCANA_CONTAINER_IMAGE", "arcana:latest")

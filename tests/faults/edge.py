@@ -18,8 +18,8 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.servers import ROOT
 from tests.faults.loadgen import GRPC, REST, Call, read_calls
+from tests.support.servers import ROOT
 from tests.waiting import wait_for
 
 DEADLINE = 2.0  # ARCANA_INTERNAL_DEADLINE's default, which the fault stacks keep

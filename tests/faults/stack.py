@@ -2,7 +2,7 @@
 and one in front of Redis.
 
 gunicorn (``docker/gunicorn.conf.py``, ``arcana.wsgi``, 2 workers) and
-``grpcrunserver --workers 2`` start as deployed, from bench/stack.py's
+``grpcrunserver --workers 2`` start as deployed, from tests/support/stack.py's
 ``live_stack``: the servers reach MariaDB and Redis through the proxies, while
 its setup (migrate, createsuperuser) and cleanup go direct, so a fault never
 slows those down. They use a database of their own (created, migrated and
@@ -26,9 +26,9 @@ from typing import Any
 
 from grpc import Channel, RpcError, StatusCode, insecure_channel
 
-from bench.servers import Server
-from bench.stack import GENEROUS_RATE, live_stack
 from tests.faults.proxy import TcpProxy
+from tests.support.servers import Server
+from tests.support.stack import GENEROUS_RATE, live_stack
 
 REDIS_DB = 12  # never 15: the in-process suite flushes that one
 WORKERS = 2
@@ -191,7 +191,8 @@ FAULT_ENV = {
 
 @contextmanager
 def fault_stack(database_url: str, redis_url: str, logs: Path) -> Iterator[Stack]:
-    """bench.stack.live_stack with the servers behind the proxies (see the module docstring)."""
+    """tests.support.stack.live_stack with the servers behind the proxies (see the module
+    docstring)."""
     mysql = urllib.parse.urlsplit(database_url)
     redis_parsed = urllib.parse.urlsplit(redis_url)
     redis_host, redis_port = redis_parsed.hostname or "127.0.0.1", redis_parsed.port or 6379

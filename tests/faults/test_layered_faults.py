@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import Server
-from bench.stack import LiveStack, live_stack
 from tests.factories import DEFAULT_PASSWORD
 from tests.faults.edge import (
     DEADLINE,
@@ -43,6 +41,8 @@ from tests.faults.edge import (
 )
 from tests.faults.loadgen import GRPC, REST, Call
 from tests.live.conftest import UNTHROTTLED, live_database_url, live_redis_url, server_log_problems
+from tests.support.servers import Server
+from tests.support.stack import LiveStack, live_stack
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.live

@@ -24,21 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import PYTHON, Server, free_port
-from bench.stack import (
-    create_admin,
-    grpc_server,
-    jwt_key_pair,
-    layered_envs,
-    manage,
-    rest_json,
-    rest_server,
-    server_env,
-    tier_pki,
-    wait_grpc_ready,
-    wait_rest_ready,
-    wait_tier_ready,
-)
 from tests.factories import DEFAULT_PASSWORD
 from tests.faults.edge import (
     DEADLINE,
@@ -56,6 +41,21 @@ from tests.faults.edge import (
 )
 from tests.faults.netns import Namespace, namespace
 from tests.live.conftest import UNTHROTTLED
+from tests.support.servers import PYTHON, Server, free_port
+from tests.support.stack import (
+    create_admin,
+    grpc_server,
+    jwt_key_pair,
+    layered_envs,
+    manage,
+    rest_json,
+    rest_server,
+    server_env,
+    tier_pki,
+    wait_grpc_ready,
+    wait_rest_ready,
+    wait_tier_ready,
+)
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.live

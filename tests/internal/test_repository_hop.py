@@ -26,10 +26,10 @@ from arcana.core.wire import WireError
 from authn import services as auth_services
 from authn.errors import TokenInvalid
 from authn.interfaces import AuthRepositoryInterface
-from bench.servers import free_port
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 from tests.grpc.conftest import Pki
 from tests.internal.conftest import USER_READS, Hop, live_db, remote, start_hop
+from tests.support.servers import free_port
 from users import services
 from users.errors import EmailTaken, LastAdmin, UserNotFound
 from users.interfaces import UserRepositoryInterface

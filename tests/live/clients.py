@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from bench.stack import LiveStack
 from protos.arcana.v1 import auth_pb2_grpc, users_pb2_grpc
+from tests.support.stack import LiveStack
 
 T = TypeVar("T")
 # Statuses a server may answer a race with; INTERNAL/UNKNOWN and 5xx never.

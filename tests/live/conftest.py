@@ -1,5 +1,5 @@
 """Tests against live servers: gunicorn ``arcana.wsgi`` and ``grpcrunserver --workers N``
-as deployed, on MariaDB (+ Redis), started by ``bench.stack.live_stack``.
+as deployed, on MariaDB (+ Redis), started by ``tests.support.stack.live_stack``.
 
 They run only when ``DATABASE_URL`` is a ``mysql://`` URL (CI's second pass);
 otherwise they are deselected -- not skipped, since a skip fails the session.
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from bench.stack import GENEROUS_RATE, LiveStack, is_mysql_url, live_stack
 from tests.factories import DEFAULT_PASSWORD
 from tests.secret_scan import find_secret
+from tests.support.stack import GENEROUS_RATE, LiveStack, is_mysql_url, live_stack
 
 LIVE_DIR = Path(__file__).resolve().parent
 # Races and load must not be cut short by the limits meant for attackers.

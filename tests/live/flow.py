@@ -5,7 +5,7 @@ the same public addresses).
 :func:`user_journey` drives, on each protocol in turn: register -> login ->
 me -> users CRUD as the admin -> refresh -> logout -> password change, and
 checks every answer. The servers are real processes (``make run``'s, or
-``bench.stack.live_stack``'s); the clients are plain ``http.client`` and a
+``tests.support.stack.live_stack``'s); the clients are plain ``http.client`` and a
 gRPC channel, as a user of the API would have them.
 """
 

@@ -21,11 +21,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcana.core.internal import SERVICE_NAMES
 from arcana.core.wire import Codec
-from bench.stack import LiveStack, live_stack, mysql_connect
 from protos.arcana.internal.v1 import boundary_pb2, boundary_pb2_grpc
 from tests.factories import DEFAULT_PASSWORD
 from tests.live.conftest import UNTHROTTLED, live_database_url, live_redis_url, server_log_problems
 from tests.live.flow import JOURNEY_DEADLINE, Admin, run_journeys
+from tests.support.stack import LiveStack, live_stack, mysql_connect
 from users.interfaces import UserRepositoryInterface, UserServiceInterface
 
 pytestmark = pytest.mark.live

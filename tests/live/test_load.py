@@ -4,7 +4,7 @@
 import pytest
 
 from bench.mixed import OPERATIONS, PROTOCOLS, soak
-from bench.stack import LiveStack
+from tests.support.stack import LiveStack
 
 pytestmark = pytest.mark.live
 

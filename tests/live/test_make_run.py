@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port, grpc_serving, http_ok
 from tests.commands import ROOT, child_env, run_service, run_tier
 from tests.factories import DEFAULT_PASSWORD
 from tests.live.flow import JOURNEY_DEADLINE, Admin, run_journeys
+from tests.support.servers import free_port, grpc_serving, http_ok
 
 STARTUP_TIMEOUT = 90  # migrate + five Django processes on a busy 2-core machine
 STOP_TIMEOUT = 20

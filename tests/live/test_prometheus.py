@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.prometheus import prometheus_binary, query, running_prometheus, scraped
 from tests.live.conftest import checked_stack, live_database_url
+from tests.support.prometheus import prometheus_binary, query, running_prometheus, scraped
 
 LOGINS = 12
 READS = 30

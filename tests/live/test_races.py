@@ -15,9 +15,9 @@ import grpc
 import jwt
 import pytest
 
-from bench.stack import LiveStack
 from protos.arcana.v1 import auth_pb2, users_pb2
 from tests.live.clients import SERVER_FAULTS, Grpc, all_at_once, bearer, rpc
+from tests.support.stack import LiveStack
 
 pytestmark = pytest.mark.live
 

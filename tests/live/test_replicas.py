@@ -1,6 +1,6 @@
 """Read replicas, live: gunicorn (2 workers) and grpcrunserver (2 processes) on
 a private MariaDB primary with a replica that follows it by binlog (GTID)
-replication (``bench.replication``: two ``mariadbd`` of the test's own, on
+replication (``tests.support.replication``: two ``mariadbd`` of the test's own, on
 side ports, removed afterwards), with ``DATABASE_REPLICA_URLS`` set.
 
 Where a read went is seen in its answer: a user row written on the replica
@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from bench.replication import ReplicatedPair, connect, replicated_pair
-from bench.servers import free_port
-from bench.stack import LiveStack, database_name
 from protos.arcana.v1 import users_pb2
 from tests.factories import DEFAULT_PASSWORD
 from tests.faults.proxy import TcpProxy
 from tests.live.clients import Grpc, bearer
 from tests.live.conftest import UNTHROTTLED, checked_stack
+from tests.support.replication import ReplicatedPair, connect, replicated_pair
+from tests.support.servers import free_port
+from tests.support.stack import LiveStack, database_name
 
 pytestmark = pytest.mark.live
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 
-from bench.servers import Server
-from bench.stack import LiveStack
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc
 from tests.live.clients import bearer
+from tests.support.servers import Server
+from tests.support.stack import LiveStack
 
 pytestmark = pytest.mark.live
 

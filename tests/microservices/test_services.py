@@ -319,7 +319,7 @@ def test_the_auth_service_migrates_on_mysql_without_the_mail_queues_tables() -> 
     # of a missing table does not, so the SQLite test above cannot see it.
     import os
 
-    from bench.stack import mysql_connect, mysql_database_create, mysql_database_drop
+    from tests.support.stack import mysql_connect, mysql_database_create, mysql_database_drop
 
     url = mysql_database_create(os.environ["DATABASE_URL"], prefix="arcana_authmig")
     try:

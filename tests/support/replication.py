@@ -1,7 +1,7 @@
 """A private MariaDB primary and a replica of it, for the read-replica tests
 (``tests/live/test_replicas.py``) and benchmark (``bench/replicas.py``).
 
-Two ``mariadbd`` processes on ports of their own (``bench.servers.free_port``,
+Two ``mariadbd`` processes on ports of their own (``tests.support.servers.free_port``,
 so ``ARCANA_TEST_PORTS`` applies), each with its own data directory under
 ``directory``; the replica follows the primary's binary log by GTID. Nothing
 is shared with the machine's MariaDB, and everything stops when the block
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.servers import Server, free_port
+from tests.support.servers import Server, free_port
 
 SEARCH_PATH = os.pathsep.join(["/usr/sbin", "/usr/local/sbin", os.environ.get("PATH", "")])
 # Fast and small, for throwaway data: no fsync, a small redo log and buffer pool.
@@ -57,7 +57,7 @@ def _as_root() -> list[str]:
 
 def install_datadir(datadir: Path) -> None:
     """A fresh data directory whose ``root`` logs in without a password."""
-    result = subprocess.run(  # noqa: S603  (our own argv, no shell)
+    result = subprocess.run(
         [
             _binary("mariadb-install-db"),
             "--no-defaults",

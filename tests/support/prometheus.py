@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.servers import Server, free_port
+from tests.support.servers import Server, free_port
 
 SCRAPE_SECONDS = 1.0
 

@@ -9,7 +9,7 @@ The pieces, usable one by one (``bench/main.py`` does):
 - :func:`mysql_database_ensure` / :func:`mysql_database_create` /
   :func:`mysql_database_drop` / :func:`mysql_connect` -- MariaDB databases;
 - :func:`manage` -- ``manage.py`` with that environment (migrate, createsuperuser);
-- :func:`rest_server` / :func:`grpc_server` -- a ``Server`` (``bench.servers``)
+- :func:`rest_server` / :func:`grpc_server` -- a ``Server`` (``tests.support.servers``)
   for gunicorn ``arcana.wsgi`` and ``manage.py grpcrunserver --workers N``, and
   :func:`wait_rest_ready` / :func:`wait_grpc_ready` to wait until every worker
   serves.
@@ -22,7 +22,7 @@ And the whole thing in one call::
         stack.rest_port, stack.grpc_address      # 127.0.0.1 only
         stack.admin_token, stack.admin_id, stack.admin_email, stack.password
         stack.env                                # what the servers run with
-        stack.rest, stack.grpc                   # bench.servers.Server (pids(), stop(), log_text())
+        stack.rest, stack.grpc                   # Server (pids(), stop(), log_text())
         stack.rest_json("GET", "/api/v1/auth/me", token=stack.admin_token)
         stack.query("SELECT COUNT(*) FROM users_user")   # the stack's own database
         extra = stack.spawn_rest(workers=1, env_overrides={...})  # more servers, same database
@@ -70,13 +70,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.servers import PYTHON, ROOT, Server, free_port, grpc_serving, http_ok, log_count
+from tests.support.servers import PYTHON, ROOT, Server, free_port, grpc_serving, http_ok, log_count
 
 # Passes every password validator; protects throwaway users in throwaway databases.
-PASSWORD = "violet otter harbour lantern 7319"  # noqa: S105
+PASSWORD = "violet otter harbour lantern 7319"
 GENEROUS_RATE = "1000000/min"
 DEPLOYED_GUNICORN_CONF = ROOT / "docker" / "gunicorn.conf.py"
-BENCH_GUNICORN_CONF = ROOT / "bench" / "gunicorn_conf.py"  # the deployed one, access log off
 REST_READY_MARKER = "Booting worker with pid"
 GRPC_READY_MARKER = "serving gRPC on"
 
@@ -126,7 +125,7 @@ def server_env(
 
 def manage(env: Mapping[str, str], *args: str) -> None:
     """``manage.py ARGS`` with ``env``; raises RuntimeError with its output on failure."""
-    result = subprocess.run(  # noqa: S603  (our own argv, no shell)
+    result = subprocess.run(
         [PYTHON, "manage.py", *args],
         cwd=ROOT,
         env=dict(env),
@@ -623,7 +622,7 @@ def live_stack(
     afterwards, if None). ``stop_grace`` is how long each server has to exit
     on SIGTERM at the end before it is killed. ``mode`` is ``"monolithic"``
     or ``"layered"`` (see the module docstring). ``replica_urls`` name read
-    replicas of ``database_url``'s server (``bench.replication``): the servers
+    replicas of ``database_url``'s server (``tests.support.replication``): the servers
     get them as ``DATABASE_REPLICA_URLS``, with the stack's own database.
     ``metrics`` gives every gRPC and tier process a metrics port
     (``GRPC_METRICS_PORT``) and lists the stack's scrape targets

@@ -1,4 +1,7 @@
-"""Starting, watching and always stopping the server processes."""
+"""Starting, watching and always stopping the server processes that live
+tests and benchmarks run: :class:`Server` (a process group with its log),
+:func:`free_port` (from ``ARCANA_TEST_PORTS`` when set) and the readiness
+probes (:func:`http_ok`, :func:`grpc_serving`, :func:`log_count`)."""
 
 from __future__ import annotations
 
@@ -12,33 +15,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT (what a bench server process waits on)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
-    return stop
 
 
 # ARCANA_TEST_PORTS=LOW-HIGH: servers started by tests and benchmarks take
@@ -121,7 +109,7 @@ class Server:
     def start(self) -> None:
         self._log = self.log_path.open("ab" if self.append_log else "wb")
         argv = [SETPRIV, "--pdeathsig", "TERM", "--", *self.argv] if SETPRIV else self.argv
-        self.process = subprocess.Popen(  # noqa: S603  (our own argv, no shell)
+        self.process = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=dict(self.env),
@@ -184,7 +172,7 @@ def _children_map() -> dict[int, list[int]]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        stat = _read_stat(int(entry.name))
+        stat = proc_stat(int(entry.name))
         if stat is not None:
             children.setdefault(int(stat[1]), []).append(int(entry.name))
     return children
@@ -200,38 +188,13 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _read_stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name (state is [0], ppid [1])."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return raw[raw.rindex(")") + 2 :].split()
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (the ones still alive)."""
-    total = 0
-    for pid in pids:
-        stat = _read_stat(pid)
-        if stat is not None:
-            total += int(stat[11]) + int(stat[12])  # utime, stime
-    return total / CLOCK_TICKS
-
-
-def pids_named(*names: str) -> list[int]:
-    """Processes by command name (the database and cache servers, for CPU accounting)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm = Path(f"/proc/{entry.name}/comm").read_text().strip()
-        except OSError:
-            continue
-        if comm in names:
-            found.append(int(entry.name))
-    return found
 
 
 # --- readiness probes ----------------------------------------------------------------
@@ -268,30 +231,3 @@ def log_count(server: Server, marker: str, count: int) -> Callable[[], bool]:
     """Every worker has said it is up: with SO_REUSEPORT a connection made before
     the last worker listens would pin its client to the early ones for good."""
     return lambda: server.log_text().count(marker) >= count
-
-
-def machine_busy() -> tuple[float, float, float]:
-    """(busy, stolen, total) jiffies of all CPUs since boot, from /proc/stat.
-    Stolen time is a virtual machine's CPU taken by its neighbours."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    steal = fields[7]
-    total = sum(fields[:8])  # guest time is already inside user
-    return float(total - idle - steal), float(steal), float(total)
-
-
-def rss_bytes(pids: list[int]) -> int:
-    """Resident memory (VmRSS) summed over these processes (the ones still alive).
-    Forked workers share pages, so this over-counts in absolute terms; it is
-    meant for comparing one tree with itself over time."""
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-                break
-    return total
