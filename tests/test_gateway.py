@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from scripts import gateway as renderer
-from tests.gateway import (
+from tests.support.gateway import (
     Gateway,
     Trickle,
     Upstreams,
@@ -40,7 +40,7 @@ from tests.gateway import (
     running_gateway,
 )
 from tests.support.servers import Server, free_port, http_ok
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_ID = re.compile(r"[0-9a-f]{32}")  # nginx's $request_id

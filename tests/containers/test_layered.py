@@ -26,8 +26,8 @@ from tests.containers.podman import (
     sigterm_under_load,
     stop_container,
 )
-from tests.live.clients import bearer
 from tests.live.flow import Admin, RestApi
+from tests.support.clients import bearer
 
 IMAGE = os.environ.get("ARCANA_CONTAINER_IMAGE", "arcana:latest")
 PUBLISHED = ["ARCANA_PUBLISH_REST", "ARCANA_PUBLISH_GRPC", "ARCANA_PUBLISH_ADMIN"]

@@ -42,11 +42,11 @@ from tests.containers.podman import (
     sigterm_under_load,
 )
 from tests.factories import DEFAULT_PASSWORD
-from tests.live.clients import bearer
 from tests.live.flow import Admin, RestApi, run_journeys
 from tests.secret_scan import find_secret
+from tests.support.clients import bearer
 from tests.support.stack import GENEROUS_RATE
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 IMAGE = os.environ.get("ARCANA_CONTAINER_IMAGE", "arcana:latest")
 NETWORK = "slirp4netns:allow_host_loopback=true"

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.faults.loadgen import GRPC, REST, Call, read_calls
 from tests.support.servers import ROOT
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 DEADLINE = 2.0  # ARCANA_INTERNAL_DEADLINE's default, which the fault stacks keep
 # A failing call may take the deadline plus the edge's own work around it.

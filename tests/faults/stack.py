@@ -26,7 +26,7 @@ from typing import Any
 
 from grpc import Channel, RpcError, StatusCode, insecure_channel
 
-from tests.faults.proxy import TcpProxy
+from tests.support.proxy import TcpProxy
 from tests.support.servers import Server
 from tests.support.stack import GENEROUS_RATE, live_stack
 

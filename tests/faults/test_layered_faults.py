@@ -43,7 +43,7 @@ from tests.faults.loadgen import GRPC, REST, Call
 from tests.live.conftest import UNTHROTTLED, live_database_url, live_redis_url, server_log_problems
 from tests.support.servers import Server
 from tests.support.stack import LiveStack, live_stack
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.live
 

@@ -17,7 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from arcana.core.cache import RETRY_SECONDS
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
-from tests.faults.proxy import CutMode
 from tests.faults.stack import (
     DB_TIMEOUT,
     HEALTH_INTERVAL,
@@ -28,7 +27,8 @@ from tests.faults.stack import (
     Stack,
     pid_of,
 )
-from tests.waiting import wait_for
+from tests.support.proxy import CutMode
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.live
 

@@ -56,7 +56,7 @@ from tests.support.stack import (
     wait_rest_ready,
     wait_tier_ready,
 )
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.live
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.proxy import TcpProxy
+from tests.support.proxy import TcpProxy
 
 
 class EchoServer:

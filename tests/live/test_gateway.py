@@ -28,11 +28,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from tests.factories import DEFAULT_PASSWORD
-from tests.faults.proxy import TcpProxy
-from tests.gateway import Gateway, Trickle, Upstreams, running_gateway
-from tests.live.clients import bearer
 from tests.live.conftest import UNTHROTTLED, checked_stack, live_database_url
 from tests.live.flow import Admin, run_journeys
+from tests.support.clients import bearer
+from tests.support.gateway import Gateway, Trickle, Upstreams, running_gateway
+from tests.support.proxy import TcpProxy
 from tests.support.servers import Server, free_port
 from tests.support.stack import LiveStack, manage, wait_grpc_ready, wait_rest_ready
 

@@ -28,7 +28,7 @@ from tests.factories import DEFAULT_PASSWORD
 from tests.live.conftest import UNTHROTTLED, live_database_url, live_redis_url, server_log_problems
 from tests.live.flow import GrpcApi, Outcome, RestApi, public_apis
 from tests.support.stack import LiveStack, live_stack
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.live
 

@@ -16,7 +16,7 @@ import jwt
 import pytest
 
 from protos.arcana.v1 import auth_pb2, users_pb2
-from tests.live.clients import SERVER_FAULTS, Grpc, all_at_once, bearer, rpc
+from tests.support.clients import SERVER_FAULTS, Grpc, all_at_once, bearer, rpc
 from tests.support.stack import LiveStack
 
 pytestmark = pytest.mark.live

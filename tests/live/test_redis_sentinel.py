@@ -25,7 +25,7 @@ from django.test import override_settings
 from arcana.core.cache import RETRY_SECONDS, breaker, count_up, throttle_cache
 from arcana.core.rediscache import redis_cache
 from tests.support.servers import Server
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 # The side ports these servers may take (never 6379, the machine's Redis).
 PORTS = range(24000, 24100)

@@ -30,9 +30,9 @@ import pytest
 
 from protos.arcana.v1 import users_pb2
 from tests.factories import DEFAULT_PASSWORD
-from tests.faults.proxy import TcpProxy
-from tests.live.clients import Grpc, bearer
 from tests.live.conftest import UNTHROTTLED, checked_stack
+from tests.support.clients import Grpc, bearer
+from tests.support.proxy import TcpProxy
 from tests.support.replication import ReplicatedPair, connect, replicated_pair
 from tests.support.servers import free_port
 from tests.support.stack import LiveStack, database_name

@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from protos.arcana.v1 import auth_pb2, auth_pb2_grpc
-from tests.live.clients import bearer
+from tests.support.clients import bearer
 from tests.support.servers import Server
 from tests.support.stack import LiveStack
 

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from tests.factories import DEFAULT_PASSWORD
 from tests.mail import link_of
 from tests.mail.conftest import QueueWorker, SmtpServer
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -20,7 +20,7 @@ from protos.arcana.v1.users_pb2_grpc import UserServiceStub
 from tests.commands import child_env
 from tests.grpc.test_command import wait_serving
 from tests.observe.scrape import sample, scrape, side_ports
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 ROOT = Path(settings.BASE_DIR)
 CALLS = 20
