@@ -264,3 +264,44 @@ def test_below_the_controllers_nothing_imports_a_transport() -> None:
         if any(_within(item.target, transport) for transport in TRANSPORTS)
     ]
     assert wrong == []
+
+
+# bench/ only benchmarks (issue 13): what a test needs to start the service and
+# talk to it is in tests/support/, which bench/ uses too. A test imports bench
+# only to test a benchmark module itself: tests/test_bench_*.py, and these.
+BENCH_UNDER_TEST = {
+    "tests.test_capacity": {"bench.capacity"},
+    "tests.test_k8s": {"bench.capacity"},  # the overlays' sizing follows docs/CAPACITY.md
+    "tests.live.test_capacity_run": {"bench.capacity"},
+    "tests.live.test_load": {"bench.mixed"},
+    "tests.observe.test_dashboard": {"bench.dashboard"},
+    "tests.users.test_list_scale": {"bench.seed"},
+}
+
+
+def test_tests_import_bench_only_to_test_a_benchmark() -> None:
+    imports = [
+        item
+        for path in _sources("tests")
+        for item in _imports_of(path)
+        if _within(item.target, "bench")
+    ]
+    assert any(item.module.startswith("tests.test_bench_") for item in imports)  # the scan works
+    wrong = [
+        str(item)
+        for item in imports
+        if not item.module.startswith("tests.test_bench_")
+        and item.target not in BENCH_UNDER_TEST.get(item.module, set())
+    ]
+    assert wrong == []
+
+
+def test_bench_uses_only_the_shared_support_of_the_tests() -> None:
+    imports = [
+        item
+        for path in _sources("bench")
+        for item in _imports_of(path)
+        if _within(item.target, "tests")
+    ]
+    assert imports  # bench starts its servers with tests.support
+    assert [str(item) for item in imports if not _within(item.target, "tests.support")] == []
