@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from mirakuru import SimpleExecutor
+from mirakuru.base import ENV_UUID
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -90,9 +92,39 @@ def _die_with_parent() -> None:
 SETPRIV = shutil.which("setpriv")  # util-linux, on every Debian
 
 
+class _Executor(SimpleExecutor):
+    """mirakuru's executor, started the way these servers must be. Two of its
+    defaults are overridden (mirakuru is pinned exactly in requirements-dev.txt;
+    tests/test_support.py fails if either override stops taking effect):
+
+    - the server gets exactly the environment it is given: mirakuru lays it
+      over ``os.environ``, which would hand a tier that must not hold the
+      database the test's own ``DATABASE_URL``. mirakuru's marker variable is
+      kept: it finds the server's descendants at ``kill()``;
+    - its new session comes from Popen's ``start_new_session``, not mirakuru's
+      ``preexec_fn=os.setsid``: no Python code may run in the forked child. A
+      test process that has grpc's threads running can crash there (a
+      segfault in threading's after-fork hook, seen in CI); setpriv sets the
+      parent-death signal and execs the server instead.
+    """
+
+    @property
+    def envvars(self) -> dict[str, str]:
+        return {**self._envvars, ENV_UUID: self._uuid}
+
+    @property
+    def _popen_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(super()._popen_kwargs)
+        kwargs.pop("universal_newlines")  # the log is bytes, written by the server itself
+        kwargs["preexec_fn"] = None if SETPRIV else _die_with_parent
+        kwargs["start_new_session"] = True  # its own process group: stopped as one, spared Ctrl-C
+        return kwargs
+
+
 @dataclass
 class Server:
-    """One server (a process group: master/supervisor plus its workers)."""
+    """One server (a process group: master/supervisor plus its workers), run by
+    a mirakuru executor; its output goes to ``log_path``."""
 
     name: str
     argv: list[str]
@@ -105,24 +137,23 @@ class Server:
     # or each overwrites the other's lines.
     append_log: bool = False
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _executor: _Executor | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        """Start the server and return at once: a stack boots its servers side
+        by side, then waits for each (:meth:`wait_until`)."""
         self._log = self.log_path.open("ab" if self.append_log else "wb")
         argv = [SETPRIV, "--pdeathsig", "TERM", "--", *self.argv] if SETPRIV else self.argv
-        self.process = subprocess.Popen(
+        self._executor = _Executor(
             argv,
-            cwd=ROOT,
-            env=dict(self.env),
+            cwd=str(ROOT),
+            envvars=dict(self.env),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped as one, spared Ctrl-C
-            # No Python code may run in the forked child: a test process that
-            # has grpc's threads running can crash there (a segfault in
-            # threading's after-fork hook, seen in CI). setpriv sets the same
-            # parent-death signal and execs the server.
-            preexec_fn=None if SETPRIV else _die_with_parent,
         )
+        self._executor.start()
+        self.process = self._executor.process
 
     def log_text(self) -> str:
         try:
@@ -136,6 +167,11 @@ class Server:
             raise RuntimeError(f"{self.name} exited early; log {self.log_path}:\n{tail}")
 
     def wait_until(self, ready: Callable[[], bool], timeout: float = 60) -> None:
+        """Until ``ready()``; raises with the log's tail if the server exits first.
+        Not mirakuru's ``wait_for``: that has one deadline per executor, counted
+        from ``start()``, where a server here is waited on for one condition
+        after another (every worker has logged that it is up, then the probe
+        answers), each with its own timeout, while others boot beside it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -151,18 +187,21 @@ class Server:
         return _tree(self.process.pid)
 
     def stop(self, grace: float = 10) -> None:
-        if self.process is None:
+        """SIGTERM to the process group, ``grace`` seconds to exit, then SIGKILL
+        to the group and to every descendant mirakuru finds by its marker."""
+        if self.process is None or self._executor is None:
             return
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=grace)
-        # Workers may outlive a master that died first: sweep the whole group.
+        # Workers may outlive a master that died first: sweep the whole group
+        # (mirakuru's kill() signals the group only while the master runs, and
+        # nginx's workers do not carry its marker: nginx clears their environment).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
+        self._executor.kill()
         if self._log is not None:
             self._log.close()
 
@@ -198,6 +237,10 @@ def proc_stat(pid: int) -> list[str] | None:
 
 
 # --- readiness probes ----------------------------------------------------------------
+# mirakuru's TCPExecutor and HTTPExecutor hold one such check each, inside a
+# start() that blocks until it passes; a stack starts its servers side by side
+# and needs several checks per server (workers logged, then HTTP or gRPC
+# health), so the probes are plain callables for Server.wait_until.
 
 
 def http_ok(port: int, path: str) -> Callable[[], bool]:
