@@ -279,13 +279,18 @@ BENCH_UNDER_TEST = {
 }
 
 
-def test_tests_import_bench_only_to_test_a_benchmark() -> None:
-    imports = [
+def _imports_between(source: str, target: str) -> list[Import]:
+    """Every import in the package ``source`` of ``target`` or a module in it."""
+    return [
         item
-        for path in _sources("tests")
+        for path in _sources(source)
         for item in _imports_of(path)
-        if _within(item.target, "bench")
+        if _within(item.target, target)
     ]
+
+
+def test_tests_import_bench_only_to_test_a_benchmark() -> None:
+    imports = _imports_between("tests", "bench")
     assert any(item.module.startswith("tests.test_bench_") for item in imports)  # the scan works
     wrong = [
         str(item)
@@ -297,11 +302,6 @@ def test_tests_import_bench_only_to_test_a_benchmark() -> None:
 
 
 def test_bench_uses_only_the_shared_support_of_the_tests() -> None:
-    imports = [
-        item
-        for path in _sources("bench")
-        for item in _imports_of(path)
-        if _within(item.target, "tests")
-    ]
+    imports = _imports_between("bench", "tests")
     assert imports  # bench starts its servers with tests.support
     assert [str(item) for item in imports if not _within(item.target, "tests.support")] == []
