@@ -6,12 +6,14 @@ whatever is left, including workers that outlive their master."""
 
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.servers import PYTHON, SETPRIV, Server
+from tests.support.servers import PYTHON, ROOT, SETPRIV, Server
 from tests.support.waiting import wait_for
 
 
@@ -113,3 +115,26 @@ def test_a_server_that_answers_sigterm_stops_within_its_grace(tmp_path: Path) ->
     assert "bye" in server.log_text()
     assert server.process is not None
     assert server.process.returncode == 0
+
+
+def test_exiting_leaves_other_runs_servers_alone(tmp_path: Path) -> None:
+    # A process marked as mirakuru marks servers, its marker containing the
+    # exiting process's pid as a substring (as another run's marker can): only
+    # mirakuru's exit hook, which tests.support.servers turns off, would kill it.
+    code = (
+        "import os, subprocess, sys\n"
+        "import tests.support.servers\n"
+        "marker = f'9{os.getpid()}:another-run'\n"
+        "sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " env={**os.environ, 'mirakuru_uuid': marker}, start_new_session=True,"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print(sleeper.pid, flush=True)\n"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    sleeper = int(done.stdout.split()[0])
+    try:
+        assert alive(sleeper)
+    finally:
+        os.kill(sleeper, signal.SIGKILL)

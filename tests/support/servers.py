@@ -5,6 +5,7 @@ probes (:func:`http_ok`, :func:`grpc_serving`, :func:`log_count`)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import http.client
@@ -24,7 +25,7 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mirakuru import SimpleExecutor
-from mirakuru.base import ENV_UUID
+from mirakuru.base import ENV_UUID, cleanup_subprocesses
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -90,6 +91,13 @@ def _die_with_parent() -> None:
 
 
 SETPRIV = shutil.which("setpriv")  # util-linux, on every Debian
+
+# mirakuru's exit hook SIGKILLs every process whose marker merely contains this
+# process's pid as a substring: a server of another run (a digit run of its
+# starter's pid or of its uuid) would match. A server that outlives its starter
+# gets SIGTERM from the kernel instead (the parent-death signal above), so the
+# hook is off; tests/test_support.py checks it stays off.
+atexit.unregister(cleanup_subprocesses)
 
 
 class _Executor(SimpleExecutor):
