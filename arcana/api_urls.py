@@ -9,11 +9,14 @@ as served by the gateway, not of its half.
 from django.urls import URLPattern, URLResolver, include, path
 
 APPS = {"authn": "authn.api.urls", "users": "users.api.urls"}
+# Where the API lives; requests under it skip the browser-only middleware
+# (``arcana.middleware.BrowserOnly``).
+API_PREFIX = "api/v1/"
 
 
 def api_routes(apps: tuple[str, ...] = tuple(APPS)) -> list[URLPattern | URLResolver]:
-    """The API routes of ``apps``, under ``api/v1/``."""
-    return [path("api/v1/", include(APPS[app])) for app in apps]
+    """The API routes of ``apps``, under :data:`API_PREFIX`."""
+    return [path(API_PREFIX, include(APPS[app])) for app in apps]
 
 
 urlpatterns = api_routes()

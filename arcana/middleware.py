@@ -1,11 +1,16 @@
 """Request guards that must hold for every view, DRF or not."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.middleware import AuthenticationMiddleware as _AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware as _MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import NoReverseMatch, reverse
+from django.utils.deprecation import MiddlewareMixin
 
+from arcana.api_urls import API_PREFIX
 from arcana.core.context import accept_request_id, call_context
 from arcana.core.exceptions import DATABASE_DOWN_ERRORS, database_error_as_domain
 from arcana.core.rest import error_json
@@ -106,3 +111,44 @@ class JsonNotFoundMiddleware:
             except NoReverseMatch:  # a tier that serves no admin (layered mode's edge)
                 self._admin_prefix = "\0"  # matches no path
         return self._admin_prefix
+
+
+# --- what only browsers' pages need ---------------------------------------------------
+
+_API_PATH = f"/{API_PREFIX}"
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    """A request for the token-authenticated API (``/api/v1/...``)."""
+    return request.path_info.startswith(_API_PATH)
+
+
+class BrowserOnly(MiddlewareMixin):
+    """Django's session, session-user and messages middleware serve the pages
+    a browser signs in to (the admin; the API docs, which let a staff session
+    in). The API under ``/api/v1/`` authenticates every request by its bearer
+    token (DRF's ``JWTAuthentication``), sets no cookie and never reads a
+    session or leaves a message, so its requests pass these by: a session
+    store, a lazy user and a messages store (cookie and session backends)
+    fewer per call. Each is a subclass of Django's own, so Django's checks
+    (the admin's E408-E410) still see them in ``MIDDLEWARE``. CSRF is left to
+    Django's own middleware on every path: DRF's views are exempt from it
+    anyway, and ``check --deploy`` looks for it by name."""
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        # Under ASGI both are awaitables, awaited by the caller as Django's own are.
+        if is_api_request(request):
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class SessionMiddleware(BrowserOnly, _SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(BrowserOnly, _AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(BrowserOnly, _MessageMiddleware):
+    pass

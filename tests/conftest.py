@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from authn.services import TokenPair, token_pair_issue
+from tests.cache_spy import CountingCache, spy_on_repository_cache
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.layered import (  # noqa: F401 - fixtures
     deployment_mode,
@@ -154,3 +155,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if SECRET_SCANNER.leaks:
         print("\nSecrets reached the logs:\n  " + "\n  ".join(sorted(set(SECRET_SCANNER.leaks))))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def warm_users(
+    admin_user: User, other_user: User, monkeypatch: pytest.MonkeyPatch
+) -> CountingCache:
+    """Both users cached, as in steady state; then the repository's cache calls counted."""
+    cache.clear()
+    for someone in (admin_user, other_user):
+        repository.user_get(user_id=str(someone.pk))
+    return spy_on_repository_cache(monkeypatch)

@@ -492,8 +492,13 @@ def _enter_at_the_edge(monkeypatch: pytest.MonkeyPatch, layout: Layout) -> None:
     scope = ErrorInterceptor.scope
 
     @contextmanager
-    def edge_scope(self: ErrorInterceptor, method: str, context: Any) -> Iterator[None]:
-        with running_in(layout.where, layout.grpc_edge(method)), scope(self, method, context):
+    def edge_scope(
+        self: ErrorInterceptor, method: str, context: Any, request: Any
+    ) -> Iterator[None]:
+        with (
+            running_in(layout.where, layout.grpc_edge(method)),
+            scope(self, method, context, request),
+        ):
             yield
 
     monkeypatch.setattr(ClientHandler, "__call__", call)

@@ -16,6 +16,11 @@ MAIL_PASSWORD_RESET = "password_reset"  # noqa: S105 - a mail kind, not a secret
 MAIL_EMAIL_VERIFICATION = "email_verification"
 MAIL_KINDS = (MAIL_PASSWORD_RESET, MAIL_EMAIL_VERIFICATION)
 
+# What a controller announces for the user its call is about to read
+# (``arcana.core.context.read_ahead_announce``), so that ``users.repository``
+# reads that record in the round trip that reads the caller.
+READ_AHEAD_USER = "user"
+
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:

@@ -41,11 +41,19 @@ from django.db.models import Q
 from django.utils import timezone
 
 from arcana.core import metrics
+from arcana.core.context import NOT_FETCHED, ReadAhead, read_ahead
 from arcana.core.reads import primary
 from users.errors import EmailTaken, LastAdmin, UserNotFound, VerificationLinkInvalid
 from users.models import Role, Roles, User, UserQuerySet
 from users.normal import normalize_email, parse_user_id
-from users.records import MAIL_KINDS, UserChanges, UserCredentials, UserPage, UserRecord
+from users.records import (
+    MAIL_KINDS,
+    READ_AHEAD_USER,
+    UserChanges,
+    UserCredentials,
+    UserPage,
+    UserRecord,
+)
 from users.signals import password_changed
 from users.tasks import account_mail
 
@@ -96,24 +104,74 @@ def _tombstone_seconds() -> float:
 
 def invalidate(user_ids: Iterable[str]) -> None:
     keys = {_key(str(user_id)): TOMBSTONE for user_id in user_ids}
-    if not keys or not settings.USER_CACHE:
+    if not keys:
+        return
+    ahead = read_ahead()
+    if ahead is not None:  # what this call read ahead of the write is stale now
+        ahead.forget(keys)
+    if not settings.USER_CACHE:
         return
     seconds = _tombstone_seconds()
     cache.set_many(keys, timeout=seconds)
     transaction.on_commit(lambda: cache.set_many(keys, timeout=seconds))
 
 
+def _announced_keys(ahead: ReadAhead) -> set[str]:
+    keys = set()
+    for user_id in ahead.pop_announced(READ_AHEAD_USER):
+        try:
+            keys.add(_key(str(parse_user_id(user_id))))
+        except UserNotFound:
+            continue  # a malformed id: its read will be a miss without the cache
+    return keys
+
+
+def _cache_read(key: str, ahead: ReadAhead | None) -> tuple[object, bool]:
+    """``(the cache's value for key, whether this call announced key itself)``.
+
+    The value is what this call read ahead for ``key`` if it did, else one
+    round trip: a GET, or, when the call announced other users it is about to
+    read (``arcana.core.context.read_ahead_announce``), one MGET of ``key``
+    and theirs, whose values are kept for those reads. A value read ahead is
+    used once, and is exactly what a GET would have answered at that moment:
+    a record, a tombstone (the reader then goes to the primary and refills
+    nothing) or nothing; a write of the user in this call forgets it
+    (:func:`invalidate`)."""
+    if ahead is None:
+        return cache.get(key), False
+    found = ahead.take(key)
+    if found is not NOT_FETCHED:
+        return found, False
+    announced = _announced_keys(ahead)
+    others = [other for other in announced if other != key]
+    if not others:
+        return cache.get(key), key in announced
+    values = cache.get_many([key, *others])
+    for other in others:
+        ahead.keep(other, values.get(other))
+    return values.get(key), key in announced
+
+
 # --- reads ----------------------------------------------------------------------
 
 
 def user_get(*, user_id: str) -> UserRecord:
-    """One user by id, from the cache when possible."""
+    """One user by id, from the cache when possible (in the round trip that
+    read the caller, when the call announced it: ``_cache_read``)."""
     pk = parse_user_id(user_id)
     if not settings.USER_CACHE:
         with primary():  # nothing tells a recent write apart: the primary has it
             return _fresh(pk)
     key = _key(str(pk))
-    cached = cache.get(key)
+    ahead = read_ahead()
+    cached, again = _cache_read(key, ahead)
+    record = _from_cache(pk, key, cached)
+    if again and ahead is not None:  # the caller reads themself: their record, once more
+        ahead.keep(key, record)
+    return record
+
+
+def _from_cache(pk: uuid.UUID, key: str, cached: object) -> UserRecord:
     if isinstance(cached, UserRecord):
         metrics.cache_read(cache="user", hit=True)
         return cached

@@ -1,4 +1,5 @@
-"""What a request carries across every tier: its id and who is acting.
+"""What a request carries across every tier: its id and who is acting (and,
+within one process, the cache reads it announced: :class:`ReadAhead`).
 
 The public edge (``arcana.middleware.RequestIdMiddleware`` for REST,
 ``arcana.grpc.interceptors.ErrorInterceptor`` for gRPC) sets both for the
@@ -10,10 +11,10 @@ value never outlives the call that set it.
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started
@@ -34,6 +35,59 @@ class CallRecord:
 
 call_record: ContextVar[CallRecord | None] = ContextVar("arcana_call_record", default=None)
 
+
+@dataclass(slots=True)
+class ReadAhead:
+    """Reads one call announced before making them, so that one round trip to
+    the shared cache serves several.
+
+    A controller knows, before authentication runs, which record its handler
+    will read (``GET /users/{id}``), and authentication reads the caller's
+    record from the same cache. The controller announces the target
+    (:func:`read_ahead_announce`); the repository reading the caller fetches the
+    announced keys in the same round trip and keeps what it got
+    (:meth:`keep`) for the handler's read, which takes it (:meth:`take`) once,
+    instead of asking again. A write in between forgets the entry
+    (:meth:`forget`). It lives exactly as long as the call's
+    :func:`call_context`: nothing fetched outlives the call it was fetched for.
+    """
+
+    announced: dict[str, list[str]] = field(default_factory=dict)  # kind -> ids
+    found: dict[str, object] = field(default_factory=dict)  # cache key -> value
+
+    def pop_announced(self, kind: str) -> list[str]:
+        """The ids of ``kind`` announced so far (each handed out once)."""
+        return self.announced.pop(kind, [])
+
+    def keep(self, key: str, value: object) -> None:
+        self.found[key] = value
+
+    def take(self, key: str) -> object:
+        """What was fetched for ``key`` (:data:`NOT_FETCHED` if nothing), once."""
+        return self.found.pop(key, NOT_FETCHED)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.found.pop(key, None)
+
+
+NOT_FETCHED = object()
+_read_ahead: ContextVar[ReadAhead | None] = ContextVar("arcana_read_ahead", default=None)
+
+
+def read_ahead() -> ReadAhead | None:
+    """The current call's :class:`ReadAhead`; None outside a :func:`call_context`."""
+    return _read_ahead.get()
+
+
+def read_ahead_announce(kind: str, ident: str) -> None:
+    """This call is about to read the ``kind`` record ``ident`` (unchecked: the
+    reader validates it). Outside a call it does nothing."""
+    ahead = _read_ahead.get()
+    if ahead is not None:
+        ahead.announced.setdefault(kind, []).append(ident)
+
+
 # What a client (or a gateway) may name its request: short, and nothing that
 # could break a log line or a header.
 _ACCEPTED = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -51,12 +105,14 @@ def call_context(*, request: str | None = None, actor: str | None = None) -> Ite
     """Run the block with ``request_id`` / ``acting_user`` set."""
     request_token = request_id.set(request)
     actor_token = acting_user.set(actor)
+    ahead_token = _read_ahead.set(ReadAhead())
     try:
         yield
     finally:
         record = call_record.get()
         if record is not None:
             record.request, record.actor = request_id.get(), acting_user.get()
+        _read_ahead.reset(ahead_token)
         acting_user.reset(actor_token)
         request_id.reset(request_token)
 

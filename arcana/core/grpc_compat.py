@@ -24,6 +24,12 @@ still there, so an upgrade shows at once which fixes can go.
    and would overwrite the stored value. Fix: partial-update fields are
    ``optional`` in the protos, and :func:`message_to_dict` leaves unset
    ``optional`` fields out (the test pins which fields lack presence).
+7. Upstream's servicer wrapper sends signals of its own around every call,
+   with ``reset_queries`` and ``close_old_connections`` connected (twice):
+   the work Django's request signals already do around each call here
+   (``ErrorInterceptor``, ``arcana.core.context.request_boundaries``), and
+   that a tier without a database skips on purpose. Fix:
+   :func:`drop_duplicate_request_signals`, one set of boundaries per call.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ import grpc
 from django.apps import AppConfig
 from django.core import checks
 from django.core.management import get_commands
+from django.db import close_old_connections, reset_queries
 from django_grpc_framework.settings import grpc_settings
+from django_grpc_framework.signals import grpc_request_finished, grpc_request_started
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
@@ -115,3 +123,13 @@ def ensure_grpc_logging() -> None:
     grpc_logger.addHandler(handler)
     if grpc_logger.level == logging.NOTSET:
         grpc_logger.setLevel(logging.WARNING)
+
+
+# --- 7. the servicer's own request signals -------------------------------------------
+
+
+def drop_duplicate_request_signals() -> None:
+    """Disconnect upstream's receivers of its per-call signals (idempotent)."""
+    grpc_request_started.disconnect(reset_queries)
+    grpc_request_started.disconnect(close_old_connections)
+    grpc_request_finished.disconnect(close_old_connections)

@@ -38,10 +38,11 @@ from arcana.core.context import (
     accept_request_id,
     call_context,
     call_record,
+    read_ahead_announce,
     request_boundaries,
 )
 from arcana.core.exceptions import InvalidInput, Throttled
-from arcana.core.grpc import authenticated_as, client_address, public_methods
+from arcana.core.grpc import authenticated_as, client_address, public_methods, read_ahead_of
 from arcana.core.principal import authenticator_load
 from arcana.core.throttling import ScopedThrottle
 from arcana.grpc.errors import failure_of
@@ -58,7 +59,8 @@ UNGUARDED_SERVICES = frozenset(
 
 if TYPE_CHECKING:  # grpc's classes are generic only in the stubs
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
-    Scope: TypeAlias = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
+    # (context, the request message of a unary-request call, else None)
+    Scope: TypeAlias = Callable[[grpc.ServicerContext, Any], AbstractContextManager[None]]
     Behaviour: TypeAlias = Callable[[Any, grpc.ServicerContext], Any]
 
 
@@ -103,22 +105,23 @@ def _wrap(handler: Handler, scope: Scope) -> Handler:
     Streaming responses keep the scope open until the stream ends.
     """
 
-    def unary_response(behaviour: Behaviour) -> Behaviour:
+    def unary_response(behaviour: Behaviour, request_streaming: bool) -> Behaviour:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
-            with scope(context):
+            with scope(context, None if request_streaming else request):
                 return behaviour(request, context)
 
         return run
 
-    def stream_response(behaviour: Behaviour) -> Behaviour:
+    def stream_response(behaviour: Behaviour, request_streaming: bool) -> Behaviour:
         def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with scope(context):
+            with scope(context, None if request_streaming else request):
                 yield from behaviour(request, context)
 
         return run
 
     def adapt(behaviour: Behaviour, request_streaming: bool, response_streaming: bool) -> Behaviour:
-        return stream_response(behaviour) if response_streaming else unary_response(behaviour)
+        wrap = stream_response if response_streaming else unary_response
+        return wrap(behaviour, request_streaming)
 
     return _rebuilt(handler, adapt, handler.request_deserializer)
 
@@ -135,9 +138,13 @@ class _GuardingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         method = handler_call_details.method
         if handler is None or _service_of(method) in UNGUARDED_SERVICES:
             return handler
-        return _wrap(handler, lambda context: self.scope(method, context))
+        return _wrap(handler, lambda context, request: self.scope(method, context, request))
 
-    def scope(self, method: str, context: grpc.ServicerContext) -> AbstractContextManager[None]:
+    def scope(
+        self, method: str, context: grpc.ServicerContext, request: Any
+    ) -> AbstractContextManager[None]:
+        """What runs around the call; ``request``: its message when it has exactly
+        one (None for request streams, or :data:`UNDECODABLE`)."""
         raise NotImplementedError
 
 
@@ -151,7 +158,7 @@ class ErrorInterceptor(_GuardingInterceptor):
     exception -> status mapping."""
 
     @contextmanager
-    def scope(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    def scope(self, method: str, context: grpc.ServicerContext, request: Any) -> Iterator[None]:
         sent = [value for key, value in context.invocation_metadata() or () if key == REQUEST_ID]
         rid = accept_request_id(sent[0] if sent and isinstance(sent[0], str) else None)
         context.send_initial_metadata(((REQUEST_ID, rid),))
@@ -183,7 +190,7 @@ class AuthInterceptor(_GuardingInterceptor):
         self.authenticate = authenticator_load()
 
     @contextmanager
-    def scope(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    def scope(self, method: str, context: grpc.ServicerContext, request: Any) -> Iterator[None]:
         public = public_methods()
         if method in public:
             throttle_scope = public[method]
@@ -191,6 +198,12 @@ class AuthInterceptor(_GuardingInterceptor):
                 _throttle(context, throttle_scope)
             yield
             return
+        announce = read_ahead_of(method)
+        if announce is not None and request is not None and request is not UNDECODABLE:
+            # Before the caller is read: the record the servicer is about to read
+            # comes back in the same cache round trip (arcana.core.context.ReadAhead).
+            for kind, ident in announce(request):
+                read_ahead_announce(kind, ident)
         caller = self.authenticate(authorization=_authorization(context.invocation_metadata()))
         with authenticated_as(caller):
             yield
@@ -342,7 +355,7 @@ class ObserveInterceptor(_GuardingInterceptor):
         self.log = log
 
     @contextmanager
-    def scope(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    def scope(self, method: str, context: grpc.ServicerContext, request: Any) -> Iterator[None]:
         started, failed = time.perf_counter_ns(), True
         record = CallRecord()
         token = call_record.set(record)

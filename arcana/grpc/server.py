@@ -246,6 +246,7 @@ def build_server(
             raise ValueError("an internal server takes its TLS from ARCANA_INTERNAL_TLS_*")
         reflection = False
     compat.ensure_grpc_logging()
+    compat.drop_duplicate_request_signals()
     keep_caches_per_thread()
     delegation.connect()  # the peers' clients: bad TLS settings stop the server here
     interceptors: list[Any] = [capacity] if internal else [capacity, *compat.server_interceptors()]

@@ -72,11 +72,15 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "arcana.middleware.BodySizeLimitMiddleware",
     "arcana.middleware.DatabaseUnavailableMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, auth and messages middleware, which only the admin's
+    # (and the docs') browser sessions need, skipped by /api/v1/ requests
+    # (arcana.middleware.BrowserOnly). CSRF stays Django's own, for every
+    # request: DRF's views are exempt, and check --deploy looks for it by name.
+    "arcana.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "arcana.middleware.AuthenticationMiddleware",
+    "arcana.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -23,6 +23,7 @@ from django_grpc_framework import test as upstream_test
 from django_grpc_framework.management.commands import grpcrunserver as upstream_command
 from django_grpc_framework.protobuf import json_format as upstream_json_format
 from django_grpc_framework.settings import grpc_settings
+from django_grpc_framework.signals import grpc_request_finished, grpc_request_started
 from google.protobuf.message import Message
 
 from arcana.core import grpc_compat as compat
@@ -207,3 +208,62 @@ def test_fix_partial_update_fields_have_presence() -> None:
     assert fields_without_presence(users_pb2.ListUsersRequest) == []
     data = compat.message_to_dict(users_pb2.UpdateUserRequest(id="x", is_active=False))
     assert data == {"id": "x", "is_active": False}
+
+
+# --- 7. the servicer's own request signals ----------------------------------------------
+
+SIGNALS_SCRIPT = """
+import django
+django.setup()
+from django_grpc_framework.signals import grpc_request_finished, grpc_request_started
+{fix}
+print(len(grpc_request_started.receivers), len(grpc_request_finished.receivers))
+"""
+
+
+def _receivers(fix: str) -> list[str]:
+    return subprocess.run(
+        [sys.executable, "-c", SIGNALS_SCRIPT.format(fix=fix)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "arcana.settings.test"},
+    ).stdout.split()
+
+
+def test_upstream_servicers_repeat_djangos_request_boundaries() -> None:
+    assert _receivers("") == ["2", "1"]  # reset_queries, close_old_connections; and again
+
+
+def test_fix_one_set_of_request_boundaries_per_call() -> None:
+    fix = "from arcana.core import grpc_compat as compat; compat.drop_duplicate_request_signals()"
+    assert _receivers(fix) == ["0", "0"]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_fix_a_call_still_has_djangos_request_boundaries(users_stub: Any, user: Any) -> None:
+    from django.core.signals import request_finished, request_started
+
+    from tests.grpc.conftest import auth_for
+
+    seen: list[str] = []
+
+    def started(**kwargs: Any) -> None:
+        seen.append("started")
+
+    def finished(**kwargs: Any) -> None:
+        seen.append("finished")
+
+    metadata = auth_for(user)
+    request_started.connect(started, weak=False)
+    request_finished.connect(finished, weak=False)
+    try:
+        users_stub.GetUser(users_pb2.GetUserRequest(id=str(user.pk)), metadata=metadata)
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    assert seen == ["started", "finished"]
+    assert not grpc_request_started.receivers  # the server dropped upstream's
+    assert not grpc_request_finished.receivers

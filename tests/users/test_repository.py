@@ -6,11 +6,13 @@ import pytest
 from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 
+from arcana.core.context import call_context, read_ahead_announce
+from tests.cache_spy import CountingCache, spy_on_repository_cache
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from users import repository
 from users.errors import EmailTaken, LastAdmin, UserNotFound
 from users.models import Role, Roles, User
-from users.records import UserRecord
+from users.records import READ_AHEAD_USER, UserRecord
 from users.signals import password_changed
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +219,88 @@ def test_a_hash_upgrade_never_brings_back_a_changed_password(user: User) -> None
     user.refresh_from_db()
     assert user.password != current
     assert user.check_password(STRONG)
+
+
+# --- read-ahead: one cache round trip for the caller and the target -----------------
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch, user: User, other_user: User) -> CountingCache:
+    cache.clear()  # no tombstones of the users' creation
+    return spy_on_repository_cache(monkeypatch)
+
+
+def test_an_announced_read_comes_back_with_the_callers(
+    django_assert_num_queries, counting: CountingCache, user: User, other_user: User
+) -> None:
+    repository.user_get(user_id=str(user.pk))
+    repository.user_get(user_id=str(other_user.pk))  # both cached now
+    counting.calls.clear()
+    with call_context(request="r1"):
+        read_ahead_announce(READ_AHEAD_USER, str(other_user.pk))
+        with django_assert_num_queries(0):
+            assert repository.user_get(user_id=str(user.pk)).email == user.email
+            assert counting.calls == ["get_many"]
+            assert repository.user_get(user_id=str(other_user.pk)).email == other_user.email
+    assert counting.calls == ["get_many"]  # the target cost no second round trip
+
+
+def test_what_was_read_ahead_serves_one_read_only(
+    counting: CountingCache, user: User, other_user: User
+) -> None:
+    with call_context(request="r1"):
+        read_ahead_announce(READ_AHEAD_USER, str(other_user.pk))
+        repository.user_get(user_id=str(user.pk))
+        repository.user_get(user_id=str(other_user.pk))  # a miss read ahead: the database
+        assert isinstance(cached(other_user), UserRecord)  # and refilled, as a GET's miss is
+        repository.user_get(user_id=str(other_user.pk))
+    assert counting.calls == ["get_many", "add", "add", "get"]
+
+
+def test_a_tombstone_read_ahead_still_sends_the_read_to_the_database(
+    django_assert_num_queries, counting: CountingCache, user: User, other_user: User
+) -> None:
+    repository.user_get(user_id=str(user.pk))
+    User.objects.filter(pk=other_user.pk).update(name="Renamed")
+    repository.invalidate([str(other_user.pk)])
+    with call_context(request="r1"):
+        read_ahead_announce(READ_AHEAD_USER, str(other_user.pk))
+        repository.user_get(user_id=str(user.pk))
+        with django_assert_num_queries(2):  # the user and its roles
+            assert repository.user_get(user_id=str(other_user.pk)).name == "Renamed"
+    assert cached(other_user) == repository.TOMBSTONE  # not refilled
+
+
+def test_a_write_in_the_call_forgets_what_was_read_ahead(
+    counting: CountingCache, user: User, other_user: User
+) -> None:
+    repository.user_get(user_id=str(other_user.pk))
+    with call_context(request="r1"):
+        read_ahead_announce(READ_AHEAD_USER, str(other_user.pk))
+        repository.user_get(user_id=str(user.pk))
+        other_user.name = "Renamed"
+        other_user.save()  # invalidates: the record read ahead is stale
+        assert repository.user_get(user_id=str(other_user.pk)).name == "Renamed"
+
+
+def test_a_caller_reading_themself_is_read_once(
+    django_assert_num_queries, counting: CountingCache, user: User
+) -> None:
+    repository.user_get(user_id=str(user.pk))
+    counting.calls.clear()
+    with call_context(request="r1"), django_assert_num_queries(0):
+        read_ahead_announce(READ_AHEAD_USER, str(user.pk))
+        first = repository.user_get(user_id=str(user.pk))
+        assert repository.user_get(user_id=str(user.pk)) == first
+    assert counting.calls == ["get"]
+
+
+def test_announcements_outside_a_call_or_of_malformed_ids_change_nothing(
+    counting: CountingCache, user: User
+) -> None:
+    read_ahead_announce(READ_AHEAD_USER, str(user.pk))  # no call: nothing to keep it in
+    repository.user_get(user_id=str(user.pk))
+    with call_context(request="r1"):
+        read_ahead_announce(READ_AHEAD_USER, "not-a-uuid")
+        repository.user_get(user_id=str(user.pk))
+    assert counting.calls == ["get", "add", "get"]

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 import users
+from arcana.core.context import read_ahead_announce
 from arcana.core.rest import actor_of, client_of, validated
 from users.api.serializers import (
     UserCreateInputSerializer,
@@ -18,7 +19,7 @@ from users.api.serializers import (
     UserUpdateInputSerializer,
     user_json,
 )
-from users.records import Actor
+from users.records import READ_AHEAD_USER, Actor
 
 ID_PARAMETER = OpenApiParameter(
     "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="User id (UUID)."
@@ -38,6 +39,13 @@ class UserViewSet(viewsets.ViewSet):
         "partial_update": (403, 409),
         "destroy": (403,),
     }
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Before authentication reads the caller: the user a read is about to
+        # load comes back in the same cache round trip (users.repository).
+        if self.action == "retrieve" and "id" in kwargs:
+            read_ahead_announce(READ_AHEAD_USER, str(kwargs["id"]))
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         parameters=[UserListQuerySerializer],

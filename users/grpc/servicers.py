@@ -5,6 +5,7 @@ Requests are validated by the REST serializers, so both transports accept and
 reject exactly the same input; errors become statuses in ``arcana.grpc.errors``.
 """
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,14 @@ from users.api.serializers import (
     UserListQuerySerializer,
     UserUpdateInputSerializer,
 )
-from users.records import Actor, UserRecord
+from users.records import READ_AHEAD_USER, Actor, UserRecord
+
+SERVICE = users_pb2.DESCRIPTOR.services_by_name["UserService"]
+# The user each method is about to read, announced before authentication
+# (arcana.core.grpc.read_ahead_declare), as users.api.views does for REST.
+READ_AHEAD: Mapping[str, Callable[[Any], Iterable[tuple[str, str]]]] = {
+    "GetUser": lambda request: ((READ_AHEAD_USER, request.id),),
+}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
