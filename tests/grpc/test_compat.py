@@ -154,9 +154,9 @@ logging.getLogger("grpc._server").error("exception calling application")
 """
 
 
-def _stderr_of(script: str) -> str:
-    # A fresh interpreter: this process's LOGGING (and pytest) already configured logging.
-    result = subprocess.run(
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    # A fresh interpreter: this process's LOGGING, signals and pytest are set up already.
+    return subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
@@ -165,7 +165,10 @@ def _stderr_of(script: str) -> str:
         cwd=settings.BASE_DIR,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "arcana.settings.test"},
     )
-    return result.stderr
+
+
+def _stderr_of(script: str) -> str:
+    return _python(script).stderr
 
 
 def test_upstream_grpc_logger_swallows_server_errors() -> None:
@@ -222,15 +225,7 @@ print(len(grpc_request_started.receivers), len(grpc_request_finished.receivers))
 
 
 def _receivers(fix: str) -> list[str]:
-    return subprocess.run(
-        [sys.executable, "-c", SIGNALS_SCRIPT.format(fix=fix)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "arcana.settings.test"},
-    ).stdout.split()
+    return _python(SIGNALS_SCRIPT.format(fix=fix)).stdout.split()
 
 
 def test_upstream_servicers_repeat_djangos_request_boundaries() -> None:
