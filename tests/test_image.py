@@ -120,6 +120,13 @@ def entrypoint(fake_bin: Path, *args: str, **env: str) -> tuple[int, dict[str, A
         ),
         (["migrate"], {}, "python", ["manage.py", "migrate", "--noinput"]),
         (["worker"], {}, "python", ["manage.py", "db_worker"]),
+        (["prune"], {}, "python", ["manage.py", "prune_db_task_results", "--min-age-days", "14"]),
+        (
+            ["prune", "--dry-run"],
+            {"TASK_RESULTS_KEEP_DAYS": "0"},
+            "python",
+            ["manage.py", "prune_db_task_results", "--min-age-days", "0", "--dry-run"],
+        ),
         (
             ["manage", "createsuperuser", "--noinput"],
             {},
@@ -144,10 +151,18 @@ def test_each_role_execs_its_server(
         (
             ["python", "manage.py"],
             {},
-            "unknown role 'python' (rest, grpc, tier, migrate, worker or manage)",
+            "unknown role 'python' (rest, grpc, tier, migrate, worker, prune or manage)",
         ),
         ([], {}, "usage: entrypoint.sh ROLE"),
         (["tier"], {}, "the tier role needs TIER_PORT"),
+        *(
+            (
+                ["prune"],
+                {"TASK_RESULTS_KEEP_DAYS": days},
+                f"TASK_RESULTS_KEEP_DAYS must be a whole number of days, 0 or more (got '{days}')",
+            )
+            for days in ("-1", "14d", "1.5", " 7")
+        ),
     ],
 )
 def test_bad_roles_are_refused_clearly(
