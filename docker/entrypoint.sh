@@ -7,6 +7,11 @@
 #   worker   manage.py db_worker: sends the queued mail (users/tasks.py); runs
 #            where the data is (monolithic, the layered repository tier, the
 #            users service)
+#   prune    manage.py prune_db_task_results --min-age-days ${TASK_RESULTS_KEEP_DAYS:-14}:
+#            deletes the queue's finished tasks older than that many days (a
+#            whole number, 0 or more), then exits; run it daily beside the
+#            worker, with the worker's settings (Kubernetes: CronJob
+#            prune-tasks; compose: docker-compose run --rm worker prune)
 #   manage   manage.py ARGS: a one-off command with the container's settings
 #            and secrets, e.g. in a running container (exec skips the entry
 #            point, so the *_FILE secrets would not be read):
@@ -60,13 +65,20 @@ case "$role" in
   worker)
     exec python manage.py db_worker "$@"
     ;;
+  prune)
+    keep=${TASK_RESULTS_KEEP_DAYS:-14}
+    case "$keep" in
+      '' | *[!0-9]*) die "TASK_RESULTS_KEEP_DAYS must be a whole number of days, 0 or more (got '$keep')" ;;
+    esac
+    exec python manage.py prune_db_task_results --min-age-days "$keep" "$@"
+    ;;
   manage)
     exec python manage.py "$@"
     ;;
   "")
-    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate, worker or manage"
+    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate, worker, prune or manage"
     ;;
   *)
-    die "unknown role '$role' (rest, grpc, tier, migrate, worker or manage); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
+    die "unknown role '$role' (rest, grpc, tier, migrate, worker, prune or manage); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
     ;;
 esac

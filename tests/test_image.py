@@ -5,12 +5,10 @@ script of the microservices compose file, and the Dockerfile's wiring."""
 
 import http.server
 import importlib.util
-import json
 import os
 import re
 import stat
 import subprocess
-import sys
 import threading
 import tomllib
 from collections.abc import Iterator
@@ -26,9 +24,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from arcana.core.jwtkeys import load_jwt_keys
 from scripts.compose_secrets import generate
+from tests.entrypoint import ENTRYPOINT, entrypoint, make_fake_bin
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 INIT_SQL = ROOT / "docker" / "mysql" / "init-microservices.sh"
 
 
@@ -48,46 +46,11 @@ hc = _load_healthcheck()
 
 # --- docker/entrypoint.sh ---------------------------------------------------------------
 
-FAKE = f"""#!{sys.executable}
-import json, os, sys
-print(json.dumps({{
-    "program": os.path.basename(sys.argv[0]),
-    "argv": sys.argv[1:],
-    "pid": os.getpid(),
-    "cwd": os.getcwd(),
-    "env": {{k: v for k, v in os.environ.items() if k.startswith(("DJANGO_", "DATABASE_"))}},
-}}))
-"""
-
 
 @pytest.fixture
 def fake_bin(tmp_path: Path) -> Path:
     """``python`` and ``gunicorn`` that print what they were started with."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    for name in ("python", "gunicorn"):
-        path = directory / name
-        path.write_text(FAKE)
-        path.chmod(0o755)
-    return directory
-
-
-def entrypoint(fake_bin: Path, *args: str, **env: str) -> tuple[int, dict[str, Any], str]:
-    environ = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", **env}
-    process = subprocess.Popen(
-        [str(ENTRYPOINT), *args],
-        cwd="/",
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stdout, stderr = process.communicate(timeout=30)
-    started = json.loads(stdout) if stdout.strip() else {}
-    if started:
-        # exec: the server is the process that was started, so it gets the signals.
-        assert started["pid"] == process.pid
-    return process.returncode, started, stderr
+    return make_fake_bin(tmp_path / "bin")
 
 
 @pytest.mark.parametrize(
@@ -120,6 +83,13 @@ def entrypoint(fake_bin: Path, *args: str, **env: str) -> tuple[int, dict[str, A
         ),
         (["migrate"], {}, "python", ["manage.py", "migrate", "--noinput"]),
         (["worker"], {}, "python", ["manage.py", "db_worker"]),
+        (["prune"], {}, "python", ["manage.py", "prune_db_task_results", "--min-age-days", "14"]),
+        (
+            ["prune", "--dry-run"],
+            {"TASK_RESULTS_KEEP_DAYS": "0"},
+            "python",
+            ["manage.py", "prune_db_task_results", "--min-age-days", "0", "--dry-run"],
+        ),
         (
             ["manage", "createsuperuser", "--noinput"],
             {},
@@ -144,10 +114,18 @@ def test_each_role_execs_its_server(
         (
             ["python", "manage.py"],
             {},
-            "unknown role 'python' (rest, grpc, tier, migrate, worker or manage)",
+            "unknown role 'python' (rest, grpc, tier, migrate, worker, prune or manage)",
         ),
         ([], {}, "usage: entrypoint.sh ROLE"),
         (["tier"], {}, "the tier role needs TIER_PORT"),
+        *(
+            (
+                ["prune"],
+                {"TASK_RESULTS_KEEP_DAYS": days},
+                f"TASK_RESULTS_KEEP_DAYS must be a whole number of days, 0 or more (got '{days}')",
+            )
+            for days in ("-1", "14d", "1.5", " 7")
+        ),
     ],
 )
 def test_bad_roles_are_refused_clearly(

@@ -1,11 +1,13 @@
 """The Kubernetes manifests (docker/k8s), as ``kubectl kustomize`` renders them.
 
 What each overlay must be, from the agreed deployment design: which pods hold
-the database credentials and the token-minting key (only the data holders;
-the edge none), that every Deployment has its three probes, resources,
-hardening, a PodDisruptionBudget and an autoscaler, that every internal
+the database credentials, the SMTP URL and the token-minting key (only the
+data holders; only the mail worker; the edge none), that every Deployment has
+its three probes, resources, a PodDisruptionBudget and an autoscaler, that
+every pod (Deployments, Jobs, CronJobs) is hardened, that every internal
 Service is headless, that the network rules let each tier reach only the next
-and only the data holders reach MySQL, that each overlay migrates, and that
+and only the data holders reach MySQL, that each overlay migrates and prunes
+the mail queue nightly where the queue lives, and that
 the rendered objects are valid for the Kubernetes versions scripts/k8s_check.sh
 names. kubectl is part of the machine image: without it these tests fail
 rather than skip (an artifact nobody can render is broken).
@@ -42,8 +44,11 @@ Obj = dict[str, Any]
 class Mode:
     deployments: frozenset[str]
     jobs: frozenset[str]
-    # Workloads (Deployments and Jobs) that hold DATABASE_URL, and so reach MySQL.
+    cronjobs: frozenset[str]
+    # Workloads (Deployments, Jobs, CronJobs) that hold DATABASE_URL, and so reach MySQL.
     database: frozenset[str]
+    # The mail worker, beside whose data the queue is pruned (CronJob PRUNE).
+    worker: str
     # Workloads holding the key that mints tokens: JWT_PRIVATE_KEY's file, or HS256's key.
     private_key: frozenset[str]
     signing_key: frozenset[str]
@@ -59,21 +64,27 @@ def _set(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
+# The nightly prune of the mail queue's finished tasks (docker/entrypoint.sh prune).
+PRUNE = "prune-tasks"
 USERS = _set("users-rest", "users-grpc", "users-internal", "users-worker")
 AUTH = _set("auth-rest", "auth-grpc", "auth-internal")
 MODES: dict[str, Mode] = {
     "monolithic": Mode(
         deployments=_set("rest", "grpc", "worker"),
         jobs=_set("migrate"),
-        database=_set("rest", "grpc", "migrate", "worker"),
+        cronjobs=_set(PRUNE),
+        database=_set("rest", "grpc", "migrate", "worker", PRUNE),
+        worker="worker",
         private_key=_set(),
-        signing_key=_set("rest", "grpc", "migrate", "worker"),
+        signing_key=_set("rest", "grpc", "migrate", "worker", PRUNE),
         edge=_set("rest", "grpc"),
     ),
     "layered": Mode(
         deployments=_set("rest", "grpc", "service", "repository", "admin", "worker"),
         jobs=_set("migrate"),
-        database=_set("repository", "admin", "migrate", "worker"),
+        cronjobs=_set(PRUNE),
+        database=_set("repository", "admin", "migrate", "worker", PRUNE),
+        worker="worker",
         private_key=_set("service"),
         signing_key=_set(),
         edge=_set("rest", "grpc"),
@@ -86,7 +97,9 @@ MODES: dict[str, Mode] = {
     "microservices": Mode(
         deployments=_set("gateway") | USERS | AUTH,
         jobs=_set("migrate-users", "migrate-auth"),
-        database=USERS | AUTH | _set("migrate-users", "migrate-auth"),
+        cronjobs=_set(PRUNE),
+        database=USERS | AUTH | _set("migrate-users", "migrate-auth", PRUNE),
+        worker="users-worker",
         private_key=AUTH,
         signing_key=_set(),
         edge=_set("gateway"),
@@ -96,7 +109,7 @@ MODES: dict[str, Mode] = {
             **{name: _set("auth-internal") for name in USERS - {"users-worker"}},
             **{name: _set("users-internal") for name in AUTH},
         },
-        own_databases=(USERS | _set("migrate-users"), AUTH | _set("migrate-auth")),
+        own_databases=(USERS | _set("migrate-users", PRUNE), AUTH | _set("migrate-auth")),
     ),
 }
 PRIVATE_KEY_FILE = "jwt-private.pem"
@@ -137,7 +150,11 @@ class Workload:
 
     @property
     def template(self) -> Obj:
-        template: Obj = self.obj["spec"]["template"]
+        """The pod template (a CronJob's is in its Job template)."""
+        spec = self.obj["spec"]
+        if self.kind == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        template: Obj = spec["template"]
         return template
 
     @property
@@ -173,7 +190,7 @@ class Rendered:
         return {
             obj["metadata"]["name"]: Workload(obj["kind"], obj["metadata"]["name"], obj)
             for obj in self.objects
-            if obj["kind"] in ("Deployment", "Job")
+            if obj["kind"] in ("Deployment", "Job", "CronJob")
         }
 
     def deployments(self) -> list[Workload]:
@@ -341,6 +358,7 @@ def test_each_overlay_runs_the_workloads_of_its_mode(mode: tuple[Mode, Rendered]
     expected, rendered = mode
     assert {w.name for w in rendered.deployments()} == expected.deployments
     assert set(rendered.named("Job")) == expected.jobs
+    assert set(rendered.named("CronJob")) == expected.cronjobs
     assert all(
         obj["metadata"].get("namespace") == "arcana"
         for obj in rendered.objects
@@ -564,6 +582,91 @@ def test_migration_jobs_run_migrate_with_their_database(mode: tuple[Mode, Render
         assert container["args"] == ["migrate"]
         assert job.pod["restartPolicy"] in ("Never", "OnFailure")
         assert rendered.holds(job, "DATABASE_URL")
+
+
+def test_only_the_mail_worker_holds_the_smtp_url(mode: tuple[Mode, Rendered]) -> None:
+    """EMAIL_URL may carry the SMTP password: the worker sends, nothing else does
+    (not the prune, which runs beside it)."""
+    expected, rendered = mode
+    assert {
+        w.name for w in rendered.workloads.values() if "EMAIL_URL" in rendered.env_names(w)
+    } == {expected.worker}
+
+
+def _daily(schedule: str) -> bool:
+    """A five-field cron schedule that fires once a day, at a fixed minute and hour."""
+    fields = schedule.split()
+    return (
+        len(fields) == 5
+        and all(field.isdigit() for field in fields[:2])
+        and int(fields[0]) < 60
+        and int(fields[1]) < 24
+        and fields[2:] == ["*", "*", "*"]
+    )
+
+
+def _deployment_env(workload: Workload) -> dict[str, str]:
+    """The variables that say which process of which mode this is."""
+    (container,) = workload.pod["containers"]
+    names = ("ARCANA_MODE", "ARCANA_TIER", "ARCANA_SERVICE", "ARCANA_AUTH_ADDR", "JWT_PUBLIC_KEY")
+    return {v["name"]: v["value"] for v in container.get("env", []) if v["name"] in names}
+
+
+def _database_secrets(rendered: Rendered, workload: Workload) -> set[str]:
+    return {
+        name
+        for name in rendered.secrets_referenced(workload)
+        if "DATABASE_URL" in rendered.secret_keys(name)
+    }
+
+
+def test_the_mail_queue_is_pruned_nightly_beside_the_worker(
+    mode: tuple[Mode, Rendered],
+) -> None:
+    """CronJob prune-tasks runs docker/entrypoint.sh prune once a day, one run at
+    a time and bounded, as the same process of the same mode as the mail worker,
+    on the worker's database (where the queue table is)."""
+    expected, rendered = mode
+    cronjob = rendered.workloads[PRUNE]
+    spec = cronjob.obj["spec"]
+    assert _daily(spec["schedule"]), spec["schedule"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert 1 <= spec["successfulJobsHistoryLimit"] <= 3
+    assert 1 <= spec["failedJobsHistoryLimit"] <= 3
+    job = spec["jobTemplate"]["spec"]
+    assert 0 < job["activeDeadlineSeconds"] <= 3600
+    assert 0 <= job["backoffLimit"] <= 3
+    assert cronjob.pod["restartPolicy"] == "Never"
+
+    (container,) = cronjob.pod["containers"]
+    assert container["command"] == ["/app/docker/entrypoint.sh"]
+    assert container["args"] == ["prune"]
+    assert cronjob.labels["arcana.cloud/role"] == "prune"
+    env = {v["name"]: v.get("value") for v in container.get("env", [])}
+    assert re.fullmatch(r"[0-9]+", env.get("TASK_RESULTS_KEEP_DAYS", "")), env
+
+    worker = rendered.workloads[expected.worker]
+    assert cronjob.labels["arcana.cloud/tier"] == worker.labels["arcana.cloud/tier"]
+    assert _deployment_env(cronjob) == _deployment_env(worker)
+    held = _database_secrets(rendered, cronjob)
+    assert held
+    assert held == _database_secrets(rendered, worker)
+
+
+def test_cronjobs_get_the_same_pod_defaults_as_deployments() -> None:
+    """components/workload patches a CronJob's pod template (one level deeper)
+    with a copy of pod-defaults.yaml: the two must not drift apart."""
+    component = K8S / "components" / "workload"
+    deployment = yaml.safe_load((component / "pod-defaults.yaml").read_text())
+    cronjob = yaml.safe_load((component / "pod-defaults-cronjob.yaml").read_text())
+    assert cronjob["kind"] == "CronJob"
+    assert cronjob["spec"]["jobTemplate"]["spec"]["template"] == deployment["spec"]["template"]
+    kustomization = yaml.safe_load((component / "kustomization.yaml").read_text())
+    kinds: dict[str, set[str]] = {}  # patch file -> the kinds it is applied to
+    for patch in kustomization["patches"]:
+        kinds.setdefault(patch["path"], set()).add(patch["target"]["kind"])
+    assert kinds["pod-defaults.yaml"] == {"Deployment", "Job"}
+    assert kinds["pod-defaults-cronjob.yaml"] == {"CronJob"}
 
 
 def test_processes_run_their_role(mode: tuple[Mode, Rendered]) -> None:
