@@ -32,7 +32,8 @@ them) and the table says so.
 Run from the project root: ``.venv/bin/python -m bench.scaling [--rounds 3]
 [--seconds 5] [--concurrency 8] [--threads N] [--database-url mysql://...] [--redis-url
 redis://...] [--server-cpus 0,1] [--client-cpus 2,3]``; the database is a
-new one beside the one the URL names, dropped after. Writes
+new one beside the one the URL names (``<name>_scaling_<random>``), dropped
+after; the Redis keys are under a prefix of the run's, deleted after. Writes
 ``bench/out/scaling.json``.
 """
 
@@ -60,6 +61,7 @@ from bench.servers import ROOT, Server, cpu_seconds, free_port, machine_busy, pi
 from bench.stack import (
     PASSWORD,
     create_admin,
+    database_name,
     grpc_server,
     is_mysql_url,
     manage,
@@ -304,7 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="arcana-scale-")))
-        database_url = mysql_database_create(options.database_url, prefix="arcana_scaling")
+        # Named after the URL's own database, so a run stays within its owner's names.
+        prefix_name = f"{database_name(options.database_url)}_scaling"
+        database_url = mysql_database_create(options.database_url, prefix=prefix_name)
         stack.callback(mysql_database_drop, database_url)
         prefix = f"bench-scaling-{secrets.token_hex(3)}"
         stack.callback(redis_delete_prefix, options.redis_url, prefix)
