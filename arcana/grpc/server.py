@@ -452,7 +452,7 @@ def supervise(
     to an upstream of them) spreads them evenly over the workers. On the
     shared port the kernel spreads *connections*: it hashes each one to a
     worker, and HTTP/2 connections are long-lived, so 8 clients land 6/2 or
-    worse in about a third of runs (a binomial split of 8). A classic BPF
+    worse in about one run in four (29 %, a binomial split of 8). A classic BPF
     program (``SO_ATTACH_REUSEPORT_CBPF``, the only kind an unprivileged
     process may attach) cannot do better: it sees the SYN and a few
     ancillary words (CPU, flow hash, a random number) but keeps no state
