@@ -6,7 +6,7 @@ PORT ?= 8000
 GRPC_PORT ?= 50051
 MODE ?= monolithic
 
-.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-observe observe bench-hop bench-wsgi bench-aio seed bench-lists capacity soak compose-check compose-secrets image containers ci clean
+.PHONY: run test lint format typecheck protos protos-check superuser migrate bench bench-observe observe bench-hop bench-wsgi bench-aio bench-scaling seed bench-lists capacity soak compose-check compose-secrets image containers ci clean
 
 run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=monolithic|layered|microservices; Ctrl-C stops all)
 	@scripts/bootstrap.sh
@@ -75,6 +75,10 @@ bench-wsgi:  ## gunicorn (as deployed) vs granian for monolithic REST get-by-id,
 bench-aio:  ## gRPC floor on grpcio's sync server vs grpc.aio (thread pool, inline), interleaved rounds; prints the table (DATABASE_URL=mysql://... optional)
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.aio $(if $(filter mysql%,$(DATABASE_URL)),--database-url $(DATABASE_URL),)
+
+bench-scaling:  ## 1 vs 2 server processes (gunicorn, grpcrunserver) at concurrency 8 on MariaDB + Redis, interleaved rounds: ratio, CPU per request, calls per worker (DATABASE_URL=mysql://... REDIS_URL=redis://...)
+	@scripts/bootstrap.sh --dev
+	@$(PY) -m bench.scaling
 
 bench-hop:  ## One internal hop against the bare mTLS echo, without the rest of the stack (needs DATABASE_URL=mysql://... REDIS_URL=redis://...)
 	@scripts/bootstrap.sh --dev

@@ -113,7 +113,10 @@ class _Mode:
         self.rest = http.client.HTTPConnection(
             "127.0.0.1", endpoint.rest_port, timeout=CALL_TIMEOUT
         )
-        self.channel = grpc.insecure_channel(endpoint.grpc_address)
+        # A list of addresses (``ipv4:a:1,a:2``: a server's workers' own ports)
+        # is balanced per call, as a round_robin client or nginx grpc_pass would.
+        balanced = [("grpc.lb_policy_name", "round_robin")] if "," in endpoint.grpc_address else []
+        self.channel = grpc.insecure_channel(endpoint.grpc_address, options=balanced)
         grpc.channel_ready_future(self.channel).result(timeout=30)
         self.users = users_pb2_grpc.UserServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)  # type: ignore[no-untyped-call]

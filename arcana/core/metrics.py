@@ -17,6 +17,7 @@ repository count through the small functions at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -225,6 +226,24 @@ def process_dead(pid: int) -> None:
     directory = multiprocess_dir()
     if directory:
         multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+def counts_by_process(directory: str, sample: str) -> dict[int, float]:
+    """The value of counter sample ``sample`` (``"arcana_grpc_calls_total"``)
+    per worker pid in a multiprocess ``directory``: how evenly the workers
+    share the load, which the summed scrape cannot tell."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts: dict[int, float] = {}
+    for name in os.listdir(directory):
+        if not (name.startswith("counter_") and name.endswith(".db")):
+            continue
+        pid = int(name[len("counter_") : -len(".db")])
+        path = os.path.join(directory, name)
+        for key, value, *_ in MmapedDict.read_all_values_from_file(path):  # type: ignore[no-untyped-call]
+            if json.loads(key)[1] == sample:
+                counts[pid] = counts.get(pid, 0.0) + value
+    return counts
 
 
 def clear_multiprocess_dir(directory: str) -> None:

@@ -479,6 +479,10 @@ GRPC_REQUEST_TIMEOUT = env.float("GRPC_REQUEST_TIMEOUT", default=2.0)
 # is closed after GRPC_MAX_CONNECTION_AGE, its calls getting the grace to end.
 GRPC_MAX_CONNECTION_IDLE = env.float("GRPC_MAX_CONNECTION_IDLE", default=300.0)
 GRPC_MAX_CONNECTION_AGE = env.float("GRPC_MAX_CONNECTION_AGE", default=1800.0)
+# With `grpcrunserver --workers N`, worker i also listens on this port + i, so a
+# per-call balancer (round_robin client, nginx grpc_pass) spreads calls evenly;
+# the shared port spreads connections only (arcana.grpc.server.supervise).
+GRPC_WORKER_PORTS: int | None = env.int("GRPC_WORKER_PORTS", default=None)
 # Largest message the server sends or accepts, in bytes.
 GRPC_MAX_MESSAGE_BYTES = env.int("GRPC_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
 # Seconds in-flight calls get to finish after SIGTERM/SIGINT.

@@ -131,6 +131,14 @@ class Command(BaseCommand):
             "(default: GRPC_TLS_CLIENT_CA).",
         )
         parser.add_argument(
+            "--worker-ports",
+            type=_positive_int,
+            default=settings.GRPC_WORKER_PORTS,
+            metavar="BASE",
+            help="With --workers N: worker i also listens on port BASE+i, for balancers that "
+            "spread calls, not connections, over the workers (default: GRPC_WORKER_PORTS, off).",
+        )
+        parser.add_argument(
             "--max-message-bytes",
             type=_positive_int,
             default=settings.GRPC_MAX_MESSAGE_BYTES,
@@ -149,6 +157,7 @@ class Command(BaseCommand):
             raise CommandError("--grace must not be negative.")
         if options["max_concurrent_rpcs"] <= options["max_streams"]:
             raise CommandError("--max-concurrent-rpcs must exceed --max-streams.")
+        own_port_base = own_ports(address, options["workers"], options["worker_ports"])
         server_options = {
             "max_workers": options["max_workers"],
             "max_message_bytes": options["max_message_bytes"],
@@ -158,15 +167,44 @@ class Command(BaseCommand):
             "reflection": options["reflection"],
             "tls": tls_files(options["tls_cert"], options["tls_key"], options["tls_client_ca"]),
         }
-        run_servers(self, address, options["workers"], "gRPC server", server_options)
+        run_servers(
+            self,
+            address,
+            options["workers"],
+            "gRPC server",
+            server_options,
+            own_port_base=own_port_base,
+        )
+
+
+def own_ports(address: str, workers: int, base: int | None) -> int | None:
+    """``--worker-ports BASE`` checked against the address and worker count."""
+    if base is None:
+        return None
+    if workers < 2:
+        raise CommandError("--worker-ports needs --workers 2 or more.")
+    last = base + workers - 1
+    if last > 65535:
+        raise CommandError(f"--worker-ports {base} with {workers} workers runs past port 65535.")
+    shared = int(address.rpartition(":")[2])
+    if base <= shared <= last:
+        raise CommandError(f"--worker-ports {base}..{last} include the shared port {shared}.")
+    return base
 
 
 def run_servers(
-    command: BaseCommand, address: str, workers: int, what: str, server_options: dict[str, Any]
+    command: BaseCommand,
+    address: str,
+    workers: int,
+    what: str,
+    server_options: dict[str, Any],
+    *,
+    own_port_base: int | None = None,
 ) -> None:
     """Serve on ``address`` until SIGTERM/SIGINT: in this process, or in
-    ``workers`` processes sharing the port. ``what`` names the server in
-    the lines it prints ("gRPC server", "service tier")."""
+    ``workers`` processes sharing the port (each also on ``own_port_base``
+    + its index, when given). ``what`` names the server in the lines it
+    prints ("gRPC server", "service tier")."""
 
     def ready(server: ArcanaServer) -> None:
         command.stdout.write(
@@ -184,9 +222,17 @@ def run_servers(
     if address.endswith(":0"):
         raise CommandError("--workers > 1 needs a fixed port to share.")
     command.stdout.write(f"{what} on {address}: starting {workers} worker processes")
+    if own_port_base is not None:
+        host = address.rpartition(":")[0]
+        own = ",".join(f"{host}:{own_port_base + index}" for index in range(workers))
+        command.stdout.write(
+            f"worker ports: {own} (spread calls over them: a round_robin client, "
+            "or nginx grpc_pass to an upstream of them)"
+        )
     status = supervise(
         address,
         processes=workers,
+        own_port_base=own_port_base,
         on_ready=lambda pids: command.stdout.write(f"worker pids: {pids}"),
         **server_options,
     )
