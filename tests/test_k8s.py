@@ -27,7 +27,11 @@ from typing import Any
 
 import pytest
 import yaml
+from django.core.exceptions import ImproperlyConfigured
 from kubernetes_validate import utils as kubernetes_validate  # type: ignore[import-untyped]
+
+from arcana.modes import Mode as Mode_
+from arcana.modes import Service, Tier, deployment_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "docker" / "k8s"
@@ -100,7 +104,8 @@ MODES: dict[str, Mode] = {
         cronjobs=_set(PRUNE),
         database=USERS | AUTH | _set("migrate-users", "migrate-auth", PRUNE),
         worker="users-worker",
-        private_key=AUTH,
+        # migrate-auth too: the auth service's settings refuse to load without it.
+        private_key=AUTH | _set("migrate-auth"),
         signing_key=_set(),
         edge=_set("gateway"),
         reaches={
@@ -229,6 +234,9 @@ class Rendered:
 
     def holds(self, workload: Workload, key: str) -> bool:
         return any(key in keys for keys in self.secrets_referenced(workload).values())
+
+    def configmap_data(self, name: str) -> dict[str, str]:
+        return dict(self.named("ConfigMap")[name].get("data", {}))
 
     def env_names(self, workload: Workload) -> set[str]:
         names: set[str] = set()
@@ -428,6 +436,42 @@ def test_only_the_minting_pods_hold_the_private_key(mode: tuple[Mode, Rendered])
     assert {w.name for w in workloads if rendered.holds(w, "JWT_SIGNING_KEY")} == (
         expected.signing_key
     )
+
+
+def test_every_pod_has_what_its_settings_refuse_to_start_without(
+    mode: tuple[Mode, Rendered],
+) -> None:
+    """The deployment variables each pod's settings parse (arcana.modes) and the
+    JWT key its role needs (arcana.settings.base: the minting process the private
+    key, the verifying one the public key), for every Deployment, Job and
+    CronJob: a migrate Job short of a peer's address never gets to migrate."""
+    _, rendered = mode
+    for workload in rendered.workloads.values():
+        if workload.name == "gateway":
+            continue  # nginx: no Django settings
+        names = rendered.env_names(workload)
+        env = {
+            variable["name"]: variable.get("value", "x")
+            for container in workload.containers
+            for variable in container.get("env", [])
+        }
+        env |= {name: "x" for name in names - set(env)}
+        for container in workload.containers:
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    env |= rendered.configmap_data(source["configMapRef"]["name"])
+        try:
+            deployment = deployment_from_env(env)
+        except ImproperlyConfigured as exc:
+            raise AssertionError(f"{workload.kind} {workload.name}: {exc}") from None
+        if deployment.mode is Mode_.MONOLITHIC:
+            assert "JWT_SIGNING_KEY" in names or "JWT_PRIVATE_KEY" in names, workload.name
+            continue
+        mints = deployment.tier is Tier.SERVICE or deployment.service is Service.AUTH
+        verifies = deployment.tier is Tier.CONTROLLER or deployment.service is Service.USERS
+        assert ("JWT_PRIVATE_KEY" in names) == mints, workload.name
+        if verifies:
+            assert "JWT_PUBLIC_KEY" in names, workload.name
 
 
 def test_secrets_are_mounted_where_they_are_read(mode: tuple[Mode, Rendered]) -> None:
