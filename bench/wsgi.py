@@ -27,17 +27,16 @@ on a new database of its own on that server. Writes
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 import sys
 from contextlib import ExitStack
-from pathlib import Path
 
 from bench import BENCH_GUNICORN_CONF, sidebyside
 from bench.observe import measure
-from tests.support.servers import ROOT, Server, free_port, http_ok
+from tests.support.servers import ROOT, free_port, http_ok
 from tests.support.stack import (
     PASSWORD,
     create_admin,
+    granian_server,
     manage,
     rest_login,
     rest_server,
@@ -47,30 +46,6 @@ from tests.support.stack import (
 
 OUT = ROOT / "bench" / "out" / "wsgi.json"
 SERVERS = ("gunicorn", "granian")
-
-
-def granian_server(env: dict[str, str], port: int, log: Path, workers: int, threads: int) -> Server:
-    granian = shutil.which("granian", path=str(Path(sys.executable).parent))
-    if granian is None:
-        raise SystemExit("granian is not installed: scripts/bootstrap.sh --dev installs it")
-    command = [
-        granian,
-        "--interface",
-        "wsgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--blocking-threads",
-        str(threads),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "arcana.wsgi:application",
-    ]
-    return Server("REST (granian arcana.wsgi)", command, {**env, "PYTHONPATH": str(ROOT)}, log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(gunicorn.stop)
         wait_rest_ready(gunicorn, ports["gunicorn"], options.workers)
         granian = granian_server(
-            env, ports["granian"], directory / "granian.log", options.workers, options.threads
+            env,
+            ports["granian"],
+            directory / "granian.log",
+            workers=options.workers,
+            threads=options.threads,
         )
         granian.start()
         stack.callback(granian.stop)

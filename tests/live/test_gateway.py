@@ -380,6 +380,32 @@ def test_slow_clients_do_not_freeze_the_services_behind_the_gateway(
         assert time.monotonic() < deadline, "gunicorn did not recover from the slow clients"
 
 
+def test_granian_answers_beside_slow_clients_even_without_the_gateway(
+    deployed: Deployment, figures: dict[str, str]
+) -> None:
+    """granian, the faster WSGI server (README "The WSGI server"), under the
+    same 200 trickling clients, with no gateway in front: its requests are read
+    by its Rust I/O loop, not by the Python threads, so an authenticated read
+    still answers at once while the slow clients hold their connections."""
+    server, port = deployed.stack.spawn_granian(workers=2)
+    token, path = deployed.stack.admin_token, f"/api/v1/users/{deployed.stack.admin_id}"
+    latencies: list[float | None] = []
+    with Trickle(port, 200) as slow:
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            latencies.append(probe(port, path, token))
+            latencies.append(probe(port, "/healthz"))
+            time.sleep(0.1)
+        assert slow.sent >= 400
+    assert None not in latencies, latencies
+    answered = [latency for latency in latencies if latency is not None]
+    assert max(answered) < 1.0, answered
+    figures["granian directly: 200 slow clients, requests beside them"] = (
+        f"{len(answered)} answered, slowest {max(answered) * 1000:.0f} ms"
+    )
+    server.stop()
+
+
 # --- a service down ------------------------------------------------------------------------------
 
 

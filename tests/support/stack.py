@@ -421,6 +421,34 @@ def rest_server(
     return Server(name, [PYTHON, "-m", "gunicorn", "-c", str(config), app], server_env, log_path)
 
 
+def granian_server(
+    env: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    *,
+    workers: int,
+    threads: int = 4,
+    kill_timeout: float | None = None,
+    name: str = "REST (granian arcana.wsgi)",
+) -> Server:
+    """granian (a Rust HTTP server) serving ``arcana.wsgi`` on 127.0.0.1:``port``
+    with gunicorn's shape: ``workers`` processes of ``threads`` blocking threads,
+    no access log; ``kill_timeout``: seconds a worker gets to finish on SIGTERM."""
+    granian = Path(PYTHON).parent / "granian"
+    if not granian.exists():
+        raise RuntimeError("granian is not installed: scripts/bootstrap.sh --dev installs it")
+    command = [
+        str(granian),
+        *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", str(workers), "--blocking-threads", str(threads)),
+        *("--no-access-log", "--log-level", "warning"),
+    ]
+    if kill_timeout is not None:
+        command += ["--workers-kill-timeout", f"{kill_timeout:g}"]
+    command.append("arcana.wsgi:application")
+    return Server(name, command, {**env, "PYTHONPATH": str(ROOT)}, log_path)
+
+
 def grpc_server(
     env: Mapping[str, str],
     address: str,
@@ -571,6 +599,21 @@ class LiveStack:
             workers=workers,
         )
         self._launch(server, lambda: wait_rest_ready(server, port, workers))
+        return server, port
+
+    def spawn_granian(
+        self, *, workers: int = 2, kill_timeout: float | None = None
+    ) -> tuple[Server, int]:
+        """granian serving the same ``arcana.wsgi`` as gunicorn does (stopped with the stack)."""
+        port = free_port()
+        server = granian_server(
+            self.env,
+            port,
+            self.log_dir / f"granian-{port}.log",
+            workers=workers,
+            kill_timeout=kill_timeout,
+        )
+        self._launch(server, lambda: server.wait_until(http_ok(port, "/healthz"), 60))
         return server, port
 
     def spawn_grpc(
