@@ -343,6 +343,22 @@ def probe(port: int, path: str, token: str = "", timeout: float = 5.0) -> float 
         conn.close()
 
 
+def beside_slow_clients(port: int, token: str, paths: list[str]) -> list[float]:
+    """While 200 clients trickle headers they never finish at ``port``, GET each
+    of ``paths`` for 3 s: every one must answer 200 within a second; the latencies."""
+    latencies: list[float | None] = []
+    with Trickle(port, 200) as slow:
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            latencies.extend(probe(port, path, token) for path in paths)
+            time.sleep(0.1)
+        assert slow.sent >= 400
+    assert None not in latencies, latencies
+    answered = [latency for latency in latencies if latency is not None]
+    assert max(answered) < 1.0, answered
+    return answered
+
+
 def test_slow_clients_do_not_freeze_the_services_behind_the_gateway(
     deployed: Deployment, figures: dict[str, str]
 ) -> None:
@@ -351,17 +367,7 @@ def test_slow_clients_do_not_freeze_the_services_behind_the_gateway(
     load on a gunicorn directly (which froze its /healthz for 30 s)."""
     gateway, token = deployed.gateway, deployed.stack.admin_token
     path = f"/api/v1/users/{deployed.stack.admin_id}"
-    latencies: list[float | None] = []
-    with Trickle(gateway.rest_port, 200) as slow:
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            latencies.append(probe(gateway.rest_port, path, token))
-            latencies.append(probe(gateway.rest_port, "/api/v1/auth/me", token))
-            time.sleep(0.1)
-        assert slow.sent >= 400
-    assert None not in latencies, latencies
-    answered = [latency for latency in latencies if latency is not None]
-    assert max(answered) < 1.0, answered
+    answered = beside_slow_clients(gateway.rest_port, token, [path, "/api/v1/auth/me"])
     figures["gateway: 200 slow clients, requests through it"] = (
         f"{len(answered)} answered, slowest {max(answered) * 1000:.0f} ms"
     )
@@ -389,17 +395,7 @@ def test_granian_answers_beside_slow_clients_even_without_the_gateway(
     still answers at once while the slow clients hold their connections."""
     server, port = deployed.stack.spawn_granian(workers=2)
     token, path = deployed.stack.admin_token, f"/api/v1/users/{deployed.stack.admin_id}"
-    latencies: list[float | None] = []
-    with Trickle(port, 200) as slow:
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            latencies.append(probe(port, path, token))
-            latencies.append(probe(port, "/healthz"))
-            time.sleep(0.1)
-        assert slow.sent >= 400
-    assert None not in latencies, latencies
-    answered = [latency for latency in latencies if latency is not None]
-    assert max(answered) < 1.0, answered
+    answered = beside_slow_clients(port, token, [path, "/healthz"])
     figures["granian directly: 200 slow clients, requests beside them"] = (
         f"{len(answered)} answered, slowest {max(answered) * 1000:.0f} ms"
     )
