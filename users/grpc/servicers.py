@@ -5,7 +5,7 @@ Requests are validated by the REST serializers, so both transports accept and
 reject exactly the same input; errors become statuses in ``arcana.grpc.errors``.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 import users
-from arcana.core.grpc import client_address, current_actor
+from arcana.core.grpc import ReadAheadOf, client_address, current_actor
 from arcana.core.grpc_compat import message_to_dict
 from arcana.core.rest import validated
 from protos.arcana.v1 import users_pb2
@@ -29,7 +29,7 @@ from users.records import READ_AHEAD_USER, Actor, UserRecord
 SERVICE = users_pb2.DESCRIPTOR.services_by_name["UserService"]
 # The user each method is about to read, announced before authentication
 # (arcana.core.grpc.read_ahead_declare), as users.api.views does for REST.
-READ_AHEAD: Mapping[str, Callable[[Any], Iterable[tuple[str, str]]]] = {
+READ_AHEAD: Mapping[str, ReadAheadOf] = {
     "GetUser": lambda request: ((READ_AHEAD_USER, request.id),),
 }
 
