@@ -211,9 +211,38 @@ def exposition_registry() -> CollectorRegistry:
     directory = multiprocess_dir()
     if not directory:
         return current().registry
+    sweep_dead_processes(directory)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return registry
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    return True
+
+
+def sweep_dead_processes(directory: str) -> list[int]:
+    """Drop the live gauges of every process that counted into ``directory``
+    and is gone, as :func:`process_dead` would: for a server whose master is
+    not told when a worker dies (granian respawns one without a hook), so a
+    scrape must not keep counting a dead worker's in-flight requests. Its
+    counters stay in the sum. Returns the pids swept."""
+    pids: set[int] = set()
+    for name in os.listdir(directory):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            digits = name[: -len(".db")].rpartition("_")[2]
+            if digits.isdigit():
+                pids.add(int(digits))
+    dead = sorted(pid for pid in pids if not _alive(pid))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return dead
 
 
 def exposition() -> tuple[bytes, str]:

@@ -1,5 +1,7 @@
 """Servers that fork workers report the sum of them all: ``grpcrunserver
---workers 2`` on its metrics port, gunicorn with two workers at ``/metrics``."""
+--workers 2`` on its metrics port, the REST server (``arcana.wsgi_server``)
+with two workers at ``/metrics`` and on its master's port, and a worker killed
+and respawned is counted once, its live gauges dropped."""
 
 import http.client
 import os
@@ -81,58 +83,117 @@ def test_grpc_workers_are_summed_on_one_metrics_port(
     assert sample(text, "arcana_grpc_in_flight_calls") == 0
 
 
-def test_gunicorn_workers_are_summed_at_metrics(
-    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
-) -> None:
+def _get(port: int, path: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def _start_rest(processes: list[subprocess.Popen[bytes]], tmp_path: Path) -> tuple[int, int, Path]:
+    """``python -m arcana.wsgi_server`` with two workers; waits until it answers."""
     port, metrics_port = side_ports(2)
     directory = tmp_path / "metrics"
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "bench/gunicorn_conf.py",  # the deployed one, without the access log
-        "arcana.wsgi:application",
-    ]
     _start(
         processes,
         tmp_path,
-        command,
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        GUNICORN_WORKERS="2",
+        [sys.executable, "-m", "arcana.wsgi_server"],
+        REST_BIND=f"127.0.0.1:{port}",
+        REST_WORKERS="2",
         PROMETHEUS_MULTIPROC_DIR=str(directory),
         REST_METRICS_PORT=str(metrics_port),
     )
 
-    def get(path: str) -> tuple[int, str]:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            connection.close()
-
     def up() -> bool:
         try:
-            return get("/healthz")[0] == 200
+            return _get(port, "/healthz")[0] == 200
         except OSError:
             return False
 
     wait_for(up, timeout=30)
-    before = sample(get("/metrics")[1], "arcana_http_requests_total", route="healthz")
+    return port, metrics_port, directory
+
+
+def _until_both_workers_counted(port: int, directory: Path, pids: int = 2) -> int:
+    """Concurrent batches until ``pids`` processes have answered some (each
+    counts into a file of its own); returns the requests sent."""
     sent = 0
-    # Concurrent batches until both workers have answered some (each counts
-    # into a file of its own), so that the sum is one over two processes.
     until = time.monotonic() + 60
     with ThreadPoolExecutor(max_workers=8) as pool:
-        while len(_pids_counted(directory)) < 2 and time.monotonic() < until:
-            assert set(pool.map(lambda _: get("/healthz")[0], range(16))) == {200}
+        while len(_pids_counted(directory)) < pids and time.monotonic() < until:
+            assert set(pool.map(lambda _: _get(port, "/healthz")[0], range(16))) == {200}
             sent += 16
-    assert len(_pids_counted(directory)) == 2
-    status, text = get("/metrics")
+    assert len(_pids_counted(directory)) == pids
+    return sent
+
+
+def test_rest_workers_are_summed_at_metrics_and_on_the_master_port(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port, metrics_port, directory = _start_rest(processes, tmp_path)
+    before = sample(_get(port, "/metrics")[1], "arcana_http_requests_total", route="healthz")
+    sent = _until_both_workers_counted(port, directory)
+    status, text = _get(port, "/metrics")
     assert status == 200
     assert sample(text, "arcana_http_requests_total", route="healthz") == before + sent
     # The master's own metrics port (REST_METRICS_PORT) sums the same files.
     master = scrape(metrics_port)
     assert sample(master, "arcana_http_requests_total", route="healthz") == before + sent
+
+
+def _worker_pids(directory: Path) -> set[int]:
+    return {int(pid.removesuffix(".db")) for pid in _pids_counted(directory)}
+
+
+def test_a_killed_worker_is_respawned_and_its_counts_kept(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port, metrics_port, directory = _start_rest(processes, tmp_path)
+    sent = _until_both_workers_counted(port, directory)
+    before = sample(scrape(metrics_port), "arcana_http_requests_total", route="healthz")
+    assert before >= sent
+    victim = min(_worker_pids(directory))
+    os.kill(victim, signal.SIGKILL)  # no clean exit: what an OOM kill does
+    # (A connection it had taken from the shared queue as it died is reset,
+    # as with any server; the test starts sending once it is gone.)
+    wait_for(lambda: not Path(f"/proc/{victim}").exists(), timeout=10)
+    # The master forks a new worker; it answers beside the survivor.
+    sent_after = _until_both_workers_counted(port, directory, pids=3)
+    assert processes[0].poll() is None
+    # The dead worker's requests stay in the sum.
+    text = scrape(metrics_port)
+    assert sample(text, "arcana_http_requests_total", route="healthz") == before + sent_after
+
+
+_COUNT_IN_FLIGHT_AND_DIE = """
+import os, sys
+from arcana.core import metrics
+metrics.enable_multiprocess(sys.argv[1])
+with metrics.in_flight("grpc"):
+    os._exit(0)  # dies inside a call: its gauge says 1 forever
+"""
+
+
+def test_a_scrape_drops_the_live_gauges_of_dead_workers(tmp_path: Path) -> None:
+    from arcana.core import metrics
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "arcana.settings.test"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    subprocess.run(
+        [sys.executable, "-c", _COUNT_IN_FLIGHT_AND_DIE, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    assert any(name.startswith("gauge_live") for name in os.listdir(tmp_path))
+    metrics.enable_multiprocess(str(tmp_path))
+    try:
+        text = metrics.exposition()[0].decode()
+    finally:
+        metrics.disable_multiprocess()
+    assert sample(text, "arcana_grpc_in_flight_calls", server="grpc") == 0
+    assert not any(name.startswith("gauge_live") for name in os.listdir(tmp_path))
