@@ -68,7 +68,7 @@ observe:  ## Layered stack + Debian's Prometheus + a short load; draws the dashb
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.observe_run
 
-bench-wsgi:  ## gunicorn (as deployed) vs granian for monolithic REST get-by-id, interleaved rounds; prints the table
+bench-wsgi:  ## granian (the REST server as deployed) vs gunicorn gthread for monolithic REST get-by-id, interleaved rounds; prints the table
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.wsgi
 
@@ -76,7 +76,7 @@ bench-aio:  ## gRPC floor on grpcio's sync server vs grpc.aio (thread pool, inli
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.aio $(if $(filter mysql%,$(DATABASE_URL)),--database-url $(DATABASE_URL),)
 
-bench-scaling:  ## 1 vs 2 server processes (gunicorn, grpcrunserver) at concurrency 8 on MariaDB + Redis, interleaved rounds: ratio, CPU per request, calls per worker (DATABASE_URL=mysql://... REDIS_URL=redis://...)
+bench-scaling:  ## 1 vs 2 server processes (the REST server, grpcrunserver) at concurrency 8 on MariaDB + Redis, interleaved rounds: ratio, CPU per request, calls per worker (DATABASE_URL=mysql://... REDIS_URL=redis://...)
 	@scripts/bootstrap.sh --dev
 	@$(PY) -m bench.scaling
 

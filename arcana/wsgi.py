@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn (production settings unless told otherwise)."""
+"""WSGI entry point, served by arcana.wsgi_server (production settings unless told otherwise)."""
 
 import os
 

@@ -1,7 +1,10 @@
 """The production HTTP server for REST and the admin: granian serving
 ``arcana.wsgi``, configured from the environment.
 
-    python -m arcana.wsgi_server        (docker/entrypoint.sh rest)
+    python -m arcana.wsgi_server [MODULE:APP]     (docker/entrypoint.sh rest)
+
+``MODULE:APP`` (default ``arcana.wsgi:application``): another WSGI
+application served the same way (the benchmark's floor is one).
 
 granian (a Rust HTTP server with a WSGI interface) replaced gunicorn here: it
 answered 1.17-1.62x the requests per second on the same 2 workers x 4 threads
@@ -227,13 +230,21 @@ def serve_master_metrics(config: Config) -> None:
         ) from None
 
 
+def _target(args: list[str]) -> str:
+    if not args:
+        return APP
+    module, sep, name = args[0].partition(":")
+    if len(args) > 1 or not sep or not module or not name.isidentifier():
+        raise ConfigError(
+            f"takes one optional argument, the WSGI application as MODULE:NAME "
+            f"(default {APP}), got {' '.join(args)!r}; the settings are REST_* variables"
+        )
+    return args[0]
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
     try:
-        if args:
-            raise ConfigError(
-                f"takes no arguments (got {' '.join(args)!r}): set the REST_* variables instead"
-            )
+        target = _target(sys.argv[1:] if argv is None else argv)
         config = Config.from_env(os.environ if env is None else env)
     except ConfigError as exc:
         print(f"arcana.wsgi_server: {exc}", file=sys.stderr)
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arcana.settings.production")
     from granian import Granian
 
-    server = Granian(**config.granian_options())
+    server = Granian(**{**config.granian_options(), "target": target})
     directory = MetricsDirectory()
     directory.open()  # before any worker is forked
     try:

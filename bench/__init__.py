@@ -5,5 +5,6 @@ tests); this package holds only what measures them."""
 
 from pathlib import Path
 
-# gunicorn as deployed, with the access log off (see bench/gunicorn_conf.py).
+# gunicorn, the REST server granian replaced, for ``make bench-wsgi`` only
+# (bench/gunicorn_conf.py).
 BENCH_GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"

@@ -11,7 +11,7 @@ read is this run's and no one else's: a private MariaDB primary and a replica
 following it (``tests.support.replication``), a private ``redis-server``, and for each
 mode (monolithic, layered) ``tests.support.stack.live_stack`` with the deployed
 settings (the user cache on, ``DATABASE_REPLICA_URLS`` naming the replica,
-gunicorn and grpcrunserver with two workers each, as a pod runs them; in
+the REST server and grpcrunserver with two workers each, as a pod runs them; in
 layered mode one service and one repository ``tierserver`` behind them, mutual
 TLS). From this process, one
 request at a time, ``--requests`` of each operation over REST and over gRPC:
@@ -20,7 +20,7 @@ warm, list-20, login (Argon2id), update (PATCH a name) and create (Argon2id).
 Around each batch it reads:
 
 - CPU seconds (``/proc/<pid>/stat`` utime + stime) of every process of each
-  tier (gunicorn's arbiter and workers, grpcrunserver, each tierserver), of
+  tier (the REST server's master and workers, grpcrunserver, each tierserver), of
   both ``mariadbd`` and of ``redis-server``;
 - the primary's and the replica's ``SHOW GLOBAL STATUS`` (``Questions``,
   ``Com_select`` / ``Com_insert`` / ``Com_update`` / ``Com_delete``): global,
@@ -992,7 +992,7 @@ def measure_mode(
         pair.primary.url("arcana"),
         f"redis://127.0.0.1:{redis_port}/0",
         mode=mode,
-        # As the pods run them (GUNICORN_WORKERS, GRPC_WORKERS): the resident
+        # As the pods run them (REST_WORKERS, GRPC_WORKERS): the resident
         # memory measured is a pod's. One client at a time keeps to one of them.
         rest_workers=2,
         grpc_workers=2,
@@ -1024,7 +1024,7 @@ def measure_mode(
 
             def batch(protocol: str, op: str, targets: Sequence[str]) -> None:
                 latencies = []
-                client.rest.close()  # idle since the last batch: past gunicorn's keep-alive
+                client.rest.close()  # idle since the last batch: past the server's keep-alive
                 client.call(protocol, LIST if op == CREATE else GET, stack.admin_id)  # reconnect
                 start = meters.read()
                 for index in range(requests):

@@ -1,4 +1,5 @@
-"""WSGI entry point of the REST floor (``gunicorn bench.floor_wsgi:application``)."""
+"""WSGI entry point of the REST floor, served as production serves REST
+(``python -m arcana.wsgi_server bench.floor_wsgi:application``)."""
 
 import os
 

@@ -1,21 +1,21 @@
-"""gunicorn settings for the benchmark: exactly the deployed ``docker/gunicorn.conf.py``
-(bind and workers from GUNICORN_BIND / GUNICORN_WORKERS), with the access log off.
+"""gunicorn settings for ``make bench-wsgi``: the gthread configuration that
+served REST before granian (``arcana.wsgi_server``) replaced it, with the
+access log off.
 
-The deployed file reads ``GUNICORN_ACCESSLOG`` but cannot turn the log off:
-gunicorn treats any string (even ``/dev/null``) as a destination and formats a
-line per request, which is not what a benchmark should measure.
+Bind, workers and threads come from GUNICORN_BIND / GUNICORN_WORKERS /
+GUNICORN_THREADS, set by bench/wsgi.py to the figures the granian side gets.
 """
 
-import runpy
-from pathlib import Path
+import os
 
-_DEPLOYED = Path(__file__).resolve().parent.parent / "docker" / "gunicorn.conf.py"
-
-globals().update(
-    {
-        name: value
-        for name, value in runpy.run_path(str(_DEPLOYED)).items()
-        if not name.startswith("_") and name != "os"
-    }
-)
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+keepalive = 5
+timeout = 30
+graceful_timeout = 20
+# None, not "/dev/null": gunicorn formats a line per request for any destination.
 accesslog = None
+errorlog = "-"
+loglevel = "info"

@@ -1,11 +1,11 @@
 """The benchmark run: set up a database, start the servers, seed, measure, report.
 
 The servers run side by side for the whole run, on one database: for each
-mode measured (``--modes``), the service over REST (gunicorn ``arcana.wsgi``)
+mode measured (``--modes``), the service over REST (``arcana.wsgi_server``, granian)
 and over gRPC (``manage.py grpcrunserver --workers N``) -- in layered mode
 these are the controller tier, with the service and repository tiers
 (``manage.py tierserver``, ``--tier-replicas`` of each, mutual TLS between
-them) behind; each protocol's floor (``bench.floor_wsgi`` on gunicorn,
+them) behind; each protocol's floor (``bench.floor_wsgi`` on the same REST server,
 ``bench.floor_grpc`` on bare grpcio), with the same number of processes; and
 the hop floor (``bench.floor_echo``: a bare grpcio unary echo, plaintext and
 mutual TLS). Each measurement loads one of them from the same pool of client
@@ -34,7 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NamedTuple
 
-from bench import BENCH_GUNICORN_CONF, floor_echo, load, profile, report
+from bench import floor_echo, load, profile, report
 from bench.procstat import cpu_seconds, machine_busy, pids_named
 from tests.support.servers import (
     PYTHON,
@@ -88,7 +88,7 @@ class Options:
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
-        description="REST (gunicorn + DRF) vs gRPC (grpcrunserver) side by side, with floors. "
+        description="REST (granian + DRF) vs gRPC (grpcrunserver) side by side, with floors. "
         "Uses DATABASE_URL / REDIS_URL when set, else a temporary SQLite file.",
     )
     parser.add_argument("--workers", type=int, default=2, help="server processes per server")
@@ -333,7 +333,7 @@ def _launch(stack: ExitStack, *servers: Server) -> None:
 def start_public(
     stack: ExitStack, options: Options, env: dict[str, str], logs: Path, mode: str
 ) -> ModeServers:
-    """gunicorn + grpcrunserver with ``env`` (monolithic, or layered's controller tier)."""
+    """The REST server + grpcrunserver with ``env`` (monolithic, or layered's controller tier)."""
     rest_port = free_port()
     grpc_address = f"127.0.0.1:{free_port()}"
     prefix = "" if mode == load.MONOLITHIC else f"{mode}-"
@@ -343,8 +343,7 @@ def start_public(
             env,
             rest_port,
             logs / f"{prefix}rest.log",
-            config=BENCH_GUNICORN_CONF,
-            name=f"REST {mode} (gunicorn arcana.wsgi)",
+            name=f"REST {mode} (arcana.wsgi_server)",
         ),
         grpc=grpc_server(
             env,
@@ -410,8 +409,7 @@ def start_servers(
             rest_floor_port,
             logs / "rest-floor.log",
             app="bench.floor_wsgi:application",
-            config=BENCH_GUNICORN_CONF,
-            name="REST floor (gunicorn bench.floor_wsgi)",
+            name="REST floor (arcana.wsgi_server bench.floor_wsgi)",
         ),
         grpc_floor=Server(
             "gRPC floor (bare grpcio)",
@@ -636,7 +634,7 @@ def measure(
     _check_alive(servers)
     trees = [server.pids() for server in servers]
     pids = [pid for tree in trees for pid in tree]
-    # A supervisor (gunicorn's arbiter, grpcrunserver's) is not a worker.
+    # A supervisor (the REST server's master, grpcrunserver's) is not a worker.
     workers = [pid for tree in trees for pid in (tree[1:] if len(tree) > 1 else tree)]
     client_pids = pool.pids(concurrency)
     pool.send(command, concurrency)

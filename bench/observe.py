@@ -1,6 +1,6 @@
 """``make bench-observe``: what metrics and request logs cost, side by side.
 
-Two monolithic REST servers (gunicorn ``arcana.wsgi``, as deployed, access log
+Two monolithic REST servers (``arcana.wsgi_server``, as deployed, access log
 off) on one database: one with ``METRICS_ENABLED`` and ``REQUEST_LOG`` on (its
 JSON lines go to its log file, as to a container's stdout), one with both off.
 The same client processes load each in turn with get-by-id
@@ -31,7 +31,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import BENCH_GUNICORN_CONF
 from tests.support.servers import ROOT, free_port
 from tests.support.stack import (
     PASSWORD,
@@ -137,7 +136,7 @@ def profiled(server: Any, load: Any) -> dict[str, float]:
     for line in output.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if "django" not in stack:
-            continue  # idle threads: gunicorn's poll loop, the thread pool's waits
+            continue  # idle threads: the server's I/O loop, the thread pool's waits
         samples += int(count)
         part = _share_of(stack)
         if part is not None:
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per server")
+    parser.add_argument("--workers", type=int, default=1, help="REST workers per server")
     parser.add_argument("--database-url", default="", help="default: a SQLite file of the run")
     parser.add_argument("--redis-url", default="")
     parser.add_argument(
@@ -213,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
                 port,
                 directory / f"rest-{name}.log",
                 workers=options.workers,
-                config=BENCH_GUNICORN_CONF,
                 name=f"REST, observability {name}",
             )
             server.start()

@@ -107,9 +107,8 @@ def machine(
         "Python": sys.version.split()[0],
         "OS": f"{platform.system()} {platform.release()}",
         "database": backend,
-        "server processes": f"{workers} per server (gunicorn "
-        f"{os.environ.get('GUNICORN_WORKER_CLASS', 'gthread')} workers x "
-        f"{os.environ.get('GUNICORN_THREADS', '4')} threads, as docker/gunicorn.conf.py; "
+        "server processes": f"{workers} per server (arcana.wsgi_server: granian workers x "
+        f"{os.environ.get('REST_THREADS', '4')} threads, as deployed; "
         f"grpcrunserver --workers, SO_REUSEPORT, "
         f"{os.environ.get('GRPC_MAX_WORKERS', '10')} threads each)"
         + (
@@ -123,7 +122,7 @@ def machine(
             f"{name} {version(name)}"
             for name in ("Django", "djangorestframework", "djangogrpcframework", "grpcio")
         )
-        + f", gunicorn {version('gunicorn')}",
+        + f", granian {version('granian')}",
         "load average at the end": f"{load1:.2f} (1 min), {load5:.2f} (5 min)",
     }
 
@@ -530,17 +529,17 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 NOTES = [
     "Every call is authenticated with the same admin access token on both protocols "
     "(login excepted); get-by-id picks a random seeded user each time.",
-    "create and login are dominated by one Argon2id hash each (Django's default parameters: "
-    "time_cost 2, memory_cost 100 MiB, parallelism 8 - the production hasher), so their "
-    "throughput is a measure of the hasher, not of the protocol.",
-    "gunicorn's sync worker (the deployed config: threads = 1) answers every response with "
-    "`Connection: close`, so a keep-alive REST client still opens one TCP connection per request; "
-    "a gRPC channel multiplexes every call on one connection.",
+    "create and login are dominated by one Argon2id hash each (the production hasher, "
+    "users.hashers.Argon2idPasswordHasher: OWASP's minimum, m = 19 MiB, t = 2, p = 1), so "
+    "their throughput is a measure of the hasher, not of the protocol.",
+    "A REST client keeps one HTTP/1.1 connection alive and sends one request at a time on it; "
+    "a gRPC channel multiplexes every call on one HTTP/2 connection.",
     "gRPC server processes share the port with SO_REUSEPORT, which balances connections, "
     "not calls: each client process's channel stays on one server process for the whole run "
     "(see 'CPU per worker').",
-    "Floors: a plain Django function view on gunicorn (no DRF, no middleware, no auth) and a "
-    "bare grpcio generic handler (bytes in/out, no framework, no interceptors), each doing "
+    "Floors: a plain Django function view on the same REST server (no DRF, no middleware, "
+    "no auth) and a bare grpcio generic handler (bytes in/out, no framework, no interceptors), "
+    "each doing "
     "`SELECT id, name, email FROM users_user WHERE id = %s` through django.db.connection with "
     "the service's persistent, health-checked connections, same process and thread counts.",
     "Load comes from separate client processes on the same machine, so clients and servers "

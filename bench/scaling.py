@@ -4,8 +4,8 @@ Authenticated get-by-id (the admin reads its own record: user cache warm) at
 concurrency 8 against, side by side on one MariaDB database and Redis with
 production settings:
 
-- **REST**: gunicorn with ``docker/gunicorn.conf.py`` as deployed (gthread,
-  access log on), ``GUNICORN_WORKERS=1`` and ``=2``;
+- **REST**: ``arcana.wsgi_server`` (granian) as deployed, ``REST_WORKERS=1``
+  and ``=2``;
 - **gRPC**: ``manage.py grpcrunserver --workers 1`` and ``--workers 2
   --worker-ports BASE``, the 2-worker one loaded two ways: over the workers'
   own ports with ``round_robin`` (calls spread per call, the figure the ratio
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     parser.add_argument(
-        "--threads", type=int, help="GUNICORN_THREADS per REST worker (default: as deployed)"
+        "--threads", type=int, help="REST_THREADS per REST worker (default: as deployed)"
     )
     parser.add_argument("--server-cpus", type=_cpus)
     parser.add_argument("--client-cpus", type=_cpus)
@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides={"CACHE_KEY_PREFIX": prefix, "USER_CACHE": "true"},
         )
         if options.threads:
-            env["GUNICORN_THREADS"] = str(options.threads)
+            env["REST_THREADS"] = str(options.threads)
         manage(env, "migrate", "--no-input", "-v", "0")
         create_admin(env, email="bench@example.com", name="Bench", password=PASSWORD)
 

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env_overrides=overrides,
         database_prefix="arcana_soak",
     ) as stack:
-        print(f"soak: gunicorn on :{stack.rest_port}, grpcrunserver on {stack.grpc_address}")
+        print(f"soak: the REST server on :{stack.rest_port}, grpcrunserver on {stack.grpc_address}")
         report = soak(
             stack,
             seconds=args.seconds,

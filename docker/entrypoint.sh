@@ -1,6 +1,7 @@
 #!/bin/sh
 # The image's entry point: docker/entrypoint.sh ROLE [ARGS...]
-#   rest     gunicorn arcana.wsgi -c docker/gunicorn.conf.py        (port 8000)
+#   rest     python -m arcana.wsgi_server: granian serving arcana.wsgi (port 8000;
+#            REST_* variables, see arcana/wsgi_server.py)
 #   grpc     manage.py grpcrunserver 0.0.0.0:50051 --workers ${GRPC_WORKERS:-2}
 #   tier     manage.py tierserver 0.0.0.0:${TIER_PORT}                (required)
 #   migrate  manage.py migrate --noinput, then exits
@@ -50,7 +51,7 @@ role=${1:-}
 if [ $# -gt 0 ]; then shift; fi
 case "$role" in
   rest)
-    exec gunicorn arcana.wsgi -c docker/gunicorn.conf.py "$@"
+    exec python -m arcana.wsgi_server "$@"
     ;;
   grpc)
     exec python manage.py grpcrunserver 0.0.0.0:50051 --workers "${GRPC_WORKERS:-2}" "$@"

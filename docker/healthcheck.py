@@ -6,7 +6,7 @@ files' health checks and the Kubernetes exec probes (docker/k8s) all run it.
 One check per entry-point role (docker/entrypoint.sh), so a gRPC container is
 not judged by an HTTP probe:
 
-- ``rest``: ``GET /healthz`` on gunicorn's port (``GUNICORN_BIND``, else 8000)
+- ``rest``: ``GET /healthz`` on the REST server's port (``REST_BIND``, else 8000)
   answers 200. The Host header is the first of ``DJANGO_ALLOWED_HOSTS``.
 - ``grpc``: ``grpc.health.v1.Health/Check`` for the whole server on 50051
   answers SERVING (it follows the database, or the tier below). TLS when
@@ -69,7 +69,7 @@ def role_of(argv: Sequence[str]) -> str | None:
     if "entrypoint.sh" in names:
         index = names.index("entrypoint.sh") + 1
         return argv[index] if index < len(argv) and argv[index] in ROLES else None
-    if "gunicorn" in names:
+    if "-m" in argv and "arcana.wsgi_server" in argv:
         return "rest"
     if "manage.py" in names:
         for command, role in (("grpcrunserver", "grpc"), ("tierserver", "tier")):
@@ -101,7 +101,7 @@ def detect_role(proc: Path = Path("/proc")) -> str:
 def _port_of(bind: str) -> int:
     host, sep, port = bind.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise Unhealthy(f"GUNICORN_BIND={bind!r} is not HOST:PORT")
+        raise Unhealthy(f"REST_BIND={bind!r} is not HOST:PORT")
     return int(port)
 
 
@@ -262,7 +262,7 @@ def check(
     alive: bool = False,
 ) -> None:
     if role == "rest":
-        check_rest(port or _port_of(environ.get("GUNICORN_BIND", f"0.0.0.0:{REST_PORT}")), environ)
+        check_rest(port or _port_of(environ.get("REST_BIND") or f"0.0.0.0:{REST_PORT}"), environ)
     elif role == "grpc":
         credentials = public_grpc_credentials(environ)
         check_grpc(port or GRPC_PORT, credentials, _tls_name(environ), service=service, alive=alive)

@@ -1,4 +1,4 @@
-"""docker/entrypoint.sh run with stand-in ``python`` and ``gunicorn`` that print
+"""docker/entrypoint.sh run with a stand-in ``python`` that prints
 what they were started with: the command line a role runs, without its server."""
 
 import json
@@ -24,9 +24,9 @@ print(json.dumps({{
 
 
 def make_fake_bin(directory: Path) -> Path:
-    """``python`` and ``gunicorn`` in ``directory`` (made) that print their start."""
+    """``python`` in ``directory`` (made), which prints its start."""
     directory.mkdir()
-    for name in ("python", "gunicorn"):
+    for name in ("python",):
         path = directory / name
         path.write_text(FAKE)
         path.chmod(0o755)

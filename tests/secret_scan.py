@@ -24,7 +24,7 @@ PATTERNS = (
     re.compile(r"argon2\$|\$argon2id?\$|pbkdf2_sha256\$|scrypt\$"),  # a Django password hash
 )
 
-WATCHED_LOGGERS = ("", "django", "grpc", "arcana", "gunicorn")
+WATCHED_LOGGERS = ("", "django", "grpc", "arcana", "granian", "granian.access")
 
 
 def find_secret(text: str) -> str | None:

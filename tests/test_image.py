@@ -49,19 +49,19 @@ hc = _load_healthcheck()
 
 @pytest.fixture
 def fake_bin(tmp_path: Path) -> Path:
-    """``python`` and ``gunicorn`` that print what they were started with."""
+    """A ``python`` that prints what it was started with."""
     return make_fake_bin(tmp_path / "bin")
 
 
 @pytest.mark.parametrize(
     ("args", "env", "program", "argv"),
     [
-        (["rest"], {}, "gunicorn", ["arcana.wsgi", "-c", "docker/gunicorn.conf.py"]),
+        (["rest"], {}, "python", ["-m", "arcana.wsgi_server"]),
         (
-            ["rest", "--workers", "4"],
+            ["rest", "bench.floor_wsgi:application"],
             {},
-            "gunicorn",
-            ["arcana.wsgi", "-c", "docker/gunicorn.conf.py", "--workers", "4"],
+            "python",
+            ["-m", "arcana.wsgi_server", "bench.floor_wsgi:application"],
         ),
         (
             ["grpc"],
@@ -179,7 +179,8 @@ def test_bad_secret_files_are_refused(
 @pytest.mark.parametrize(
     ("argv", "role"),
     [
-        (["/opt/venv/bin/python3.11", "/opt/venv/bin/gunicorn", "arcana.wsgi", "-c", "x"], "rest"),
+        (["/opt/venv/bin/python3.11", "-m", "arcana.wsgi_server"], "rest"),
+        (["granian wsgi 0.0.0.0:8000 arcana.wsgi:application"], None),  # a worker's title
         (["python", "manage.py", "grpcrunserver", "0.0.0.0:50051"], "grpc"),
         (["python", "manage.py", "tierserver", "0.0.0.0:50052"], "tier"),
         (["python", "manage.py", "migrate", "--noinput"], "migrate"),
@@ -256,8 +257,8 @@ def test_rest_check(http_server: tuple[int, dict[str, Any]], monkeypatch: Any) -
     monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", "api.example.com")
     assert hc.main(["rest", "--port", str(port)]) == 0
     assert state["hosts"] == ["api.example.com"]
-    monkeypatch.setenv("GUNICORN_BIND", f"0.0.0.0:{port}")
-    assert hc.main(["rest"]) == 0  # the port gunicorn binds
+    monkeypatch.setenv("REST_BIND", f"0.0.0.0:{port}")
+    assert hc.main(["rest"]) == 0  # the port the REST server binds
     state["status"] = 503
     assert hc.main(["rest"]) == 1
 

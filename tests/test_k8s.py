@@ -732,7 +732,7 @@ METRICS_PORT = 9100
 
 def test_rest_grpc_and_tier_pods_serve_metrics_and_say_where(mode: tuple[Mode, Rendered]) -> None:
     """Port 9100 named "metrics", GRPC_METRICS_* (gRPC and tier processes) or
-    REST_METRICS_* (gunicorn's master) set to it, prometheus.io annotations."""
+    REST_METRICS_* (the REST server's master) set to it, prometheus.io annotations."""
     _, rendered = mode
     metered = set()
     for workload in rendered.deployments():

@@ -114,8 +114,11 @@ def test_main_stops_with_one_line_and_status_2(capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().err == (
         "arcana.wsgi_server: REST_WORKERS must be a whole number from 1 to 256, got 'none'\n"
     )
-    assert wsgi_server.main(["--workers", "4"], {}) == 2
-    assert "takes no arguments" in capsys.readouterr().err
+    for argv in (["--workers", "4"], ["arcana.wsgi"], ["a:b", "c:d"]):
+        assert wsgi_server.main(argv, {}) == 2
+        assert "takes one optional argument, the WSGI application as MODULE:NAME" in (
+            capsys.readouterr().err
+        )
 
 
 def test_a_taken_metrics_port_stops_the_start_before_any_worker(tmp_path: Path) -> None:

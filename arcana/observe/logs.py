@@ -31,7 +31,7 @@ REQUEST_LOGGER = "arcana.request"
 
 
 def add_pid(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """The process that logged (which gunicorn or gRPC worker), as the
+    """The process that logged (which REST or gRPC worker), as the
     project's plain log format always said."""
     event["pid"] = os.getpid()
     return event

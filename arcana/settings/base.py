@@ -143,12 +143,12 @@ def _tune_database(db: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("init_command", "SET sql_mode='STRICT_TRANS_TABLES'")
         options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
         # Without these a database that stops answering (a partition, not a refused
-        # connection) blocks a request forever: a sync worker is killed at gunicorn's
-        # timeout with no response to the client, a gthread worker's thread is never
-        # freed, and the gRPC health watcher stalls with health still SERVING. With
-        # them the request gets a 503 after at most ~2 reads + 1 connect (a stale
-        # connection's ping or query, then the reconnect): 15 s by default, well
-        # inside gunicorn's 30 s. This service's queries take milliseconds.
+        # connection) blocks a request forever: the REST worker's thread is never
+        # freed (the server has no worker timeout) and the gRPC health watcher
+        # stalls with health still SERVING. With them the request gets a 503 after
+        # at most ~2 reads + 1 connect (a stale connection's ping or query, then
+        # the reconnect): 15 s by default, well inside the gateway's 30 s read
+        # timeout. This service's queries take milliseconds.
         options.setdefault("read_timeout", env.int("DATABASE_READ_TIMEOUT", default=5))
         options.setdefault("write_timeout", env.int("DATABASE_WRITE_TIMEOUT", default=5))
         db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
@@ -647,7 +647,7 @@ SPECTACULAR_SETTINGS = {
 # loopback by default) or presenting ``Authorization: Bearer <METRICS_TOKEN>``
 # when that is set. The gateway never passes /metrics on. gRPC server and tier
 # processes serve them on a port of their own, GRPC_METRICS_HOST:GRPC_METRICS_PORT
-# (no port: none). Processes that fork workers (gunicorn, grpcrunserver and
+# (no port: none). Processes that fork workers (the REST server, grpcrunserver and
 # tierserver --workers N) count into PROMETHEUS_MULTIPROC_DIR, a temporary
 # directory of their own unless set, and a scrape sums every worker.
 

@@ -25,7 +25,7 @@ DB_SECRET = re.compile(r"database_url|db_password|mysql_password|mysql_root_pass
 # The journeys log in and register more often than production's limits allow:
 # a test-only override (never in docker/) raises them. The SIGTERM tests check
 # an exit within tests/live/test_shutdown.py's grace, as the monolithic
-# container test sets it (the compose default: 20 s for gunicorn, 10 s for
+# container test sets it (the compose default: 20 s for the REST server, 10 s for
 # gRPC, within the 30 s stop_grace_period). The internal deadline stays below
 # that grace, as production's 2 s is below its 10 s: a gRPC handler waiting on
 # the tier below outlives a stop() that has given up on it (Python cannot
@@ -41,7 +41,7 @@ TEST_ENV = {
     "LOGIN_LOCKOUT_FAILURES": "1000000",
     "LOGIN_LOCKOUT_ACCOUNT_FAILURES": "1000000",
     "ARCANA_INTERNAL_DEADLINE": str(GRACE - 1),
-    "GUNICORN_GRACEFUL_TIMEOUT": str(GRACE),
+    "REST_GRACEFUL_TIMEOUT": str(GRACE),
     "GRPC_SHUTDOWN_GRACE": str(GRACE),
 }
 

@@ -248,7 +248,7 @@ def start_server(deployment: Deployment, role: str, port: int, inner: int) -> st
     podman("rm", "--force", "--ignore", name)
     podman(
         "run", "--detach", "--name", name, *deployment.args,
-        "--env", f"GUNICORN_GRACEFUL_TIMEOUT={GRACE}", "--env", f"GRPC_SHUTDOWN_GRACE={GRACE}",
+        "--env", f"REST_GRACEFUL_TIMEOUT={GRACE}", "--env", f"GRPC_SHUTDOWN_GRACE={GRACE}",
         "--publish", f"127.0.0.1:{port}:{inner}", IMAGE, role,
     )  # fmt: skip
     return name

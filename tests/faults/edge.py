@@ -26,7 +26,7 @@ DEADLINE = 2.0  # ARCANA_INTERNAL_DEADLINE's default, which the fault stacks kee
 # A failing call may take the deadline plus the edge's own work around it.
 DEADLINE_MARGIN = 0.5
 HEALTH_INTERVAL = 0.3  # GRPC_HEALTH_INTERVAL of the fault stacks
-EDGE_PROCESSES = 2  # gunicorn workers, and grpcrunserver workers
+EDGE_PROCESSES = 2  # REST workers, and grpcrunserver workers
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -170,7 +170,7 @@ def health_is(address: str, wanted: int, processes: int) -> Callable[[], bool]:
 
 
 def readyz_is(port: int, status: int, processes: int) -> Callable[[], bool]:
-    """Every gunicorn worker agrees."""
+    """Every REST worker agrees."""
     return lambda: all(readyz(port)[0] == status for _ in range(2 * processes))
 
 

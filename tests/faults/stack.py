@@ -1,7 +1,7 @@
 """The deployed service, live, with a fault-injection proxy in front of MariaDB
 and one in front of Redis.
 
-gunicorn (``docker/gunicorn.conf.py``, ``arcana.wsgi``, 2 workers) and
+The REST server (``arcana.wsgi_server``, ``arcana.wsgi``, 2 workers) and
 ``grpcrunserver --workers 2`` start as deployed, from tests/support/stack.py's
 ``live_stack``: the servers reach MariaDB and Redis through the proxies, while
 its setup (migrate, createsuperuser) and cleanup go direct, so a fault never
@@ -184,8 +184,6 @@ FAULT_ENV = {
     "DATABASE_CONNECT_TIMEOUT": str(DB_TIMEOUT),
     "DATABASE_READ_TIMEOUT": str(DB_TIMEOUT),
     "DATABASE_WRITE_TIMEOUT": str(DB_TIMEOUT),
-    # A stuck request should show as a failure here, not linger 30 s.
-    "GUNICORN_TIMEOUT": "20",
 }
 
 

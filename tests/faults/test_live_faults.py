@@ -35,7 +35,7 @@ pytestmark = pytest.mark.live
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 REDIS_TIMEOUT = 0.5  # REDIS_CONNECT_TIMEOUT / REDIS_TIMEOUT as deployed
-SERVER_PROCESSES = 2 * WORKERS  # gunicorn workers + grpcrunserver workers
+SERVER_PROCESSES = 2 * WORKERS  # REST workers + grpcrunserver workers
 
 _addresses = iter(range(1, 1_000_000))
 

@@ -1,7 +1,7 @@
 """The controller <-> service link cut for real, under load from a second
 process: layered mode with the service tier (and the repository tier it
 calls) inside a network namespace (tests/faults/netns.py), the controller
-tier (gunicorn + grpcrunserver) on the host calling it at the namespace's
+tier (REST server + grpcrunserver) on the host calling it at the namespace's
 veth address, mutual TLS on both hops.
 
 The namespace cannot reach the host's 127.0.0.1, so MariaDB and Redis are out

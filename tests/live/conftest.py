@@ -1,5 +1,6 @@
-"""Tests against live servers: gunicorn ``arcana.wsgi`` and ``grpcrunserver --workers N``
-as deployed, on MariaDB (+ Redis), started by ``tests.support.stack.live_stack``.
+"""Tests against live servers: the REST server (``arcana.wsgi_server``) and
+``grpcrunserver --workers N`` as deployed, on MariaDB (+ Redis), started by
+``tests.support.stack.live_stack``.
 
 They run only when ``DATABASE_URL`` is a ``mysql://`` URL (CI's second pass);
 otherwise they are deselected -- not skipped, since a skip fails the session.
@@ -63,7 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     line = (
         f"live: deselected {len(live)} live tests: DATABASE_URL is not a mysql:// URL "
-        "(they start gunicorn and grpcrunserver on MariaDB; CI's second pass runs them)"
+        "(they start the REST server and grpcrunserver on MariaDB; CI's second pass runs them)"
     )
     if reporter is not None:
         reporter.write_line(line)
@@ -99,6 +100,6 @@ def checked_stack(database_url: str, log_dir: Path, **options: Any) -> Iterator[
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    """gunicorn (2 workers) + grpcrunserver --workers 2 on a database of this module's."""
+    """The REST server (2 workers) + grpcrunserver --workers 2 on a database of this module's."""
     with checked_stack(live_database_url(), tmp_path_factory.mktemp("live-logs")) as running:
         yield running

@@ -1,6 +1,6 @@
 """Every deployment mode passes the same end-to-end flow through its public
 REST and gRPC ports, as production runs it: ``live_stack`` on MariaDB +
-Redis, monolithic (gunicorn + grpcrunserver), layered (the controller tier
+Redis, monolithic (REST server + grpcrunserver), layered (the controller tier
 on the public ports, two service-tier replicas, the repository tier, mutual
 TLS between them) and microservices (the nginx gateway on the public ports,
 in front of a users service and an auth service, each with its own

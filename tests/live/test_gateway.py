@@ -1,5 +1,5 @@
 """The microservices gateway (scripts/gateway.sh: a real nginx) in front of
-real servers: gunicorn ``arcana.wsgi`` and ``grpcrunserver``, as deployed,
+real servers: the REST server (``arcana.wsgi_server``) and ``grpcrunserver``, as deployed,
 on MariaDB + Redis.
 
 Two monolithic server pairs on one database stand in for the two services,
@@ -42,6 +42,9 @@ BEHIND_ONE_PROXY = {
     "GRPC_NUM_PROXIES": "1",
     # The client-address test locks an account for one client after 3 failures.
     "LOGIN_LOCKOUT_FAILURES": "3",
+    # The servers' own line per request ("GET /path HTTP/1.1"): which service
+    # the gateway sent a request to.
+    "REST_ACCESS_LOG": "true",
 }
 NGINX_ID = re.compile(r"[0-9a-f]{32}")
 QUICK = 1.0  # seconds: a service down is an answer at once, not a wait
@@ -138,7 +141,7 @@ def register(deployed: Deployment, tag: str) -> dict[str, Any]:
 
 
 def request_lines(server: Server) -> list[str]:
-    """The paths of the requests a gunicorn logged (its access log)."""
+    """The paths of the requests a REST server logged (its access log)."""
     return re.findall(r'"[A-Z]+ (\S+) HTTP/1\.[01]"', server.log_text())
 
 
@@ -359,47 +362,24 @@ def beside_slow_clients(port: int, token: str, paths: list[str]) -> list[float]:
     return answered
 
 
-def test_slow_clients_do_not_freeze_the_services_behind_the_gateway(
+def test_slow_clients_do_not_freeze_the_services_behind_the_gateway_or_without_it(
     deployed: Deployment, figures: dict[str, str]
 ) -> None:
     """200 clients trickle headers they never finish: requests through the
-    gateway still answer at once. Beside it, for the record only, the same
-    load on a gunicorn directly (which froze its /healthz for 30 s)."""
+    gateway still answer at once, and so do requests straight at a REST
+    server with the same 200 on it (granian reads requests in its Rust I/O
+    loop, not in the Python threads, so slow clients hold connections, not
+    workers; gunicorn froze its /healthz for 30 s under this load)."""
     gateway, token = deployed.gateway, deployed.stack.admin_token
     path = f"/api/v1/users/{deployed.stack.admin_id}"
     answered = beside_slow_clients(gateway.rest_port, token, [path, "/api/v1/auth/me"])
     figures["gateway: 200 slow clients, requests through it"] = (
         f"{len(answered)} answered, slowest {max(answered) * 1000:.0f} ms"
     )
-
-    # The same in front of the users service's gunicorn itself.
-    direct = deployed.users_rest_port
-    with Trickle(direct, 200):
-        time.sleep(1.0)
-        alone = probe(direct, "/healthz", timeout=5.0)
-    figures["gunicorn directly: 200 slow clients, its /healthz"] = (
-        "no answer within 5 s" if alone is None else f"{alone * 1000:.0f} ms"
-    )
-    # Leave it serving for what comes next.
-    deadline = time.monotonic() + 60
-    while probe(direct, "/healthz", timeout=2.0) is None:
-        assert time.monotonic() < deadline, "gunicorn did not recover from the slow clients"
-
-
-def test_granian_answers_beside_slow_clients_even_without_the_gateway(
-    deployed: Deployment, figures: dict[str, str]
-) -> None:
-    """granian, the faster WSGI server (README "The WSGI server"), under the
-    same 200 trickling clients, with no gateway in front: its requests are read
-    by its Rust I/O loop, not by the Python threads, so an authenticated read
-    still answers at once while the slow clients hold their connections."""
-    server, port = deployed.stack.spawn_granian(workers=2)
-    token, path = deployed.stack.admin_token, f"/api/v1/users/{deployed.stack.admin_id}"
-    answered = beside_slow_clients(port, token, [path, "/healthz"])
-    figures["granian directly: 200 slow clients, requests beside them"] = (
+    answered = beside_slow_clients(deployed.users_rest_port, token, [path, "/healthz"])
+    figures["REST server directly: 200 slow clients, requests beside them"] = (
         f"{len(answered)} answered, slowest {max(answered) * 1000:.0f} ms"
     )
-    server.stop()
 
 
 # --- a service down ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Races from parallel clients against the live servers, over REST, gRPC and both.
 
-gunicorn (2 workers) and grpcrunserver (2 processes, 10 threads each) on
+the REST server (2 workers) and grpcrunserver (2 processes, 10 threads each) on
 MariaDB: the outcomes are checked on the wire and in the database itself.
 """
 

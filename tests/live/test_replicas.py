@@ -1,4 +1,4 @@
-"""Read replicas, live: gunicorn (2 workers) and grpcrunserver (2 processes) on
+"""Read replicas, live: the REST server (2 workers) and grpcrunserver (2 processes) on
 a private MariaDB primary with a replica that follows it by binlog (GTID)
 replication (``tests.support.replication``: two ``mariadbd`` of the test's own, on
 side ports, removed afterwards), with ``DATABASE_REPLICA_URLS`` set.
@@ -44,7 +44,7 @@ MAX_LAG_SECONDS = 1
 CHECK_SECONDS = 0.5
 CONNECT_TIMEOUT = 1
 READ_TIMEOUT = 2
-SERVER_PROCESSES = 4  # 2 gunicorn workers, 2 grpcrunserver processes
+SERVER_PROCESSES = 4  # 2 REST workers, 2 grpcrunserver processes
 # A replica's longest miss: what a reader who did not write may wait for a write.
 WINDOW = MAX_LAG_SECONDS + 2 * CHECK_SECONDS + 1
 REPLICA_SETTINGS = {
@@ -252,7 +252,7 @@ def test_reads_go_to_the_replica_and_a_writers_reads_to_the_primary(
 
     made = create_user(stack, writer)
     # Right after the write, the writer reads the primary, over REST (another
-    # gunicorn worker, most likely) and over gRPC (another process): the pin is
+    # REST worker, most likely) and over gRPC (another process): the pin is
     # in Redis, not in the process that wrote.
     assert (rest_total(stack, writer, made), rest_total(stack, writer, marker)) == (1, 0)
     assert (grpc_total(client, writer, made), grpc_total(client, writer, marker)) == (1, 0)

@@ -1,4 +1,5 @@
-"""SIGTERM under load: gunicorn's master and ``grpcrunserver --workers 2``'s
+"""SIGTERM under load: the REST server's master (``arcana.wsgi_server``,
+granian) and ``grpcrunserver --workers 2``'s
 supervisor, while client threads keep calling.
 
 Every call that the server took on must get its full, correct answer; calls
@@ -193,18 +194,9 @@ def _drain_rest(stack: LiveStack, name: str, server: Server, port: int) -> None:
     check(outcomes, signalled, took, code)
 
 
-def test_gunicorn_drains_in_flight_requests_on_sigterm(stack: LiveStack) -> None:
-    server, port = stack.spawn_rest(
-        workers=2, env_overrides={"GUNICORN_GRACEFUL_TIMEOUT": str(GRACE)}
-    )
-    _drain_rest(stack, "gunicorn", server, port)
-
-
-def test_granian_drains_in_flight_requests_on_sigterm(stack: LiveStack) -> None:
-    """The same drain for granian, the faster WSGI server (README "The WSGI
-    server"): production may move to it only if it holds this."""
-    server, port = stack.spawn_granian(workers=2, kill_timeout=GRACE)
-    _drain_rest(stack, "granian", server, port)
+def test_rest_drains_in_flight_requests_on_sigterm(stack: LiveStack) -> None:
+    server, port = stack.spawn_rest(workers=2, env_overrides={"REST_GRACEFUL_TIMEOUT": str(GRACE)})
+    _drain_rest(stack, "REST", server, port)
 
 
 # --- gRPC ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_every_target_is_a_compose_service_serving_metrics_there(mode: str) -> N
         assert host in services, host
         service = services[host]
         # Every process's metrics port: GRPC_* for gRPC and tier processes,
-        # REST_* for gunicorn's master; never the HTTP port (its /metrics
+        # REST_* for the REST server's master; never the HTTP port (its /metrics
         # checks the scraper's address or token).
         assert port == 9100, host
         role = service["command"][0]

@@ -10,7 +10,8 @@ The pieces, usable one by one (``bench/main.py`` does):
   :func:`mysql_database_drop` / :func:`mysql_connect` -- MariaDB databases;
 - :func:`manage` -- ``manage.py`` with that environment (migrate, createsuperuser);
 - :func:`rest_server` / :func:`grpc_server` -- a ``Server`` (``tests.support.servers``)
-  for gunicorn ``arcana.wsgi`` and ``manage.py grpcrunserver --workers N``, and
+  for the REST server (``python -m arcana.wsgi_server``: granian serving
+  ``arcana.wsgi``) and ``manage.py grpcrunserver --workers N``, and
   :func:`wait_rest_ready` / :func:`wait_grpc_ready` to wait until every worker
   serves.
 
@@ -18,7 +19,7 @@ And the whole thing in one call::
 
     with live_stack("mysql://root@127.0.0.1:3306/x", "redis://127.0.0.1:6379/13",
                     rest_workers=2, grpc_workers=2,
-                    env_overrides={"GUNICORN_GRACEFUL_TIMEOUT": "5"}) as stack:
+                    env_overrides={"REST_GRACEFUL_TIMEOUT": "5"}) as stack:
         stack.rest_port, stack.grpc_address      # 127.0.0.1 only
         stack.admin_token, stack.admin_id, stack.admin_email, stack.password
         stack.env                                # what the servers run with
@@ -31,7 +32,7 @@ With ``mode="layered"`` the same call starts layered mode's three tiers as
 production runs them: the repository tier (``tierserver``, the only process
 with ``DATABASE_URL``), ``service_replicas`` service tiers (``tierserver``,
 the only holders of the token-minting key) and the controller tier
-(gunicorn + grpcrunserver, with the public key only) on the public ports;
+(the REST server + grpcrunserver, with the public key only) on the public ports;
 internal calls use mutual TLS from a CA made for the run (:func:`tier_pki`).
 ``stack.tiers`` holds the tier servers, ``stack.tier_env(tier)`` their
 environment; ``admin_port=True`` adds the repository tier's HTTP port (the
@@ -75,8 +76,8 @@ from tests.support.servers import PYTHON, ROOT, Server, free_port, grpc_serving,
 # Passes every password validator; protects throwaway users in throwaway databases.
 PASSWORD = "violet otter harbour lantern 7319"
 GENEROUS_RATE = "1000000/min"
-DEPLOYED_GUNICORN_CONF = ROOT / "docker" / "gunicorn.conf.py"
-REST_READY_MARKER = "Booting worker with pid"
+# granian logs it from a worker once the application is loaded.
+REST_READY_MARKER = "Started worker-"
 GRPC_READY_MARKER = "serving gRPC on"
 
 
@@ -92,7 +93,7 @@ def server_env(
 ) -> dict[str, str]:
     """What a server runs with: production settings, fresh keys, generous throttles."""
     env = dict(os.environ)
-    # Each server counts its metrics in a directory of its own (two gunicorn
+    # Each server counts its metrics in a directory of its own (two REST
     # masters given one would clear each other's files at start).
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
@@ -112,8 +113,8 @@ def server_env(
         REDIS_URL=redis_url,
         # Without Redis: one host, counters in files its processes share.
         ARCANA_SINGLE_HOST="false" if redis_url else "true",
-        GUNICORN_WORKERS=str(workers),
-        GUNICORN_GRACEFUL_TIMEOUT="3",
+        REST_WORKERS=str(workers),
+        REST_GRACEFUL_TIMEOUT="3",
         GRPC_SHUTDOWN_GRACE="3",
         PYTHONUNBUFFERED="1",
     )
@@ -410,43 +411,17 @@ def rest_server(
     log_path: Path,
     *,
     workers: int | None = None,
-    app: str = "arcana.wsgi:application",
-    config: Path = DEPLOYED_GUNICORN_CONF,
-    name: str = "REST (gunicorn arcana.wsgi)",
+    app: str | None = None,
+    name: str = "REST (arcana.wsgi_server)",
 ) -> Server:
-    """gunicorn as deployed (``docker/gunicorn.conf.py``), on 127.0.0.1:``port``."""
-    server_env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    """The REST server as deployed (``python -m arcana.wsgi_server``, granian)
+    on 127.0.0.1:``port``; ``app``: another WSGI application (``MODULE:NAME``)
+    served the same way."""
+    server_env = {**env, "REST_BIND": f"127.0.0.1:{port}"}
     if workers is not None:
-        server_env["GUNICORN_WORKERS"] = str(workers)
-    return Server(name, [PYTHON, "-m", "gunicorn", "-c", str(config), app], server_env, log_path)
-
-
-def granian_server(
-    env: Mapping[str, str],
-    port: int,
-    log_path: Path,
-    *,
-    workers: int,
-    threads: int = 4,
-    kill_timeout: float | None = None,
-    name: str = "REST (granian arcana.wsgi)",
-) -> Server:
-    """granian (a Rust HTTP server) serving ``arcana.wsgi`` on 127.0.0.1:``port``
-    with gunicorn's shape: ``workers`` processes of ``threads`` blocking threads,
-    no access log; ``kill_timeout``: seconds a worker gets to finish on SIGTERM."""
-    granian = Path(PYTHON).parent / "granian"
-    if not granian.exists():
-        raise RuntimeError("granian is not installed: scripts/bootstrap.sh --dev installs it")
-    command = [
-        str(granian),
-        *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", str(workers), "--blocking-threads", str(threads)),
-        *("--no-access-log", "--log-level", "warning"),
-    ]
-    if kill_timeout is not None:
-        command += ["--workers-kill-timeout", f"{kill_timeout:g}"]
-    command.append("arcana.wsgi:application")
-    return Server(name, command, {**env, "PYTHONPATH": str(ROOT)}, log_path)
+        server_env["REST_WORKERS"] = str(workers)
+    argv = [PYTHON, "-m", "arcana.wsgi_server", *([app] if app else [])]
+    return Server(name, argv, server_env, log_path)
 
 
 def grpc_server(
@@ -590,7 +565,7 @@ class LiveStack:
     def spawn_rest(
         self, *, workers: int = 2, env_overrides: Mapping[str, str] | None = None
     ) -> tuple[Server, int]:
-        """Another gunicorn on the same database and keys (stopped with the stack)."""
+        """Another REST server on the same database and keys (stopped with the stack)."""
         port = free_port()
         server = rest_server(
             {**self.env, **(env_overrides or {})},
@@ -599,21 +574,6 @@ class LiveStack:
             workers=workers,
         )
         self._launch(server, lambda: wait_rest_ready(server, port, workers))
-        return server, port
-
-    def spawn_granian(
-        self, *, workers: int = 2, kill_timeout: float | None = None
-    ) -> tuple[Server, int]:
-        """granian serving the same ``arcana.wsgi`` as gunicorn does (stopped with the stack)."""
-        port = free_port()
-        server = granian_server(
-            self.env,
-            port,
-            self.log_dir / f"granian-{port}.log",
-            workers=workers,
-            kill_timeout=kill_timeout,
-        )
-        self._launch(server, lambda: server.wait_until(http_ok(port, "/healthz"), 60))
         return server, port
 
     def spawn_grpc(
@@ -657,7 +617,7 @@ def live_stack(
     replica_urls: Sequence[str] = (),
     metrics: bool = False,
 ) -> Iterator[LiveStack]:
-    """gunicorn + grpcrunserver on a database of their own; see the module docstring.
+    """The REST server + grpcrunserver on a database of their own; see the module docstring.
 
     ``server_database_url`` / ``server_redis_url`` default to ``database_url`` /
     ``redis_url``. ``password`` is the admin's (tests pass one their secret
@@ -795,7 +755,7 @@ def live_stack(
                     admin_http,
                     log_dir / "admin.log",
                     workers=1,
-                    name="repository tier admin (gunicorn)",
+                    name="repository tier admin (REST server)",
                 )
                 tiers["admin"] = [admin]
                 stack.callback(admin.stop, stop_grace)
@@ -904,7 +864,7 @@ def _start_microservices(
             rest_port,
             log_dir / f"{service}-rest.log",
             workers=rest_workers,
-            name=f"{service} service REST (gunicorn)",
+            name=f"{service} service REST",
         )
         rest.address = f"127.0.0.1:{rest_port}"
         grpc = grpc_server(
