@@ -16,6 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+
+from users import repository
+from users.records import MAIL_PASSWORD_RESET
 
 # This suite's side ports (one machine is shared by many runs).
 PORTS = range(19100, 19200)
@@ -95,6 +99,15 @@ class QueueWorker:
             worker_id="test-worker",
             excluded_queue_names=[],
         ).run()
+
+
+def enqueue(email: str) -> str:
+    """Queue a reset mail the way the API does (outside a transaction: at once);
+    the id of its task."""
+    before = set(DBTaskResult.objects.values_list("id", flat=True))
+    repository.mail_enqueue(kind=MAIL_PASSWORD_RESET, email=email)
+    (new,) = set(DBTaskResult.objects.values_list("id", flat=True)) - before
+    return str(new)
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from tests.entrypoint import entrypoint, make_fake_bin
-from tests.mail.conftest import QueueWorker, free_port
-from users import repository
+from tests.mail.conftest import QueueWorker, enqueue, free_port
 from users.models import User
-from users.records import MAIL_PASSWORD_RESET
 
 # The worker closes its database connection as the deployed one does: no
 # test transaction to wrap it in (as in test_smtp.py).
@@ -30,15 +28,6 @@ def role_command(tmp_path: Path, *args: str, **env: str) -> list[str]:
     assert started["argv"][:2] == ["manage.py", "prune_db_task_results"]
     argv: list[str] = started["argv"][1:]
     return argv
-
-
-def enqueue(email: str) -> str:
-    """Queue a reset mail the way the API does (outside a transaction: at once);
-    the id of its task."""
-    before = set(DBTaskResult.objects.values_list("id", flat=True))
-    repository.mail_enqueue(kind=MAIL_PASSWORD_RESET, email=email)
-    (new,) = set(DBTaskResult.objects.values_list("id", flat=True)) - before
-    return str(new)
 
 
 def finished_days_ago(task_id: str, days: float) -> None:
