@@ -44,7 +44,7 @@ def claimed(email: str, *, seconds_ago: float, workers: int = 1) -> str:
     return task_id
 
 
-def row(task_id: str) -> DBTaskResult:
+def row(task_id: str) -> DBTaskResult[Any, Any]:
     return DBTaskResult.objects.get(id=task_id)
 
 
