@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from tests.mail.conftest import QueueWorker, enqueue
+from tests.mail.conftest import QueueWorker, enqueue, role_command
 
 # The worker closes its database connection as the deployed one does: no
 # test transaction to wrap it in (as in test_prune.py).
@@ -50,6 +51,12 @@ def row(task_id: str) -> DBTaskResult[Any, Any]:
 
 def recover(*args: str) -> None:
     call_command("recover_stuck_tasks", *args)
+
+
+def test_the_recover_role_runs_the_recovery(tmp_path: Path) -> None:
+    task_id = claimed("nobody@example.com", seconds_ago=STUCK_AFTER + 1)
+    call_command(*role_command(tmp_path, "recover", "recover_stuck_tasks"))
+    assert row(task_id).status == "READY"
 
 
 def test_a_stuck_task_is_queued_again_and_another_worker_runs_it(
