@@ -877,18 +877,82 @@ def test_only_the_data_holders_reach_mysql(mode: tuple[Mode, Rendered]) -> None:
         assert outside <= {53, 6379, 26379, 3306} | (smtp if mails else set()), workload.name
 
 
-def test_only_the_edge_is_reached_from_outside(mode: tuple[Mode, Rendered]) -> None:
+def _metered(workload: Workload) -> bool:
+    return workload.labels.get("arcana.cloud/metrics") == "true"
+
+
+def test_only_the_edge_and_the_scraper_are_reached_from_outside(
+    mode: tuple[Mode, Rendered],
+) -> None:
     expected, rendered = mode
     for workload in rendered.workloads.values():
         inbound = outside_ports(rendered, workload, "Ingress")
+        # The metrics port is Prometheus's (test below), never the public's.
+        assert (METRICS_PORT in inbound) == _metered(workload), workload.name
+        inbound -= {METRICS_PORT}
         if workload.name in expected.edge:
-            # Every port but the metrics port (the scraper's, never the public's).
             assert container_ports(workload) - {METRICS_PORT} <= inbound <= {8000, 50051}, (
                 workload.name
             )
-            assert METRICS_PORT not in inbound
         else:
             assert inbound == set(), workload.name
+
+
+METRICS_POLICY = "metrics-from-prometheus"
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+def _metrics_ports(workload: Workload) -> set[int]:
+    return {
+        port["containerPort"]
+        for container in workload.containers
+        for port in container.get("ports", [])
+        if port.get("name") == "metrics"
+    }
+
+
+def test_only_prometheus_reaches_the_metrics_ports(mode: tuple[Mode, Rendered]) -> None:
+    """NetworkPolicy metrics-from-prometheus selects exactly the pods with a
+    metrics port, opens that port and only it, to Prometheus pods of the
+    namespace monitoring (one peer entry: both selectors must match), and no
+    other policy opens the metrics port to anyone."""
+    _, rendered = mode
+    policy = rendered.named("NetworkPolicy")[METRICS_POLICY]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    assert "egress" not in spec
+    (rule,) = spec["ingress"]
+    assert rule["from"] == [PROMETHEUS]
+    assert rule["ports"] == [{"protocol": "TCP", "port": METRICS_PORT}]
+
+    metered = [w for w in rendered.workloads.values() if _metrics_ports(w)]
+    assert {"rest", "grpc"} <= {w.labels["arcana.cloud/role"] for w in metered}
+    for workload in rendered.workloads.values():
+        ports = _metrics_ports(workload)
+        assert selects(spec["podSelector"], workload.labels) == bool(ports), workload.name
+        assert _metered(workload) == bool(ports), workload.name
+        if ports:
+            assert ports == {METRICS_PORT}, workload.name
+            annotations = workload.template["metadata"]["annotations"]
+            assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+
+    for workload in metered:
+        for other in _policies_for(rendered, workload, "Ingress"):
+            if other is policy:
+                continue
+            for other_rule in other["spec"].get("ingress", []):
+                assert not _port_allowed(other_rule, METRICS_PORT), (
+                    workload.name,
+                    other["metadata"]["name"],
+                )
+        # Nor does any pod of the namespace reach it.
+        assert not any(
+            can_connect(rendered, source, workload, METRICS_PORT)
+            for source in rendered.workloads.values()
+        ), workload.name
 
 
 # --- validity for Kubernetes, the check script, and the production recipe ---------------------
