@@ -13,6 +13,12 @@
 #            whole number, 0 or more), then exits; run it daily beside the
 #            worker, with the worker's settings (Kubernetes: CronJob
 #            prune-tasks; compose: docker-compose run --rm worker prune)
+#   recover  manage.py recover_stuck_tasks: queues again the tasks a dead worker
+#            left running over ${TASK_STUCK_AFTER_SECONDS:-900} s, fails those
+#            claimed ${TASK_STUCK_MAX_RUNS:-3} times ("worker lost"; both whole
+#            numbers, 1 or more), then exits; run it every 5 minutes beside the
+#            worker, with its settings (Kubernetes: CronJob recover-tasks;
+#            compose: docker-compose run --rm worker recover)
 #   manage   manage.py ARGS: a one-off command with the container's settings
 #            and secrets, e.g. in a running container (exec skips the entry
 #            point, so the *_FILE secrets would not be read):
@@ -73,13 +79,24 @@ case "$role" in
     esac
     exec python manage.py prune_db_task_results --min-age-days "$keep" "$@"
     ;;
+  recover)
+    for name in TASK_STUCK_AFTER_SECONDS TASK_STUCK_MAX_RUNS; do
+      eval "given=\${$name+x} value=\${$name:-}"
+      [ -n "$given" ] || continue
+      case "$value" in
+        '' | *[!0-9]* | 0*) die "$name must be a whole number, 1 or more (got '$value')" ;;
+      esac
+    done
+    unset name given value
+    exec python manage.py recover_stuck_tasks "$@"
+    ;;
   manage)
     exec python manage.py "$@"
     ;;
   "")
-    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate, worker, prune or manage"
+    die "usage: entrypoint.sh ROLE [ARGS...]; ROLE is rest, grpc, tier, migrate, worker, prune, recover or manage"
     ;;
   *)
-    die "unknown role '$role' (rest, grpc, tier, migrate, worker, prune or manage); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
+    die "unknown role '$role' (rest, grpc, tier, migrate, worker, prune, recover or manage); for another command, replace the entry point: docker run --entrypoint python IMAGE manage.py ..."
     ;;
 esac

@@ -491,3 +491,19 @@ def test_every_container_environment_loads_in_production(tmp_path: Path) -> None
         results = dict(zip(environments, pool.map(check, environments), strict=True))
     for environment, result in results.items():
         assert result.returncode == 0, (environments[environment], result.stderr[-2000:])
+
+
+# What the host's scheduler runs beside the mail worker (README "Account mail"),
+# as the file's comments say: docker-compose run SERVICE ROLE.
+SCHEDULED_ROLES = ("prune", "recover")
+
+
+def test_the_queue_jobs_run_as_the_mail_worker(mode: str) -> None:
+    """The comments' ``run --rm --no-deps -T SERVICE ROLE`` lines name the
+    service that runs the worker (its settings, its database) for both the
+    nightly prune and the 5-minute recovery of a dead worker's tasks."""
+    document = load(mode)
+    (worker,) = [name for name, s in apps(document).items() if role(s) == "worker"]
+    lines = re.findall(r"run --rm --no-deps -T (\S+) (\S+)", text(mode))
+    assert sorted(set(lines)) == sorted((worker, job) for job in SCHEDULED_ROLES)
+    assert worker in DATA_HOLDERS[mode]

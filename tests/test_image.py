@@ -90,6 +90,13 @@ def fake_bin(tmp_path: Path) -> Path:
             "python",
             ["manage.py", "prune_db_task_results", "--min-age-days", "0", "--dry-run"],
         ),
+        (["recover"], {}, "python", ["manage.py", "recover_stuck_tasks"]),
+        (
+            ["recover", "--dry-run"],
+            {"TASK_STUCK_AFTER_SECONDS": "600", "TASK_STUCK_MAX_RUNS": "1"},
+            "python",
+            ["manage.py", "recover_stuck_tasks", "--dry-run"],
+        ),
         (
             ["manage", "createsuperuser", "--noinput"],
             {},
@@ -114,7 +121,7 @@ def test_each_role_execs_its_server(
         (
             ["python", "manage.py"],
             {},
-            "unknown role 'python' (rest, grpc, tier, migrate, worker, prune or manage)",
+            "unknown role 'python' (rest, grpc, tier, migrate, worker, prune, recover or manage)",
         ),
         ([], {}, "usage: entrypoint.sh ROLE"),
         (["tier"], {}, "the tier role needs TIER_PORT"),
@@ -125,6 +132,15 @@ def test_each_role_execs_its_server(
                 f"TASK_RESULTS_KEEP_DAYS must be a whole number of days, 0 or more (got '{days}')",
             )
             for days in ("-1", "14d", "1.5", " 7")
+        ),
+        *(
+            (
+                ["recover"],
+                {name: value},
+                f"{name} must be a whole number, 1 or more (got '{value}')",
+            )
+            for name in ("TASK_STUCK_AFTER_SECONDS", "TASK_STUCK_MAX_RUNS")
+            for value in ("", "0", "-1", "15m", "1.5", " 7", "09")
         ),
     ],
 )

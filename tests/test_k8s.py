@@ -6,8 +6,9 @@ data holders; only the mail worker; the edge none), that every Deployment has
 its three probes, resources, a PodDisruptionBudget and an autoscaler, that
 every pod (Deployments, Jobs, CronJobs) is hardened, that every internal
 Service is headless, that the network rules let each tier reach only the next
-and only the data holders reach MySQL, that each overlay migrates and prunes
-the mail queue nightly where the queue lives, and that
+and only the data holders reach MySQL, that each overlay migrates, prunes
+the mail queue nightly and recovers a dead worker's tasks every 5 minutes
+where the queue lives, that only Prometheus reaches the metrics ports, and that
 the rendered objects are valid for the Kubernetes versions scripts/k8s_check.sh
 names. kubectl is part of the machine image: without it these tests fail
 rather than skip (an artifact nobody can render is broken).
@@ -51,7 +52,7 @@ class Mode:
     cronjobs: frozenset[str]
     # Workloads (Deployments, Jobs, CronJobs) that hold DATABASE_URL, and so reach MySQL.
     database: frozenset[str]
-    # The mail worker, beside whose data the queue is pruned (CronJob PRUNE).
+    # The mail worker, beside whose data the queue is pruned and recovered (PRUNE, RECOVER).
     worker: str
     # Workloads holding the key that mints tokens: JWT_PRIVATE_KEY's file, or HS256's key.
     private_key: frozenset[str]
@@ -68,26 +69,28 @@ def _set(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
-# The nightly prune of the mail queue's finished tasks (docker/entrypoint.sh prune).
+# The nightly prune of the mail queue's finished tasks (docker/entrypoint.sh prune),
+# and the recovery of a dead worker's tasks every 5 minutes (... recover).
 PRUNE = "prune-tasks"
+RECOVER = "recover-tasks"
 USERS = _set("users-rest", "users-grpc", "users-internal", "users-worker")
 AUTH = _set("auth-rest", "auth-grpc", "auth-internal")
 MODES: dict[str, Mode] = {
     "monolithic": Mode(
         deployments=_set("rest", "grpc", "worker"),
         jobs=_set("migrate"),
-        cronjobs=_set(PRUNE),
-        database=_set("rest", "grpc", "migrate", "worker", PRUNE),
+        cronjobs=_set(PRUNE, RECOVER),
+        database=_set("rest", "grpc", "migrate", "worker", PRUNE, RECOVER),
         worker="worker",
         private_key=_set(),
-        signing_key=_set("rest", "grpc", "migrate", "worker", PRUNE),
+        signing_key=_set("rest", "grpc", "migrate", "worker", PRUNE, RECOVER),
         edge=_set("rest", "grpc"),
     ),
     "layered": Mode(
         deployments=_set("rest", "grpc", "service", "repository", "admin", "worker"),
         jobs=_set("migrate"),
-        cronjobs=_set(PRUNE),
-        database=_set("repository", "admin", "migrate", "worker", PRUNE),
+        cronjobs=_set(PRUNE, RECOVER),
+        database=_set("repository", "admin", "migrate", "worker", PRUNE, RECOVER),
         worker="worker",
         private_key=_set("service"),
         signing_key=_set(),
@@ -101,8 +104,8 @@ MODES: dict[str, Mode] = {
     "microservices": Mode(
         deployments=_set("gateway") | USERS | AUTH,
         jobs=_set("migrate-users", "migrate-auth"),
-        cronjobs=_set(PRUNE),
-        database=USERS | AUTH | _set("migrate-users", "migrate-auth", PRUNE),
+        cronjobs=_set(PRUNE, RECOVER),
+        database=USERS | AUTH | _set("migrate-users", "migrate-auth", PRUNE, RECOVER),
         worker="users-worker",
         # migrate-auth too: the auth service's settings refuse to load without it.
         private_key=AUTH | _set("migrate-auth"),
@@ -114,7 +117,10 @@ MODES: dict[str, Mode] = {
             **{name: _set("auth-internal") for name in USERS - {"users-worker"}},
             **{name: _set("users-internal") for name in AUTH},
         },
-        own_databases=(USERS | _set("migrate-users", PRUNE), AUTH | _set("migrate-auth")),
+        own_databases=(
+            USERS | _set("migrate-users", PRUNE, RECOVER),
+            AUTH | _set("migrate-auth"),
+        ),
     ),
 }
 PRIVATE_KEY_FILE = "jwt-private.pem"
@@ -630,7 +636,7 @@ def test_migration_jobs_run_migrate_with_their_database(mode: tuple[Mode, Render
 
 def test_only_the_mail_worker_holds_the_smtp_url(mode: tuple[Mode, Rendered]) -> None:
     """EMAIL_URL may carry the SMTP password: the worker sends, nothing else does
-    (not the prune, which runs beside it)."""
+    (not the prune or the recovery, which run beside it)."""
     expected, rendered = mode
     assert {
         w.name for w in rendered.workloads.values() if "EMAIL_URL" in rendered.env_names(w)
@@ -664,16 +670,14 @@ def _database_secrets(rendered: Rendered, workload: Workload) -> set[str]:
     }
 
 
-def test_the_mail_queue_is_pruned_nightly_beside_the_worker(
-    mode: tuple[Mode, Rendered],
-) -> None:
-    """CronJob prune-tasks runs docker/entrypoint.sh prune once a day, one run at
-    a time and bounded, as the same process of the same mode as the mail worker,
-    on the worker's database (where the queue table is)."""
-    expected, rendered = mode
-    cronjob = rendered.workloads[PRUNE]
-    spec = cronjob.obj["spec"]
-    assert _daily(spec["schedule"]), spec["schedule"]
+def _runs_beside_the_worker(
+    expected: Mode, rendered: Rendered, name: str, role: str
+) -> tuple[Obj, dict[str, str | None]]:
+    """CronJob ``name`` runs docker/entrypoint.sh ``role``, one run at a time and
+    bounded, as the same process of the same mode as the mail worker, on the
+    worker's database (where the queue table is); its spec and its env."""
+    cronjob = rendered.workloads[name]
+    spec: Obj = cronjob.obj["spec"]
     assert spec["concurrencyPolicy"] == "Forbid"
     assert 1 <= spec["successfulJobsHistoryLimit"] <= 3
     assert 1 <= spec["failedJobsHistoryLimit"] <= 3
@@ -684,10 +688,8 @@ def test_the_mail_queue_is_pruned_nightly_beside_the_worker(
 
     (container,) = cronjob.pod["containers"]
     assert container["command"] == ["/app/docker/entrypoint.sh"]
-    assert container["args"] == ["prune"]
-    assert cronjob.labels["arcana.cloud/role"] == "prune"
-    env = {v["name"]: v.get("value") for v in container.get("env", [])}
-    assert re.fullmatch(r"[0-9]+", env.get("TASK_RESULTS_KEEP_DAYS", "")), env
+    assert container["args"] == [role]
+    assert cronjob.labels["arcana.cloud/role"] == role
 
     worker = rendered.workloads[expected.worker]
     assert cronjob.labels["arcana.cloud/tier"] == worker.labels["arcana.cloud/tier"]
@@ -695,6 +697,37 @@ def test_the_mail_queue_is_pruned_nightly_beside_the_worker(
     held = _database_secrets(rendered, cronjob)
     assert held
     assert held == _database_secrets(rendered, worker)
+    # The same pod as the other queue job: secrets, mounts, resources.
+    other = rendered.workloads[RECOVER if name == PRUNE else PRUNE]
+    assert rendered.secrets_referenced(cronjob) == rendered.secrets_referenced(other)
+    assert cronjob.pod.get("volumes") == other.pod.get("volumes")
+    (theirs,) = other.pod["containers"]
+    for key in ("envFrom", "volumeMounts", "resources", "securityContext"):
+        assert container.get(key) == theirs.get(key), key
+    return spec, {v["name"]: v.get("value") for v in container.get("env", [])}
+
+
+def test_the_mail_queue_is_pruned_nightly_beside_the_worker(
+    mode: tuple[Mode, Rendered],
+) -> None:
+    spec, env = _runs_beside_the_worker(*mode, PRUNE, "prune")
+    assert _daily(spec["schedule"]), spec["schedule"]
+    assert re.fullmatch(r"[0-9]+", env.get("TASK_RESULTS_KEEP_DAYS") or ""), env
+
+
+def test_a_dead_workers_tasks_are_recovered_every_five_minutes(
+    mode: tuple[Mode, Rendered],
+) -> None:
+    """CronJob recover-tasks (docker/entrypoint.sh recover): every 5 minutes,
+    a run never outliving the next, with the thresholds of a stuck task."""
+    spec, env = _runs_beside_the_worker(*mode, RECOVER, "recover")
+    assert spec["schedule"] == "*/5 * * * *"
+    assert spec["startingDeadlineSeconds"] < 300
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] < 300
+    for name in ("TASK_STUCK_AFTER_SECONDS", "TASK_STUCK_MAX_RUNS"):
+        assert re.fullmatch(r"[1-9][0-9]*", env.get(name) or ""), env
+    # A stuck task is one claimed longer ago than any mail takes (EMAIL_TIMEOUT: 10 s).
+    assert int(env["TASK_STUCK_AFTER_SECONDS"] or 0) >= 300
 
 
 def test_cronjobs_get_the_same_pod_defaults_as_deployments() -> None:
@@ -844,18 +877,82 @@ def test_only_the_data_holders_reach_mysql(mode: tuple[Mode, Rendered]) -> None:
         assert outside <= {53, 6379, 26379, 3306} | (smtp if mails else set()), workload.name
 
 
-def test_only_the_edge_is_reached_from_outside(mode: tuple[Mode, Rendered]) -> None:
+def _metered(workload: Workload) -> bool:
+    return workload.labels.get("arcana.cloud/metrics") == "true"
+
+
+def test_only_the_edge_and_the_scraper_are_reached_from_outside(
+    mode: tuple[Mode, Rendered],
+) -> None:
     expected, rendered = mode
     for workload in rendered.workloads.values():
         inbound = outside_ports(rendered, workload, "Ingress")
+        # The metrics port is Prometheus's (test below), never the public's.
+        assert (METRICS_PORT in inbound) == _metered(workload), workload.name
+        inbound -= {METRICS_PORT}
         if workload.name in expected.edge:
-            # Every port but the metrics port (the scraper's, never the public's).
             assert container_ports(workload) - {METRICS_PORT} <= inbound <= {8000, 50051}, (
                 workload.name
             )
-            assert METRICS_PORT not in inbound
         else:
             assert inbound == set(), workload.name
+
+
+METRICS_POLICY = "metrics-from-prometheus"
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+def _metrics_ports(workload: Workload) -> set[int]:
+    return {
+        port["containerPort"]
+        for container in workload.containers
+        for port in container.get("ports", [])
+        if port.get("name") == "metrics"
+    }
+
+
+def test_only_prometheus_reaches_the_metrics_ports(mode: tuple[Mode, Rendered]) -> None:
+    """NetworkPolicy metrics-from-prometheus selects exactly the pods with a
+    metrics port, opens that port and only it, to Prometheus pods of the
+    namespace monitoring (one peer entry: both selectors must match), and no
+    other policy opens the metrics port to anyone."""
+    _, rendered = mode
+    policy = rendered.named("NetworkPolicy")[METRICS_POLICY]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    assert "egress" not in spec
+    (rule,) = spec["ingress"]
+    assert rule["from"] == [PROMETHEUS]
+    assert rule["ports"] == [{"protocol": "TCP", "port": METRICS_PORT}]
+
+    metered = [w for w in rendered.workloads.values() if _metrics_ports(w)]
+    assert {"rest", "grpc"} <= {w.labels["arcana.cloud/role"] for w in metered}
+    for workload in rendered.workloads.values():
+        ports = _metrics_ports(workload)
+        assert selects(spec["podSelector"], workload.labels) == bool(ports), workload.name
+        assert _metered(workload) == bool(ports), workload.name
+        if ports:
+            assert ports == {METRICS_PORT}, workload.name
+            annotations = workload.template["metadata"]["annotations"]
+            assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+
+    for workload in metered:
+        for other in _policies_for(rendered, workload, "Ingress"):
+            if other is policy:
+                continue
+            for other_rule in other["spec"].get("ingress", []):
+                assert not _port_allowed(other_rule, METRICS_PORT), (
+                    workload.name,
+                    other["metadata"]["name"],
+                )
+        # Nor does any pod of the namespace reach it.
+        assert not any(
+            can_connect(rendered, source, workload, METRICS_PORT)
+            for source in rendered.workloads.values()
+        ), workload.name
 
 
 # --- validity for Kubernetes, the check script, and the production recipe ---------------------

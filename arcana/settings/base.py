@@ -457,6 +457,13 @@ REQUIRE_EMAIL_VERIFICATION = env.bool("REQUIRE_EMAIL_VERIFICATION", default=Fals
 # MAIL_RETRY_SECONDS, doubling each time, MAIL_MAX_ATTEMPTS times in all.
 MAIL_RETRY_SECONDS = env.float("MAIL_RETRY_SECONDS", default=30.0)
 MAIL_MAX_ATTEMPTS = env.int("MAIL_MAX_ATTEMPTS", default=8)
+# A task still running TASK_STUCK_AFTER_SECONDS after a worker claimed it lost
+# its worker (killed, evicted, out of memory): `manage.py recover_stuck_tasks`
+# (docker/entrypoint.sh recover, every 5 minutes) queues it again, or fails it
+# ("worker lost") once TASK_STUCK_MAX_RUNS workers have claimed it. Keep the
+# first well above the longest a mail can take (a few EMAIL_TIMEOUTs).
+TASK_STUCK_AFTER_SECONDS = env.int("TASK_STUCK_AFTER_SECONDS", default=900)
+TASK_STUCK_MAX_RUNS = env.int("TASK_STUCK_MAX_RUNS", default=3)
 TASKS = {
     "default": {"BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")}
 }

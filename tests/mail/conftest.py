@@ -10,12 +10,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage as ParsedMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+
+from tests.entrypoint import entrypoint, make_fake_bin
+from users import repository
+from users.records import MAIL_PASSWORD_RESET
 
 # This suite's side ports (one machine is shared by many runs).
 PORTS = range(19100, 19200)
@@ -95,6 +101,25 @@ class QueueWorker:
             worker_id="test-worker",
             excluded_queue_names=[],
         ).run()
+
+
+def role_command(tmp_path: Path, role: str, command: str, *args: str, **env: str) -> list[str]:
+    """What ``docker/entrypoint.sh ROLE ARGS`` runs (``command``), as ``manage.py``'s
+    arguments."""
+    status, started, stderr = entrypoint(make_fake_bin(tmp_path / "bin"), role, *args, **env)
+    assert status == 0, stderr
+    assert started["argv"][:2] == ["manage.py", command]
+    argv: list[str] = started["argv"][1:]
+    return argv
+
+
+def enqueue(email: str) -> str:
+    """Queue a reset mail the way the API does (outside a transaction: at once);
+    the id of its task."""
+    before = set(DBTaskResult.objects.values_list("id", flat=True))
+    repository.mail_enqueue(kind=MAIL_PASSWORD_RESET, email=email)
+    (new,) = set(DBTaskResult.objects.values_list("id", flat=True)) - before
+    return str(new)
 
 
 @pytest.fixture

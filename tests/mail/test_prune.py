@@ -12,33 +12,12 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from tests.entrypoint import entrypoint, make_fake_bin
-from tests.mail.conftest import QueueWorker, free_port
-from users import repository
+from tests.mail.conftest import QueueWorker, enqueue, free_port, role_command
 from users.models import User
-from users.records import MAIL_PASSWORD_RESET
 
 # The worker closes its database connection as the deployed one does: no
 # test transaction to wrap it in (as in test_smtp.py).
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def role_command(tmp_path: Path, *args: str, **env: str) -> list[str]:
-    """What ``docker/entrypoint.sh prune ARGS`` runs, as ``manage.py``'s arguments."""
-    status, started, stderr = entrypoint(make_fake_bin(tmp_path / "bin"), "prune", *args, **env)
-    assert status == 0, stderr
-    assert started["argv"][:2] == ["manage.py", "prune_db_task_results"]
-    argv: list[str] = started["argv"][1:]
-    return argv
-
-
-def enqueue(email: str) -> str:
-    """Queue a reset mail the way the API does (outside a transaction: at once);
-    the id of its task."""
-    before = set(DBTaskResult.objects.values_list("id", flat=True))
-    repository.mail_enqueue(kind=MAIL_PASSWORD_RESET, email=email)
-    (new,) = set(DBTaskResult.objects.values_list("id", flat=True)) - before
-    return str(new)
 
 
 def finished_days_ago(task_id: str, days: float) -> None:
@@ -105,7 +84,7 @@ def test_the_prune_role_deletes_old_finished_tasks_only(
     args: tuple[str, ...],
     kept: set[str],
 ) -> None:
-    call_command(*role_command(tmp_path, *args, **env))
+    call_command(*role_command(tmp_path, "prune", "prune_db_task_results", *args, **env))
     remaining = {str(task_id) for task_id in DBTaskResult.objects.values_list("id", flat=True)}
     assert {name for name, task_id in tasks.items() if task_id in remaining} == kept
     assert remaining <= set(tasks.values())
