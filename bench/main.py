@@ -46,6 +46,7 @@ from tests.support.servers import (
 )
 from tests.support.stack import (
     PASSWORD,
+    REST_READY_MARKER,
     TierPki,
     create_admin,
     grpc_server,
@@ -463,7 +464,7 @@ def start_servers(
     for mode_servers in modes.values():
         wait_rest_ready(mode_servers.rest, mode_servers.rest_port, n)
         wait_grpc_ready(mode_servers.grpc, mode_servers.grpc_address, n)
-    servers.rest_floor.wait_until(log_count(servers.rest_floor, "Booting worker with pid", n))
+    servers.rest_floor.wait_until(log_count(servers.rest_floor, REST_READY_MARKER, n))
     servers.rest_floor.wait_until(http_ok(rest_floor_port, "/floor/ping"))
     servers.grpc_floor.wait_until(log_count(servers.grpc_floor, "floor ready pid", n))
     servers.echo.wait_until(log_count(servers.echo, floor_echo.READY, 1))
