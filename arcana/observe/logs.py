@@ -8,20 +8,27 @@ request line (:func:`request_line`) is one line per REST request or gRPC
 call, with its request id, trace id, user id, route or RPC, status and
 duration; never a body, a header, an email, a password, a token or a hash.
 
-The request line is written on every call, so it takes the short way: a
-structlog logger that renders with the same renderer and writes the line to
-the process's standard error itself, one ``write(2)`` of the whole line (no
-lock: a write of a line that short is never interleaved with another), not
-through stdlib logging, whose record, caller lookup and record copy per line
-cost four times as much, nor through a locked, flushed text stream, where
-threads queued (``bench/observe.py --profile``).
+The request line is written on every call, so it takes the short way: it
+is written to the process's standard error directly, one ``write(2)`` of the
+whole line (no lock: a write of a line that short is never interleaved with
+another), not through stdlib logging, whose record, caller lookup and record
+copy per line cost four times as much, nor through a locked, flushed text
+stream, where threads queued (``bench/observe.py --profile``). In JSON it is
+not even rendered by structlog (:class:`JsonLines`): the same line, byte for
+byte, from one prebuilt encoder, without structlog's per-line context copy,
+processor chain and ``json.dumps`` building an encoder per line; readable
+console lines still come from structlog.
 """
 
 from __future__ import annotations
 
+import json
+import json.encoder
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
@@ -109,8 +116,58 @@ class LineWriter:
     msg = info
 
 
+def _line_encoder() -> Callable[[dict[str, Any]], str]:
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+    if make is None:  # a Python without the _json accelerator
+        return json.JSONEncoder(default=repr).encode
+    # (markers, default, encode str, indent, key and item separators,
+    # sort_keys, skipkeys, allow_nan): json.dumps' defaults, no circular check
+    # (a line's values are flat).
+    encode = make(
+        None, repr, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+    return lambda line: "".join(encode(line, 0))
+
+
+class JsonLines:
+    """The request line in JSON as structlog's chain for it (``add_log_level``,
+    ``TimeStamper(fmt="iso", utc=True)``, ``JSONRenderer``, bound ``logger``)
+    renders it, keys in the same order, without the chain: a dict built once
+    per line and one C encode."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self._write = writer.info
+        # json.dumps with ``default`` builds a new encoder per call; this is
+        # that encoder (structlog's JSONRenderer settings: its separators, and
+        # repr for anything JSON has no type for), built once, and called
+        # without JSONEncoder.encode's per-call set-up where the C one exists.
+        self._encode = _line_encoder()
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self) -> str:
+        """``datetime.now(UTC).isoformat()`` with ``Z`` for the offset, as
+        structlog stamps it, with the date and time formatted once a second."""
+        now = time.time()
+        whole = int(now)
+        second, prefix = self._second
+        if second != whole:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, prefix)  # one tuple: threads see a matching pair
+        return f"{prefix}.{int((now - whole) * 1e6):06d}Z"
+
+    def info(self, event: str, **fields: Any) -> None:
+        line: dict[str, Any] = {"logger": REQUEST_LOGGER}
+        line.update(fields)
+        line["event"] = event
+        line["level"] = "info"
+        line["timestamp"] = self._timestamp()
+        self._write(self._encode(line))
+
+
 def request_logger(log_format: str, stream: TextIO | None = None) -> Any:
     """The request line's logger: ``log_format`` lines on ``stream`` (standard error)."""
+    if checked_format(log_format) == "json":
+        return JsonLines(LineWriter(stream or sys.stderr))
     return structlog.wrap_logger(
         LineWriter(stream or sys.stderr),
         processors=[

@@ -2,17 +2,27 @@
 
 import io
 import json
+import json.encoder
 import logging
+import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
+import structlog
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from arcana.grpc.server import ArcanaServer
-from arcana.observe.logs import formatter, request_logger, use_request_logger
+from arcana.observe.logs import (
+    REQUEST_LOGGER,
+    LineWriter,
+    formatter,
+    request_logger,
+    use_request_logger,
+)
 from protos.arcana.v1 import auth_pb2, users_pb2
 from protos.arcana.v1.auth_pb2_grpc import AuthServiceStub
 from protos.arcana.v1.users_pb2_grpc import UserServiceStub
@@ -117,6 +127,45 @@ def test_a_grpc_call_is_one_json_line(
     assert (second["rpc"], second["status"]) == ("/arcana.v1.AuthService/Login", "UNAUTHENTICATED")
     assert second["user_id"] is None
     assert user.email not in "\n".join(lines)
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["C encoder", "pure Python"])
+def test_the_json_line_is_what_structlog_would_render(
+    accelerated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request line skips structlog's chain (arcana.observe.logs.JsonLines),
+    not its output: the same keys in the same order, the same values and
+    escaping, and structlog's UTC timestamp format."""
+    if not accelerated:
+        monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    fields: dict[str, Any] = {
+        "transport": "grpc",
+        "request_id": "r-1",
+        "trace_id": None,
+        "user_id": 'caf\u00e9 "quoted"',
+        "status": "OK",
+        "duration_ms": 0.125,
+        "count": 3,
+        "odd": object,  # no JSON type: its repr, as structlog's fallback gives
+    }
+    ours, theirs = io.StringIO(), io.StringIO()
+    request_logger("json", ours).info("request", **fields)
+    structlog.wrap_logger(
+        LineWriter(theirs),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+    ).bind(logger=REQUEST_LOGGER).info("request", **fields)
+    (line,), (expected,) = ours.getvalue().splitlines(), theirs.getvalue().splitlines()
+    stamp = re.compile(r'"timestamp": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})Z"')
+    found, wanted = stamp.search(line), stamp.search(expected)
+    assert found is not None, line
+    assert wanted is not None, expected
+    assert stamp.sub("", line) == stamp.sub("", expected)
+    written, stamped = (datetime.fromisoformat(m.group(1)) for m in (found, wanted))
+    assert abs(written - stamped) < timedelta(seconds=1)
 
 
 def test_console_lines_are_for_people() -> None:
