@@ -346,10 +346,45 @@ def in_flight(server: str) -> Iterator[None]:
         gauge.dec()
 
 
-def grpc_call(*, server: str, method: str, code: str, seconds: float) -> None:
-    metrics = current()
-    metrics.bound(metrics.grpc_calls, server, method, code).inc()
-    metrics.bound(metrics.grpc_duration, server, method).observe(seconds)
+class GrpcMeters:
+    """One gRPC server's call metrics (``server``: ``"public"`` or
+    ``"internal"``), its label children found once per method and status code
+    rather than per call (every call of a server pays this, and every
+    internal hop): :meth:`started` when a call begins, :meth:`finished` with
+    what it returned when it ends."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        # (the Metrics bound to, the in-flight gauge, method -> (duration,
+        # code -> counter)), replaced whole when the process's Metrics are
+        # (a fork's reset), so no thread sees a mix.
+        self._bound: tuple[Metrics | None, Any, dict[str, tuple[Any, dict[str, Any]]]] = (
+            None,
+            None,
+            {},
+        )
+
+    def started(self) -> Any:
+        """Count the call in flight; returns what :meth:`finished` takes."""
+        metrics = current()
+        bound = self._bound
+        if bound[0] is not metrics:
+            bound = self._bound = (metrics, metrics.grpc_in_flight.labels(self.server), {})
+        bound[1].inc()
+        return bound
+
+    def finished(self, started: Any, method: str, code: str, seconds: float) -> None:
+        metrics, gauge, methods = started
+        gauge.dec()
+        found = methods.get(method)
+        if found is None:
+            found = methods[method] = (metrics.grpc_duration.labels(self.server, method), {})
+        duration, calls = found
+        counter = calls.get(code)
+        if counter is None:
+            counter = calls[code] = metrics.grpc_calls.labels(self.server, method, code)
+        counter.inc()
+        duration.observe(seconds)
 
 
 def http_request(*, route: str, method: str, status: int, seconds: float) -> None:

@@ -240,10 +240,6 @@ def build_server(
             f"max_concurrent_rpcs ({max_concurrent_rpcs}) must exceed max_streams "
             f"({max_streams}), or open streams would leave no room for unary calls."
         )
-    capacity = CapacityInterceptor(
-        max_streams=max_streams,
-        request_timeout=request_timeout or settings.GRPC_REQUEST_TIMEOUT,
-    )
     reflection = settings.GRPC_REFLECTION if reflection is None else reflection
     if internal is not None:
         if tls is not None:
@@ -253,14 +249,21 @@ def build_server(
     compat.drop_duplicate_request_signals()
     keep_caches_per_thread()
     delegation.connect()  # the peers' clients: bad TLS settings stop the server here
-    interceptors: list[Any] = [capacity] if internal else [capacity, *compat.server_interceptors()]
+    observe = None
     if settings.METRICS_ENABLED or settings.REQUEST_LOG:
         observe = ObserveInterceptor(
             "public" if internal is None else "internal",
             count=settings.METRICS_ENABLED,
             log=settings.REQUEST_LOG,
         )
-        interceptors.insert(0, observe)
+    # Observation outermost (what capacity refuses is counted too), applied by
+    # the capacity interceptor in the handler it rebuilds anyway.
+    capacity = CapacityInterceptor(
+        max_streams=max_streams,
+        request_timeout=request_timeout or settings.GRPC_REQUEST_TIMEOUT,
+        observe=observe,
+    )
+    interceptors: list[Any] = [capacity] if internal else [capacity, *compat.server_interceptors()]
     if tracing.provider() is not None:  # outermost: the log line names the trace
         from opentelemetry.instrumentation.grpc import server_interceptor
 
