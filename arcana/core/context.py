@@ -12,7 +12,7 @@ value never outlives the call that set it.
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -100,15 +100,24 @@ def accept_request_id(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-@contextmanager
-def call_context(*, request: str | None = None, actor: str | None = None) -> Iterator[None]:
-    """Run the block with ``request_id`` / ``acting_user`` set."""
-    request_token = request_id.set(request)
-    actor_token = acting_user.set(actor)
-    ahead_token = _read_ahead.set(ReadAhead())
-    try:
-        yield
-    finally:
+class _CallContext:
+    """:func:`call_context`'s context manager: a class, not a generator, as
+    it is entered on every call and every hop."""
+
+    __slots__ = ("_actor", "_request", "_tokens")
+
+    def __init__(self, request: str | None, actor: str | None) -> None:
+        self._request, self._actor = request, actor
+
+    def __enter__(self) -> None:
+        self._tokens = (
+            request_id.set(self._request),
+            acting_user.set(self._actor),
+            _read_ahead.set(ReadAhead()),
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        request_token, actor_token, ahead_token = self._tokens
         record = call_record.get()
         if record is not None:
             record.request, record.actor = request_id.get(), acting_user.get()
@@ -117,8 +126,17 @@ def call_context(*, request: str | None = None, actor: str | None = None) -> Ite
         request_id.reset(request_token)
 
 
-@contextmanager
-def request_boundaries(sender: type) -> Iterator[None]:
+def call_context(
+    *, request: str | None = None, actor: str | None = None
+) -> AbstractContextManager[None]:
+    """Run the block with ``request_id`` / ``acting_user`` set."""
+    return _CallContext(request, actor)
+
+
+_NOTHING_TO_DO = nullcontext()  # reusable: it holds no state
+
+
+def request_boundaries(sender: type) -> AbstractContextManager[None]:
     """Django's request boundaries around one gRPC call (``request_started`` /
     ``request_finished``, as a WSGI request has them), where this process
     holds a database: their receivers close stale or broken connections and
@@ -126,8 +144,12 @@ def request_boundaries(sender: type) -> Iterator[None]:
     a database (controller, service) has nothing for them to do and skips
     their cost, twice per call, on every call and hop."""
     if not settings.ARCANA_DEPLOYMENT.holds_database:
-        yield
-        return
+        return _NOTHING_TO_DO
+    return _signalled_boundaries(sender)
+
+
+@contextmanager
+def _signalled_boundaries(sender: type) -> Iterator[None]:
     request_started.send(sender=sender)
     try:
         yield

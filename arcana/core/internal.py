@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from django.conf import settings
@@ -480,8 +480,6 @@ def _failure_message(failure: Failure) -> boundary_pb2.Failure:
     return message
 
 
-# Metadata a caller sends -> the log field (and call context) it becomes.
-_METADATA_FIELDS = {REQUEST_ID: "request_id", ACTOR: "acting_user", CALLER_TIER: "caller_tier"}
 _EMPTY = boundary_pb2.InvokeReply()  # answered with an error status; never mutated
 
 
@@ -506,22 +504,23 @@ class BoundaryServicer:
                 grpc.StatusCode.UNIMPLEMENTED, f"no method {request.boundary}.{request.method}"
             )
         codec, implementation = served
-        extra: dict[str, str | None] = {
-            "request_id": None,
-            "acting_user": None,
-            "caller_tier": None,
-        }
+        request_id = actor = caller_tier = None
         metadata = context.invocation_metadata()
         for key, value in metadata:
-            field = _METADATA_FIELDS.get(key)
-            if field is not None and isinstance(value, str):
-                extra[field] = value
-        with (
-            request_boundaries(self.__class__),
-            call_context(request=extra["request_id"], actor=extra["acting_user"]),
-            tracing.server_span(f"{request.boundary}.{request.method}", metadata),
-        ):
-            reply, status = self._invoke(codec, implementation, request, extra)
+            if isinstance(value, str):
+                if key == REQUEST_ID:
+                    request_id = value
+                elif key == ACTOR:
+                    actor = value
+                elif key == CALLER_TIER:
+                    caller_tier = value
+        call = _Call(request.boundary, request.method, request_id, actor, caller_tier)
+        with request_boundaries(self.__class__), call_context(request=request_id, actor=actor):
+            if tracing.enabled():
+                with tracing.server_span(f"{call.boundary}.{call.method}", metadata):
+                    reply, status = self._invoke(codec, implementation, request, call)
+            else:
+                reply, status = self._invoke(codec, implementation, request, call)
         if status is not None:
             context.abort(*status)
         return reply
@@ -531,15 +530,15 @@ class BoundaryServicer:
         codec: Codec,
         implementation: object,
         request: boundary_pb2.InvokeRequest,
-        extra: Mapping[str, str | None],
+        call: "_Call",
     ) -> tuple[boundary_pb2.InvokeReply, tuple[grpc.StatusCode, str] | None]:
-        method = request.method
+        method = call.method
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("internal call %s.%s", request.boundary, method, extra=dict(extra))
+            logger.debug("internal call %s.%s", call.boundary, method, extra=call.extra())
         try:
             arguments = codec.decode_arguments(method, request.arguments)
         except WireError as exc:
-            name = f"{request.boundary}.{method}"
+            name = f"{call.boundary}.{method}"
             return _EMPTY, (grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {exc}")
         try:
             result = getattr(implementation, method)(**arguments)
@@ -551,10 +550,28 @@ class BoundaryServicer:
             return boundary_pb2.InvokeReply(failure=_failure_message(failure)), None
         except Exception:
             logger.exception(
-                "internal call %s.%s failed", request.boundary, method, extra=dict(extra)
+                "internal call %s.%s failed", call.boundary, method, extra=call.extra()
             )
             return _EMPTY, (grpc.StatusCode.INTERNAL, "internal error")
         return boundary_pb2.InvokeReply(result=codec.encode_result(method, result)), None
+
+
+class _Call(NamedTuple):
+    """What one internal call names, and the caller's metadata (absent: None)."""
+
+    boundary: str
+    method: str
+    request_id: str | None
+    acting_user: str | None
+    caller_tier: str | None
+
+    def extra(self) -> dict[str, str | None]:
+        """The log record's fields for this call (built only for a line that is written)."""
+        return {
+            "request_id": self.request_id,
+            "acting_user": self.acting_user,
+            "caller_tier": self.caller_tier,
+        }
 
 
 def add_boundary_servicer(
