@@ -9,22 +9,27 @@ and Redis, then derive what 10k and 100k requests per second need.
 **Measuring.** Everything runs on servers of this run's own, so every counter
 read is this run's and no one else's: a private MariaDB primary and a replica
 following it (``tests.support.replication``), a private ``redis-server``, and for each
-mode (monolithic, layered) ``tests.support.stack.live_stack`` with the deployed
-settings (the user cache on, ``DATABASE_REPLICA_URLS`` naming the replica,
-the REST server and grpcrunserver with two workers each, as a pod runs them; in
-layered mode one service and one repository ``tierserver`` behind them, mutual
-TLS). From this process, one
+mode (monolithic, layered, microservices) ``tests.support.stack.live_stack`` with
+the deployed settings (the user cache on, ``DATABASE_REPLICA_URLS`` naming the
+replica, the REST server and grpcrunserver with two workers each, as a pod runs
+them; in layered mode one service and one repository ``tierserver`` behind them,
+mutual TLS; in microservices mode the users and the auth service, each its REST
+server, grpcrunserver and internal ``tierserver`` on a database of its own with
+that database's replica, behind the nginx gateway). From this process, one
 request at a time, ``--requests`` of each operation over REST and over gRPC:
 get-by-id with the user cache cold (every user read for the first time) and
 warm, list-20, login (Argon2id), update (PATCH a name) and create (Argon2id).
 Around each batch it reads:
 
-- CPU seconds (``/proc/<pid>/stat`` utime + stime) of every process of each
-  tier (the REST server's master and workers, grpcrunserver, each tierserver), of
-  both ``mariadbd`` and of ``redis-server``;
+- CPU seconds (``/proc/PID/task/TID/schedstat``) of every thread of every
+  process of each tier (the REST server's master and workers, grpcrunserver,
+  each tierserver, nginx's master and workers), of both ``mariadbd`` and of
+  ``redis-server``;
 - the primary's and the replica's ``SHOW GLOBAL STATUS`` (``Questions``,
   ``Com_select`` / ``Com_insert`` / ``Com_update`` / ``Com_delete``): global,
-  but the servers are private, so global is this run's alone;
+  but the servers are private, so global is this run's alone; in microservices
+  mode also each service database's statements (performance_schema's digests,
+  by the connection's database);
 - Redis ``INFO commandstats`` (calls per command) and ``INFO stats``
   (``keyspace_hits`` / ``keyspace_misses``).
 
@@ -77,9 +82,17 @@ UPDATE = "update"
 CREATE = "create"
 OPERATIONS = (GET_COLD, GET, LIST, LOGIN, UPDATE, CREATE)
 PROTOCOLS = ("rest", "grpc")
-MODES = ("monolithic", "layered")
+MODES = ("monolithic", "layered", "microservices")
+SERVICES = ("users", "auth")  # microservices mode's, each with a database of its own
 # The Kubernetes Deployments (docker/k8s/overlays/<mode>) each tier runs as.
-TIERS = {"monolithic": ("rest", "grpc"), "layered": ("rest", "grpc", "service", "repository")}
+TIERS = {
+    "monolithic": ("rest", "grpc"),
+    "layered": ("rest", "grpc", "service", "repository"),
+    "microservices": (
+        "gateway",
+        *(f"{service}-{kind}" for service in SERVICES for kind in ("rest", "grpc", "internal")),
+    ),
+}
 MYSQL_COUNTERS = ("Questions", "Com_select", "Com_insert", "Com_update", "Com_delete")
 LOADS = (10_000, 100_000)
 
@@ -144,13 +157,14 @@ def per_request(
 ) -> float:
     """One figure of one mixed-in operation; get-by-id blends the warm and the
     cold measurement by the user cache's hit ratio."""
+
+    def one(measured: str) -> float:
+        found = pick(_operation(inputs, mode, protocol, measured))
+        return _number(found, f"{mode} {protocol} {measured} {where}")
+
     if op == GET:
-        warm = _number(pick(_operation(inputs, mode, protocol, GET)), f"{mode} {protocol} {where}")
-        cold = _number(
-            pick(_operation(inputs, mode, protocol, GET_COLD)), f"{mode} {protocol} {where}"
-        )
-        return hit_ratio * warm + (1 - hit_ratio) * cold
-    return _number(pick(_operation(inputs, mode, protocol, op)), f"{mode} {protocol} {op} {where}")
+        return hit_ratio * one(GET) + (1 - hit_ratio) * one(GET_COLD)
+    return one(op)
 
 
 def mixed(
@@ -167,9 +181,7 @@ def mixed(
     return sum(
         share
         * weight
-        * per_request(
-            inputs, mode, protocol, op, pick, assumptions.user_cache_hit_ratio, f"{op} {where}"
-        )
+        * per_request(inputs, mode, protocol, op, pick, assumptions.user_cache_hit_ratio, where)
         for protocol, share in shares.items()
         for op, weight in assumptions.mix.items()
         if not only or op in only
@@ -191,6 +203,19 @@ def _get(*path: str) -> Callable[[Mapping[str, Any]], Any]:
         value: Any = measured
         for key in path:
             value = value.get(key, 0.0) if isinstance(value, Mapping) else None
+        return value
+
+    return pick
+
+
+def _require(*path: str) -> Callable[[Mapping[str, Any]], Any]:
+    """As :func:`_get`, but a figure that is missing is ``None`` (which
+    :func:`_number` refuses, naming it), not 0: a tier not measured is not free."""
+
+    def pick(measured: Mapping[str, Any]) -> Any:
+        value: Any = measured
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
         return value
 
     return pick
@@ -251,6 +276,15 @@ def redis_us_per_command(inputs: Mapping[str, Any]) -> float:
     return _under_load(inputs, "redis_under_load", "cpu_us_per_command")
 
 
+def front_end_of(tier: str) -> str:
+    """The protocol a tier's front end serves (``rest``, ``users-grpc``), or ""
+    for a tier both protocols go through (a tier server, the gateway)."""
+    for protocol in PROTOCOLS:
+        if tier == protocol or tier.endswith(f"-{protocol}"):
+            return protocol
+    return ""
+
+
 def tier_cpu_ms(
     inputs: Mapping[str, Any],
     assumptions: Assumptions,
@@ -259,12 +293,12 @@ def tier_cpu_ms(
     only: Sequence[str] = (),
 ) -> float:
     """CPU milliseconds of ``tier``'s processes per request of the mix (of its
-    ``only`` operations, if named). A front end (``rest``, ``grpc``) serves
-    only its protocol's share."""
+    ``only`` operations, if named). A front end (``rest``, ``users-grpc``)
+    serves only its protocol's share."""
     shares = {"rest": assumptions.rest_share, "grpc": 1 - assumptions.rest_share}
     total = 0.0
     for protocol, share in shares.items():
-        if tier in PROTOCOLS and tier != protocol:
+        if front_end_of(tier) not in ("", protocol):
             continue
         total += share * sum(
             weight
@@ -273,9 +307,9 @@ def tier_cpu_ms(
                 mode,
                 protocol,
                 op,
-                _get("cpu_ms", tier),
+                _require("cpu_ms", tier),
                 assumptions.user_cache_hit_ratio,
-                f"{op} cpu_ms.{tier}",
+                f"cpu_ms.{tier}",
             )
             for op, weight in assumptions.mix.items()
             if not only or op in only
@@ -396,7 +430,7 @@ def _tier_arithmetic(inputs: Mapping[str, Any], a: Assumptions, mode: str, tier:
     shares = {"rest": a.rest_share, "grpc": 1 - a.rest_share}
     parts = []
     for protocol, share in shares.items():
-        if tier in PROTOCOLS and tier != protocol:
+        if front_end_of(tier) not in ("", protocol):
             continue
         terms = " + ".join(
             f"{weight:g}{X}{per_request(inputs, mode, protocol, op, _get('cpu_ms', tier), a.user_cache_hit_ratio, 'cpu'):.2f}"  # noqa: E501
@@ -482,6 +516,57 @@ def _hit_ratio_sensitivity(inputs: Mapping[str, Any], a: Assumptions, mode: str)
         " a cached first page or count would cut the replicas' load more than a better hit"
         " ratio."
     )
+
+
+def service_statements(
+    inputs: Mapping[str, Any], assumptions: Assumptions, server: str, service: str
+) -> float:
+    """Microservices mode: statements per request of the mix that ``service``'s
+    database sends ``server`` (``primary`` or ``replica``)."""
+    where = f"statements_by_service.{server}.{service}"
+    pick = _require("statements_by_service", server, service)
+    return mixed(inputs, assumptions, "microservices", pick, where)
+
+
+def _per_service_databases(inputs: Mapping[str, Any], a: Assumptions) -> list[str]:
+    """Each service's database apart: statements per second on its primary and
+    on each of its replicas' set, and its share of the primary's statements."""
+    per = {
+        (service, server): service_statements(inputs, a, server, service)
+        for service in SERVICES
+        for server in ("primary", "replica")
+    }
+    primary = sum(per[service, "primary"] for service in SERVICES)
+    lines = [
+        "Each service's own database (`DATABASE_URL` and `DATABASE_REPLICA_URLS` per"
+        " service; statements counted per database from performance_schema's digests):",
+        "",
+        "| database | per request | "
+        + " | ".join(f"{_fmt(load, 0)} req/s" for load in LOADS)
+        + " | share of the primary's statements |",
+        "|---|---:|" + "---:|" * len(LOADS) + "---:|",
+    ]
+    for (service, server), value in per.items():
+        share = f"{value / primary:.0%}" if server == "primary" and primary > 0 else ""
+        lines.append(
+            f"| {service} {server} | {value:.3f} | "
+            + " | ".join(f"{_fmt(value * load, 0)} statements/s" for load in LOADS)
+            + f" | {share} |"
+        )
+    lines += [
+        "",
+        "The run kept both databases on one primary and one replica, so the ceilings"
+        " below are those of one server holding both; on servers of their own, each"
+        " primary carries about its share above.",
+    ]
+    unread = [service for service in SERVICES if per[service, "replica"] < 0.001]
+    if unread:
+        lines[-1] += (
+            f" Nothing of the mix reads {' or '.join(unread)}'s replicas (its reads are"
+            " the primary's: sessions, tokens and credential checks), so there they add"
+            " failover, not capacity."
+        )
+    return lines
 
 
 def _runner_up(derivation: Derivation, first: Shared) -> str:
@@ -656,6 +741,8 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
                 )
             label = {"primary": "MariaDB primary", "replica": "MariaDB replicas", "redis": "Redis"}
             out.append(f"| {label[name]} | " + " | ".join(cells) + " |")
+        if mode == "microservices":
+            out += ["", *_per_service_databases(inputs, a)]
         out += ["", _hit_ratio_sensitivity(inputs, a, mode)]
         rss = inputs["modes"][mode].get("rss_mib", {})
         if rss:
@@ -769,6 +856,7 @@ class Reading:
     mysql: dict[str, dict[str, float]]
     redis: dict[str, float]
     at: float
+    by_database: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Meters:
@@ -787,6 +875,8 @@ class Meters:
             ),
         }
         self.trees: dict[str, list[int]] = {}
+        # Microservices mode: database name -> service, to count each one's statements.
+        self.databases: dict[str, str] = {}
 
     def watch(self, tiers: Mapping[str, Sequence[Any]]) -> None:
         self.trees = {
@@ -817,7 +907,26 @@ class Meters:
         for key, value in commands.items():
             if key != "cmdstat_info":
                 redis[key.removeprefix("cmdstat_")] = float(value["calls"])
-        return Reading(cpu, mysql, redis, time.monotonic())
+        return Reading(cpu, mysql, redis, time.monotonic(), self._by_database())
+
+    def _by_database(self) -> dict[str, dict[str, float]]:
+        """Statements per service's database on each server (performance_schema's
+        digests, by the connection's default database; the readings have none)."""
+        if not self.databases:
+            return {}
+        found = {}
+        for name, conn in self.connections.items():
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT SCHEMA_NAME, SUM(COUNT_STAR) FROM"
+                " performance_schema.events_statements_summary_by_digest"
+                " WHERE SCHEMA_NAME IS NOT NULL GROUP BY SCHEMA_NAME"
+            )
+            counts = {str(row[0]): float(row[1]) for row in cursor.fetchall()}
+            found[name] = {
+                service: counts.get(database, 0.0) for database, service in self.databases.items()
+            }
+        return found
 
     def close(self) -> None:
         self.redis.close()
@@ -848,6 +957,13 @@ def _delta(before: Reading, after: Reading) -> dict[str, Any]:
         "redis": {
             key: after.redis.get(key, 0.0) - before.redis.get(key, 0.0) for key in after.redis
         },
+        "by_database": {
+            server: {
+                service: count - before.by_database[server].get(service, 0.0)
+                for service, count in counts.items()
+            }
+            for server, counts in after.by_database.items()
+        },
     }
 
 
@@ -858,7 +974,7 @@ def _per_request(delta: Mapping[str, Any], quiet: Mapping[str, Any], count: int)
     def net(value: float, background: float) -> float:
         return max(0.0, value - background * scale) / count
 
-    return {
+    found: dict[str, Any] = {
         "cpu_ms": {
             name: 1000 * net(value, quiet["cpu"].get(name, 0.0))
             for name, value in delta["cpu"].items()
@@ -874,6 +990,15 @@ def _per_request(delta: Mapping[str, Any], quiet: Mapping[str, Any], count: int)
             key: net(value, quiet["redis"].get(key, 0.0)) for key, value in delta["redis"].items()
         },
     }
+    if delta["by_database"]:
+        found["statements_by_service"] = {
+            server: {
+                service: net(value, quiet["by_database"][server][service])
+                for service, value in counts.items()
+            }
+            for server, counts in delta["by_database"].items()
+        }
+    return found
 
 
 class Client:
@@ -973,6 +1098,22 @@ def _forget_users(redis_port: int) -> None:
         client.close()
 
 
+def _tiers(stack: Any) -> dict[str, list[Any]]:
+    """The stack's servers by the Deployment (``TIERS``) each runs as."""
+    if stack.mode == "microservices":
+        found = {"gateway": stack.tiers["gateway"]}
+        for service in SERVICES:
+            rest, grpc, internal = stack.tiers[service]
+            found |= {f"{service}-rest": [rest], f"{service}-grpc": [grpc]}
+            found[f"{service}-internal"] = [internal]
+        return found
+    found = {"rest": [stack.rest], "grpc": [stack.grpc]}
+    for tier in ("service", "repository"):
+        if tier in stack.tiers:
+            found[tier] = stack.tiers[tier]
+    return found
+
+
 def measure_mode(
     mode: str,
     pair: Any,
@@ -986,7 +1127,6 @@ def measure_mode(
     under load (:func:`replica_under_load`)."""
     from tests.support.stack import database_name, live_stack
 
-    tiers_of: dict[str, dict[str, list[Any]]] = {}
     found: dict[str, Any] = {protocol: {} for protocol in PROTOCOLS}
     with live_stack(
         pair.primary.url("arcana"),
@@ -1000,17 +1140,12 @@ def measure_mode(
         replica_urls=[pair.replica.url("arcana")],
         env_overrides={"USER_CACHE": "true"},
     ) as stack:
-        front = {"rest": [stack.rest], "grpc": [stack.grpc]}
-        tiers_of = {protocol: {protocol: servers} for protocol, servers in front.items()}
-        for protocol in PROTOCOLS:
-            for tier, servers in stack.tiers.items():
-                if tier in ("service", "repository"):
-                    tiers_of[protocol][tier] = servers
+        all_tiers = _tiers(stack)
         meters = Meters(pair, redis_port, redis_server)
+        meters.databases = {database_name(url): service for service, url in stack.databases.items()}
         client = Client(stack)
         pin = float(stack.env.get("DATABASE_REPLICA_PIN_SECONDS", "5")) + 1.5
         try:
-            all_tiers = {name: s for t in tiers_of.values() for name, s in t.items()}
             meters.watch(all_tiers)
             for protocol in PROTOCOLS:  # warm every path (connections, imports)
                 for op in (LIST, GET):
@@ -1226,13 +1361,17 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
+PERFORMANCE_SCHEMA = ("--performance-schema=ON",)
+
+
 def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]:
     from tests.support.replication import replicated_pair
 
     load_at_start = round(os.getloadavg()[0], 2)
     with (
         tempfile.TemporaryDirectory(prefix="arcana-capacity-") as directory,
-        replicated_pair(Path(directory) / "mariadb") as pair,
+        # performance_schema: statements per database (microservices' two), on both.
+        replicated_pair(Path(directory) / "mariadb", PERFORMANCE_SCHEMA) as pair,
         private_redis(Path(directory)) as (redis_port, redis_server),
     ):
         version = pair.primary.sql("SELECT VERSION() AS v")[0]["v"]

@@ -30,11 +30,16 @@ def _measurement(
     db_cpu: float,
     redis_cpu: float,
     protocol: str,
+    tiers: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """One operation's figures; ``tiers``: every tier's CPU ms (default: the
+    front end of ``protocol`` ``cpu``, the other one's 0)."""
     counters = dict.fromkeys(capacity.MYSQL_COUNTERS, 0.0)
+    if tiers is None:
+        tiers = {**dict.fromkeys(capacity.PROTOCOLS, 0.0), protocol: cpu}
     return {
         "cpu_ms": {
-            protocol: cpu,
+            **tiers,
             "mariadb_primary": db_cpu,
             "mariadb_replica": 0.01,
             "redis": redis_cpu,
@@ -202,3 +207,129 @@ def test_runs_merge_to_the_least_cpu_and_the_most_memory() -> None:
     assert "2026-01-02 00:00 UTC, 2026-01-01 00:00 UTC" in capacity.render(merged)
     # One run merges to itself.
     assert capacity.merge_runs([quiet])["modes"] == quiet["modes"]
+
+
+# --- microservices mode -------------------------------------------------------------------
+
+
+# Per operation, microservices' own Deployments (CPU ms, the same over REST and
+# gRPC at that protocol's front end): the gateway 0.2 on every request; the users
+# service's front end FIXED's figure except for login, which is the auth
+# service's (4.0) and hashes in users-internal (25.0); auth-internal 0.1 on every
+# request. The auth database gets 1 of login's 4 primary statements, no others.
+def microservices_inputs() -> dict[str, Any]:
+    inputs = fixed_inputs()
+    modes: dict[str, Any] = {}
+    for protocol in capacity.PROTOCOLS:
+        modes[protocol] = {}
+        for op, figures in FIXED.items():
+            login = op == capacity.LOGIN
+            tiers = dict.fromkeys(capacity.TIERS["microservices"], 0.0)
+            tiers |= {"gateway": 0.2, "auth-internal": 0.1}
+            tiers[f"users-{protocol}"] = 0.0 if login else figures[0]
+            tiers[f"auth-{protocol}"] = 4.0 if login else 0.0
+            tiers["users-internal"] = 25.0 if login else 0.0
+            measured = _measurement(*figures, protocol=protocol, tiers=tiers)
+            primary, replica = figures[1], figures[2]
+            auth = 1.0 if login else 0.0
+            measured["statements_by_service"] = {
+                "primary": {"users": primary - auth, "auth": auth},
+                "replica": {"users": replica, "auth": 0.0},
+            }
+            modes[protocol][op] = measured
+    inputs["modes"]["microservices"] = modes
+    return inputs
+
+
+def test_microservices_pods_per_deployment_follow_from_the_inputs() -> None:
+    a = capacity.Assumptions()
+    inputs = microservices_inputs()
+    # gateway: 0.2 ms on every request of the mix; 10k: 2.0 vCPU ÷ 0.7 -> 3; 100k: 29.
+    # users-rest: 0.5 x (0.76 x 1.2 + 0.18 x 2 + 0.01 x 0 + 0.04 x 5 + 0.01 x 35)
+    #   = 0.911 ms; 10k: 9.11 ÷ 0.7 = 13.01 -> 14; 100k: 130.1 -> 131.
+    # users-internal: 0.01 x 25 = 0.25 ms; 10k: 2.5 ÷ 0.7 -> 4; 100k: 35.7 -> 36.
+    # auth-rest: 0.5 x 0.01 x 4 = 0.02 ms; 10k: 0.2 vCPU -> the floor, 2; 100k: 2.86 -> 3.
+    # auth-internal: 0.1 ms; 10k: 1.43 -> 2; 100k: 14.3 -> 15.
+    assert capacity.tier_cpu_ms(inputs, a, "microservices", "users-rest") == pytest.approx(0.911)
+    assert capacity.tier_cpu_ms(inputs, a, "microservices", "gateway") == pytest.approx(0.2)
+    assert capacity.derive(inputs, a, "microservices", 10_000).pods() == {
+        "gateway": 3,
+        "users-rest": 14,
+        "users-grpc": 14,
+        "users-internal": 4,
+        "auth-rest": 2,
+        "auth-grpc": 2,
+        "auth-internal": 2,
+    }
+    assert capacity.derive(inputs, a, "microservices", 100_000).pods() == {
+        "gateway": 29,
+        "users-rest": 131,
+        "users-grpc": 131,
+        "users-internal": 36,
+        "auth-rest": 3,
+        "auth-grpc": 3,
+        "auth-internal": 15,
+    }
+    # A front end serves its protocol's share alone: CPU a REST front end logged
+    # during gRPC batches (a health check) is not a gRPC request's.
+    inputs["modes"]["microservices"]["grpc"][capacity.LIST]["cpu_ms"]["users-rest"] = 50.0
+    assert capacity.tier_cpu_ms(inputs, a, "microservices", "users-rest") == pytest.approx(0.911)
+    # Headroom: 1.5 x the 10k count.
+    assert capacity.max_replicas(microservices_inputs(), a, "microservices") == {
+        "gateway": 5,
+        "users-rest": 21,
+        "users-grpc": 21,
+        "users-internal": 6,
+        "auth-rest": 3,
+        "auth-grpc": 3,
+        "auth-internal": 3,
+    }
+
+
+def test_microservices_databases_are_counted_per_service() -> None:
+    a = capacity.Assumptions()
+    inputs = microservices_inputs()
+    # users primary: 0.01 x 3 + 0.04 x 12 + 0.01 x 11 = 0.62; auth: 0.01 x 1 = 0.01.
+    assert capacity.service_statements(inputs, a, "primary", "users") == pytest.approx(0.62)
+    assert capacity.service_statements(inputs, a, "primary", "auth") == pytest.approx(0.01)
+    assert capacity.service_statements(inputs, a, "replica", "users") == pytest.approx(1.412)
+    text = capacity.render(inputs)
+    assert "## Microservices mode" in text
+    assert "| users primary | 0.620 | 6 200 statements/s | 62 000 statements/s | 98% |" in text
+    assert "| auth primary | 0.010 | 100 statements/s | 1 000 statements/s | 2% |" in text
+    assert "Nothing of the mix reads auth's replicas" in text
+    # The shared servers: the same counters as the other modes, so the same wall.
+    d = capacity.derive(inputs, a, "microservices", 10_000)
+    assert d.first_to_saturate().name == "redis"
+    assert "| microservices | 10 000 | 3 gateway + 14 users-rest" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # A Deployment not measured is not free: it is named, not counted as 0 pods.
+        (
+            lambda ops: ops["rest"][capacity.LOGIN]["cpu_ms"].pop("auth-internal"),
+            "microservices rest login cpu_ms.auth-internal must be a finite number",
+        ),
+        (
+            lambda ops: ops["grpc"][capacity.GET]["cpu_ms"].update(gateway=float("nan")),
+            r"microservices\.grpc\.get-by-id\.cpu_ms\.gateway must be a finite number",
+        ),
+        (
+            lambda ops: ops["rest"][capacity.UPDATE].pop("statements_by_service"),
+            "statements_by_service.primary.users must be a finite number",
+        ),
+        (
+            lambda ops: ops["grpc"][capacity.CREATE]["statements_by_service"]["primary"].pop(
+                "auth"
+            ),
+            "statements_by_service.primary.auth must be a finite number",
+        ),
+    ],
+)
+def test_microservices_bad_inputs_are_named(change: Any, message: str) -> None:
+    inputs = microservices_inputs()
+    change(inputs["modes"]["microservices"])
+    with pytest.raises(ValueError, match=message):
+        capacity.render(inputs)

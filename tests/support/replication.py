@@ -200,15 +200,16 @@ class ReplicatedPair:
 
 
 @contextmanager
-def replicated_pair(directory: Path) -> Iterator[ReplicatedPair]:
-    """A primary (binary log, row format) and a read-only replica following it."""
+def replicated_pair(directory: Path, extra: Sequence[str] = ()) -> Iterator[ReplicatedPair]:
+    """A primary (binary log, row format) and a read-only replica following it;
+    ``extra``: more ``mariadbd`` options for both."""
     template = directory / "template"
     install_datadir(template)  # once; both servers start from a copy
     primary = MariaDB(
         "primary",
         directory / "primary",
         server_id=1,
-        extra=[f"--log-bin={directory / 'primary' / 'binlog'}", "--binlog-format=ROW"],
+        extra=[f"--log-bin={directory / 'primary' / 'binlog'}", "--binlog-format=ROW", *extra],
     )
     replica = MariaDB(
         "replica",
@@ -217,6 +218,7 @@ def replicated_pair(directory: Path) -> Iterator[ReplicatedPair]:
         extra=[
             f"--relay-log={directory / 'replica' / 'relay'}",
             "--read-only",  # as replicas run; root may still write (a marker row)
+            *extra,
         ],
     )
     with contextlib.ExitStack() as stack:

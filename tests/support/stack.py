@@ -258,11 +258,13 @@ def microservices_envs(
     jwt_keys: tuple[str, str],
     databases: Mapping[str, str],
     internal_addresses: Mapping[str, str],
+    replicas: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, str]]:
     """Each microservice's environment from a monolithic server's ``env``: its
-    own database (``databases[service]``), the other one's internal address,
-    the private key for auth alone and the public key for users; both behind
-    the gateway (one trusted proxy)."""
+    own database (``databases[service]``) and that database's read replicas
+    (``replicas[service]``, a ``DATABASE_REPLICA_URLS`` value, if given), the
+    other one's internal address, the private key for auth alone and the
+    public key for users; both behind the gateway (one trusted proxy)."""
     private, public = jwt_keys
     common = _without_credentials(env)
     common.update(
@@ -279,6 +281,7 @@ def microservices_envs(
             **common,
             "ARCANA_SERVICE": service,
             "DATABASE_URL": databases[service],
+            **({"DATABASE_REPLICA_URLS": replicas[service]} if replicas else {}),
             **keys[service],
         }
         for service in SERVICES
@@ -626,7 +629,8 @@ def live_stack(
     on SIGTERM at the end before it is killed. ``mode`` is ``"monolithic"``
     or ``"layered"`` (see the module docstring). ``replica_urls`` name read
     replicas of ``database_url``'s server (``tests.support.replication``): the servers
-    get them as ``DATABASE_REPLICA_URLS``, with the stack's own database.
+    get them as ``DATABASE_REPLICA_URLS``, with the stack's own database (in
+    microservices mode each service's servers with that service's database).
     ``metrics`` gives every gRPC and tier process a metrics port
     (``GRPC_METRICS_PORT``) and lists the stack's scrape targets
     (``LiveStack.metrics_targets``; monolithic and layered modes).
@@ -701,6 +705,14 @@ def live_stack(
             keys = jwt_key_pair()
             server_db = database_url if server_database_url is None else server_database_url
             databases = {"users": own_url, "auth": auth_url}
+            # Each service's replicas read its own database (the servers only,
+            # as in the other modes: manage.py migrates the primary).
+            replicas = {
+                name: ",".join(
+                    with_database(replica, database_name(url)) for replica in replica_urls
+                )
+                for name, url in databases.items()
+            }
             setup_services, tier_envs = (
                 microservices_envs(
                     base,
@@ -708,15 +720,17 @@ def live_stack(
                     jwt_keys=keys,
                     databases=urls,
                     internal_addresses=internal,
+                    replicas=service_replicas_of,
                 )
-                for base, urls in (
-                    (setup_env, databases),
+                for base, urls, service_replicas_of in (
+                    (setup_env, databases, None),
                     (
                         env,
                         {
                             name: with_database(server_db, database_name(url))
                             for name, url in databases.items()
                         },
+                        replicas if replica_urls else None,
                     ),
                 )
             )
