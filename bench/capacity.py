@@ -95,6 +95,7 @@ TIERS = {
 }
 MYSQL_COUNTERS = ("Questions", "Com_select", "Com_insert", "Com_update", "Com_delete")
 LOADS = (10_000, 100_000)
+HEADROOM = 1.5  # the overlays' maxReplicas: this times the pods for LOADS[0]
 
 
 # --- assumptions ------------------------------------------------------------------
@@ -630,6 +631,11 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
             if _loads(measured.get("load_average"))
             else ""
         )
+        + (
+            f", {_loads(measured.get('load_average_end'))} as it ended"
+            if _loads(measured.get("load_average_end"))
+            else ""
+        )
         + "),"
         f" {measured['requests']} requests per operation and protocol, one at a time, MariaDB"
         f" {measured['mariadb']}, Redis {measured['redis']}. Per request, after subtracting the"
@@ -642,7 +648,8 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
             f" figure differed by up to {measured.get('cpu_spread', 1.0):.1f}{X} between runs)."
             if measured.get("runs", 1) > 1
             else ""
-        ),
+        )
+        + (f" {measured['note']}" if measured.get("note") else ""),
         "",
         "Warm get-by-id reads the same users again; cold reads each for the first time"
         " (the user cache emptied first). Login and create include one Argon2id hash"
@@ -787,13 +794,23 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
             + _runner_up(derived[0], first)
             + ".",
             "",
+            f"The overlay's autoscalers (`docker/k8s/overlays/{mode}`): minReplicas"
+            f" {a.min_pods}, maxReplicas ⌈{HEADROOM:g} {X} the 10 000 req/s count⌉ (headroom"
+            " for a burst while the HPA catches up; 100 000 req/s needs them raised): "
+            + ", ".join(
+                f"{tier} ⌈{HEADROOM:g} {X} {derived[0].pods()[tier]}⌉ = {ceiling}"
+                for tier, ceiling in max_replicas(inputs, a, mode).items()
+            )
+            + ".",
+            "",
         ]
     out += [
         "## What changes at each wall",
         "",
         "- **App pods** scale out without limit of their own: the HPA adds them (the"
-        " overlays' `maxReplicas` is the 10k req/s count above plus headroom; raise it"
-        " for more). The tiers share nothing but MariaDB and Redis.",
+        f" overlays' `maxReplicas` is {HEADROOM:g} {X} the 10k req/s count above; raise it"
+        " for more). The tiers share nothing but MariaDB and Redis (and, in microservices"
+        " mode, the gateway, itself a Deployment that scales the same way).",
         "- **Replicas**: reads scale by adding replicas to `DATABASE_REPLICA_URLS`"
         " (the router spreads them); the count is in the table. Each replica also"
         " applies every write of the primary, which bounds this at the primary's write rate.",
@@ -811,10 +828,15 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
         " ceiling, shard users by id (the id is a UUID: a hash of it picks the shard; a login"
         " by e-mail needs an e-mail → id index, itself sharded by e-mail hash); lists then fan"
         " out over the shards or move to a search index.",
+        "- **Microservices' databases**: each service has a `DATABASE_URL` of its own, so"
+        " its database can move to a server of its own before anything is sharded; the"
+        " per-service table above says how the primary's statements split.",
         "",
-        "The Kubernetes overlays (`docker/k8s/overlays/monolithic`, `.../layered`) request"
-        f" {a.pod_vcpu:g} vCPU per app pod and scale at {a.target_utilisation:.0%} CPU, as"
-        " assumed here; `tests/test_k8s.py` checks they still do.",
+        "The Kubernetes overlays (`docker/k8s/overlays/monolithic`, `.../layered`,"
+        f" `.../microservices`) request {a.pod_vcpu:g} vCPU per app pod (request = limit),"
+        f" scale at {a.target_utilisation:.0%} CPU between the floor and the ceilings above,"
+        " and request at least the resident memory measured; `tests/test_k8s.py` checks"
+        " them against docs/capacity.json.",
         "",
     ]
     return "\n".join(out)
@@ -823,7 +845,7 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
 def max_replicas(inputs: Mapping[str, Any], assumptions: Assumptions, mode: str) -> dict[str, int]:
     """The overlays' HPA ceiling per tier: the 10k req/s count, and half again for headroom."""
     derived = derive(inputs, assumptions, mode, LOADS[0])
-    return {tier: math.ceil(pods * 1.5) for tier, pods in derived.pods().items()}
+    return {tier: math.ceil(pods * HEADROOM - 1e-9) for tier, pods in derived.pods().items()}
 
 
 # --- measuring --------------------------------------------------------------------
@@ -1400,6 +1422,7 @@ def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]
             "command": "make capacity",
             # Other work on the machine inflates CPU per request: say how busy it was.
             "load_average": load_at_start,
+            "load_average_end": round(os.getloadavg()[0], 2),
         },
         "modes": results,
         "redis_under_load": under_load,
@@ -1444,6 +1467,7 @@ def merge_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "date": ", ".join(str(run["measured"]["date"]) for run in runs),
         "runs": len(runs),
         "load_average": [run["measured"].get("load_average") for run in runs],
+        "load_average_end": [run["measured"].get("load_average_end") for run in runs],
         "cpu_spread": round(max(spread, default=1.0), 2),
     }
     return merged
@@ -1492,6 +1516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--doc", type=Path, help=f"default {DOC.relative_to(ROOT)}")
     parser.add_argument(
+        "--note", default="", help="how the machine was while measuring (shown in the document)"
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="20 requests each (smoke run); writes bench/out/ only, not docs/",
@@ -1509,6 +1536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.merge:
         inputs = merge_runs([load_inputs(path) for path in args.merge])
+        if args.note:
+            inputs["measured"]["note"] = args.note
         try:
             write(inputs, assumptions, doc, DOC_JSON)
         except ValueError as exc:
@@ -1523,6 +1552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if requests < 1 or args.quiet_seconds <= 0 or args.runs < 1:
         parser.error("--requests, --runs and --quiet-seconds must be positive")
     inputs = merge_runs([measure(modes, requests, args.quiet_seconds) for _ in range(args.runs)])
+    if args.note:
+        inputs["measured"]["note"] = args.note
     jsons = (OUT_JSON,) if args.quick else (OUT_JSON, DOC_JSON)
     write(inputs, assumptions, doc, *jsons)
     print(f"wrote {', '.join(str(path) for path in (*jsons, doc))}")

@@ -1101,8 +1101,9 @@ def test_a_production_overlay_replaces_every_example(
 
 # --- sizing: docs/CAPACITY.md ----------------------------------------------------------------
 
-# The overlays docs/CAPACITY.md derives pod counts for (bench/capacity.py measures them).
-SIZED_OVERLAYS = ("monolithic", "layered")
+# The overlays docs/CAPACITY.md derives pod counts for (bench/capacity.py measures them):
+# every mode, each Deployment of TIERS sized from docs/capacity.json.
+SIZED_OVERLAYS = ("monolithic", "layered", "microservices")
 
 
 def cpu_cores(quantity: str | int | float) -> float:
@@ -1115,17 +1116,27 @@ def mebibytes(quantity: str) -> float:
     return float(quantity[:-2]) * units[quantity[-2:]]
 
 
+def test_every_mode_is_sized() -> None:
+    from bench import capacity
+
+    assert set(SIZED_OVERLAYS) == set(capacity.MODES) == set(OVERLAYS)
+    inputs = capacity.load_inputs(capacity.DOC_JSON)
+    assert set(inputs["modes"]) == set(capacity.MODES), "docs/capacity.json lacks a mode"
+
+
 @pytest.mark.parametrize("name", SIZED_OVERLAYS)
 def test_sizing_follows_the_capacity_document(overlays: dict[str, Rendered], name: str) -> None:
     """Each sized tier's pod is the document's pod (CPU request = limit), its
-    autoscaler the document's target and floor, and its ceiling covers the pods
-    the document derives for 10k requests per second from docs/capacity.json;
-    its memory request covers what such a pod was measured to hold."""
+    autoscaler the document's target and floor, and its ceiling the one the
+    document derives from docs/capacity.json (half again the pods for 10k
+    requests per second: ``capacity.max_replicas``); its memory request covers
+    what such a pod was measured to hold."""
     from bench import capacity
 
     assumptions = capacity.Assumptions()
     inputs = capacity.load_inputs(capacity.DOC_JSON)
     pods = capacity.derive(inputs, assumptions, name, capacity.LOADS[0]).pods()
+    ceilings = capacity.max_replicas(inputs, assumptions, name)
     rendered = overlays[name]
     scalers = {
         scaler["spec"]["scaleTargetRef"]["name"]: scaler["spec"]
@@ -1143,8 +1154,38 @@ def test_sizing_follows_the_capacity_document(overlays: dict[str, Rendered], nam
         target = metric["resource"]["target"]["averageUtilization"]
         assert target == round(assumptions.target_utilisation * 100), tier
         assert spec["minReplicas"] == assumptions.min_pods, tier
-        assert spec["maxReplicas"] >= count, (tier, spec["maxReplicas"], count)
+        assert spec["maxReplicas"] == ceilings[tier] >= count, (
+            f"{name}/{tier}: maxReplicas {spec['maxReplicas']}, docs/CAPACITY.md derives"
+            f" {count} pods for 10k req/s: set it to {ceilings[tier]}"
+        )
         # The memory a pod was measured to hold is requested, and fits its limit twice.
         resident = inputs["modes"][name]["rss_mib"][tier]
         assert mebibytes(resources["requests"]["memory"]) >= resident, (tier, resident)
         assert mebibytes(resources["limits"]["memory"]) >= 2 * resident, (tier, resident)
+
+
+@pytest.mark.parametrize("name", SIZED_OVERLAYS)
+def test_each_ceiling_says_where_it_comes_from(name: str) -> None:
+    """The comment right above each sized maxReplicas states its rule and the
+    10k count it is taken from ("1.5 x 19, the pods docs/CAPACITY.md derives
+    ..."); kustomize drops comments, so the sources are read."""
+    from bench import capacity
+
+    inputs = capacity.load_inputs(capacity.DOC_JSON)
+    pods = capacity.derive(inputs, capacity.Assumptions(), name, capacity.LOADS[0]).pods()
+    found: set[str] = set()
+    heading = re.compile(r"kind: HorizontalPodAutoscaler\nmetadata:\n  name: (\S+)")
+    for source in sorted((K8S / "overlays" / name).glob("*.yaml")):
+        for document in source.read_text().split("\n---\n"):
+            scaler = heading.search(document)
+            if scaler is None or scaler[1] not in pods:
+                continue
+            found.add(scaler[1])
+            above = document.partition("maxReplicas:")[0].splitlines()[:-1]
+            comment: list[str] = []
+            while above and above[-1].strip().startswith("#"):
+                comment.insert(0, above.pop().strip().lstrip("# "))
+            text = " ".join(comment)
+            expected = f"1.5 x {pods[scaler[1]]}, the pods docs/CAPACITY.md derives for 10k"
+            assert expected in text, (source.name, scaler[1], text)
+    assert found == set(pods), (name, sorted(set(pods) - found))

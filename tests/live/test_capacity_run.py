@@ -1,8 +1,8 @@
-"""``make capacity``'s measurement, small: a monolithic stack on a private MariaDB
-primary + replica and a private Redis (``bench.capacity.measure``), a few
-requests of each operation, so the counters it reads keep meaning what
-docs/CAPACITY.md says they mean. It needs no ``DATABASE_URL`` of its own but
-runs with the live tests (it starts real servers)."""
+"""``make capacity``'s measurement, small: a monolithic and a microservices stack
+on a private MariaDB primary + replica and a private Redis
+(``bench.capacity.measure``), a few requests of each operation, so the counters
+it reads keep meaning what docs/CAPACITY.md says they mean. It needs no
+``DATABASE_URL`` of its own but runs with the live tests (it starts real servers)."""
 
 from typing import Any
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture(scope="module")
 def inputs() -> dict[str, Any]:
-    return capacity.measure(["monolithic"], requests=10, quiet=2.0)
+    return capacity.measure(["monolithic", "microservices"], requests=10, quiet=2.0)
 
 
 def test_reads_go_to_the_replica_and_the_cache(inputs: dict[str, Any]) -> None:
@@ -55,3 +55,44 @@ def test_shared_servers_are_measured_busy_and_the_document_renders(
     text = capacity.render(inputs)
     assert "## Monolithic mode" in text
     assert "**Saturates first:" in text
+
+
+def test_microservices_each_service_reads_and_writes_its_own_database(
+    inputs: dict[str, Any],
+) -> None:
+    def statements(measured: Any, op: str, server: str, service: str) -> float:
+        return float(measured[op]["statements_by_service"][server][service])
+
+    for protocol in capacity.PROTOCOLS:
+        measured = inputs["modes"]["microservices"][protocol]
+
+        # The users service's reads reach its database's replica (DATABASE_REPLICA_URLS
+        # of its own), its writes its primary; login also writes the auth database.
+        assert statements(measured, capacity.GET_COLD, "replica", "users") >= 1, protocol
+        assert statements(measured, capacity.GET_COLD, "primary", "users") < 0.5, protocol
+        assert statements(measured, capacity.LIST, "replica", "users") >= 1, protocol
+        assert statements(measured, capacity.UPDATE, "primary", "users") >= 1, protocol
+        assert statements(measured, capacity.CREATE, "primary", "users") >= 1, protocol
+        assert statements(measured, capacity.LOGIN, "primary", "auth") >= 1, protocol
+        assert statements(measured, capacity.UPDATE, "primary", "auth") < 0.5, protocol
+        # Each service's counts add up to the server's (nothing is counted twice).
+        for op in capacity.OPERATIONS:
+            for server in ("primary", "replica"):
+                total = sum(statements(measured, op, server, s) for s in capacity.SERVICES)
+                assert total <= measured[op]["db"][server]["Questions"] + 0.5, (protocol, op)
+        # Every request crosses the gateway; the Argon2id verify of a login is the
+        # users service's (it holds the credentials), behind the auth service.
+        for op in capacity.OPERATIONS:
+            assert measured[op]["cpu_ms"]["gateway"] > 0, (protocol, op)
+        login = measured[capacity.LOGIN]["cpu_ms"]
+        assert login["users-internal"] > 3 * measured[capacity.GET]["cpu_ms"][f"users-{protocol}"]
+        assert login[f"auth-{protocol}"] > 0.5, protocol
+
+
+def test_microservices_renders_per_deployment(inputs: dict[str, Any]) -> None:
+    assert set(inputs["modes"]["microservices"]["rss_mib"]) == set(capacity.TIERS["microservices"])
+    pods = capacity.derive(inputs, capacity.Assumptions(), "microservices", 10_000).pods()
+    assert set(pods) == set(capacity.TIERS["microservices"])
+    text = capacity.render(inputs)
+    assert "## Microservices mode" in text
+    assert "| users primary |" in text
