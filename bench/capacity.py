@@ -848,6 +848,59 @@ def max_replicas(inputs: Mapping[str, Any], assumptions: Assumptions, mode: str)
     return {tier: math.ceil(pods * HEADROOM - 1e-9) for tier, pods in derived.pods().items()}
 
 
+OVERLAYS = ROOT / "docker" / "k8s" / "overlays"
+
+
+def ceiling_comment(pods: int) -> list[str]:
+    """The comment above an overlay's sized ``maxReplicas`` (tests/test_k8s.py reads it)."""
+    return [
+        f"# {HEADROOM:g} x {pods}, the pods docs/CAPACITY.md derives for 10k req/s, rounded",
+        "# up (100k needs more: see there); tests/test_k8s.py checks it against",
+        "# docs/capacity.json, `python -m bench.capacity --size-overlays` writes it.",
+    ]
+
+
+def resize_ceilings(text: str, pods: Mapping[str, int], ceilings: Mapping[str, int]) -> str:
+    """``text`` (one overlay file's YAML) with the ``maxReplicas`` of each
+    autoscaler of ``ceilings``' Deployments set to its ceiling, the comment
+    above it (:func:`ceiling_comment`) replaced; everything else as it was."""
+    import re
+
+    documents = text.split("\n---\n")
+    heading = re.compile(r"kind: HorizontalPodAutoscaler\nmetadata:\n  name: (\S+)\n")
+    ceiling = re.compile(r"(?:^[ \t]*#.*\n)*^([ \t]*)maxReplicas: *\d+[ \t]*$", re.MULTILINE)
+    for index, document in enumerate(documents):
+        found = heading.search(document)
+        if found is None or found[1] not in ceilings:
+            continue
+        tier = found[1]
+
+        def replacement(match: re.Match[str], tier: str = tier) -> str:
+            indent = match[1]
+            lines = [indent + line for line in ceiling_comment(pods[tier])]
+            return "\n".join([*lines, f"{indent}maxReplicas: {ceilings[tier]}"])
+
+        documents[index], count = ceiling.subn(replacement, document, count=1)
+        if count != 1:
+            raise ValueError(f"the autoscaler {tier} has no maxReplicas to size")
+    return "\n---\n".join(documents)
+
+
+def size_overlays(inputs: Mapping[str, Any], assumptions: Assumptions) -> list[Path]:
+    """Write every overlay's sized ceilings from ``inputs``; the files changed."""
+    changed = []
+    for mode in MODES:
+        pods = derive(inputs, assumptions, mode, LOADS[0]).pods()
+        ceilings = max_replicas(inputs, assumptions, mode)
+        for path in sorted((OVERLAYS / mode).glob("*.yaml")):
+            text = path.read_text()
+            sized = resize_ceilings(text, pods, ceilings)
+            if sized != text:
+                path.write_text(sized)
+                changed.append(path)
+    return changed
+
+
 # --- measuring --------------------------------------------------------------------
 
 
@@ -1516,6 +1569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--doc", type=Path, help=f"default {DOC.relative_to(ROOT)}")
     parser.add_argument(
+        "--size-overlays",
+        action="store_true",
+        help="set docker/k8s/overlays/*'s HPA ceilings from docs/capacity.json, then exit",
+    )
+    parser.add_argument(
         "--note", default="", help="how the machine was while measuring (shown in the document)"
     )
     parser.add_argument(
@@ -1526,6 +1584,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     assumptions = Assumptions()
     doc = args.doc or (OUT_JSON.parent / "CAPACITY.md" if args.quick else DOC)
+    if args.size_overlays:
+        try:
+            changed = size_overlays(load_inputs(DOC_JSON), assumptions)
+        except ValueError as exc:
+            parser.error(str(exc))
+        print("\n".join(f"sized {path.relative_to(ROOT)}" for path in changed) or "no change")
+        return 0
     if args.render:
         inputs = load_inputs(args.render)
         try:

@@ -333,3 +333,46 @@ def test_microservices_bad_inputs_are_named(change: Any, message: str) -> None:
     change(inputs["modes"]["microservices"])
     with pytest.raises(ValueError, match=message):
         capacity.render(inputs)
+
+
+OVERLAY = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rest
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: rest
+spec:
+  minReplicas: 2
+  # About 1.5 x the pods (an older comment)
+  maxReplicas: 33
+  metrics: []
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: worker
+spec:
+  minReplicas: 1
+  maxReplicas: 3
+"""
+
+
+def test_overlay_ceilings_are_rewritten_with_their_rule() -> None:
+    sized = capacity.resize_ceilings(OVERLAY, {"rest": 19}, {"rest": 29})
+    assert "  # 1.5 x 19, the pods docs/CAPACITY.md derives for 10k req/s, rounded\n" in sized
+    assert "  maxReplicas: 29\n  metrics: []" in sized
+    assert "older comment" not in sized
+    assert "maxReplicas: 33" not in sized
+    # Other autoscalers, and everything else, as they were; sizing twice changes nothing.
+    assert "  minReplicas: 1\n  maxReplicas: 3\n" in sized
+    assert sized.replace(sized[sized.index("  # 1.5") : sized.index("  maxReplicas: 29")], "") == (
+        OVERLAY.replace("  # About 1.5 x the pods (an older comment)\n", "").replace("33", "29")
+    )
+    assert capacity.resize_ceilings(sized, {"rest": 19}, {"rest": 29}) == sized
+    with pytest.raises(ValueError, match="the autoscaler rest has no maxReplicas"):
+        capacity.resize_ceilings(
+            OVERLAY.replace("  maxReplicas: 33\n", ""), {"rest": 1}, {"rest": 2}
+        )
