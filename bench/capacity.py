@@ -63,7 +63,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -563,9 +563,9 @@ def _per_service_databases(inputs: Mapping[str, Any], a: Assumptions) -> list[st
     unread = [service for service in SERVICES if per[service, "replica"] < 0.001]
     if unread:
         lines[-1] += (
-            f" Nothing of the mix reads {' or '.join(unread)}'s replicas (its reads are"
-            " the primary's: sessions, tokens and credential checks), so there they add"
-            " failover, not capacity."
+            f" Nothing of the mix reads {' or '.join(unread)}'s replicas (what it reads,"
+            " its session and token state, the router keeps on the primary), so there"
+            " they add failover, not capacity."
         )
     return lines
 
@@ -1518,12 +1518,19 @@ def merge_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     merged["measured"] = {
         **runs[0]["measured"],
         "date": ", ".join(str(run["measured"]["date"]) for run in runs),
-        "runs": len(runs),
-        "load_average": [run["measured"].get("load_average") for run in runs],
-        "load_average_end": [run["measured"].get("load_average_end") for run in runs],
-        "cpu_spread": round(max(spread, default=1.0), 2),
+        # Runs merged before count as the runs they were (--merge of a --runs 2 output).
+        "runs": sum(int(run["measured"].get("runs", 1)) for run in runs),
+        "load_average": _flat(run["measured"].get("load_average") for run in runs),
+        "load_average_end": _flat(run["measured"].get("load_average_end") for run in runs),
+        "cpu_spread": round(
+            max([*spread, *(float(run["measured"].get("cpu_spread", 1.0)) for run in runs)]), 2
+        ),
     }
     return merged
+
+
+def _flat(values: Iterable[Any]) -> list[Any]:
+    return [v for value in values for v in (value if isinstance(value, list) else [value])]
 
 
 def write(inputs: Mapping[str, Any], assumptions: Assumptions, doc: Path, *jsons: Path) -> None:

@@ -376,3 +376,14 @@ def test_overlay_ceilings_are_rewritten_with_their_rule() -> None:
         capacity.resize_ceilings(
             OVERLAY.replace("  maxReplicas: 33\n", ""), {"rest": 1}, {"rest": 2}
         )
+
+
+def test_a_merged_run_merges_again_as_the_runs_it_was() -> None:
+    first, second, third = fixed_inputs(), fixed_inputs(), fixed_inputs()
+    for index, run in enumerate((first, second, third)):
+        run["measured"]["load_average"] = float(index)
+    twice = capacity.merge_runs([first, second])
+    thrice = capacity.merge_runs([twice, third])
+    assert thrice["measured"]["runs"] == 3
+    assert thrice["measured"]["load_average"] == [0.0, 1.0, 2.0]
+    assert "load average 0 / 1 / 2 as it began" in capacity.render(thrice)
