@@ -1196,10 +1196,10 @@ def measure_mode(
     redis_server: Any,
     requests: int,
     quiet: float,
-    replay: bool = False,
+    replay: int = 0,
 ) -> dict[str, Any]:
     """One mode's figures; ``replay``: also the replica's CPU per statement
-    under load (:func:`replica_under_load`)."""
+    under load, over that many statements (:func:`replica_under_load`)."""
     from tests.support.stack import database_name, live_stack
 
     found: dict[str, Any] = {protocol: {} for protocol in PROTOCOLS}
@@ -1277,7 +1277,7 @@ def measure_mode(
                     client.call("rest", LIST)
 
                 found["replica_under_load"] = replica_under_load(
-                    pair, database_name(stack.database_url), reads
+                    pair, database_name(stack.database_url), reads, count=replay
                 )
             from bench.procstat import rss_bytes
 
@@ -1329,7 +1329,11 @@ def private_redis(directory: Path) -> Iterator[tuple[int, Any]]:
 
 
 def replica_under_load(
-    pair: Any, database: str, requests: Callable[[], object], clients: int = 16
+    pair: Any,
+    database: str,
+    requests: Callable[[], object],
+    clients: int = 16,
+    count: int = 20_000,
 ) -> dict[str, Any]:
     """The replica's CPU per statement with ``clients`` connections busy: the
     read statements ``requests`` makes the replica run (a cold get-by-id and a
@@ -1360,7 +1364,6 @@ def replica_under_load(
         raise RuntimeError("no read of the users tables reached the replica's general log")
     if any(";" in statement for statement in statements):
         raise RuntimeError("a logged statement holds ';', which mariadb-slap would split")
-    count = 20_000
 
     def questions() -> float:
         return float(replica.sql("SHOW GLOBAL STATUS LIKE 'Questions'")[0]["Value"])
@@ -1439,7 +1442,11 @@ def _cpu_model() -> str:
 PERFORMANCE_SCHEMA = ("--performance-schema=ON",)
 
 
-def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]:
+def measure(
+    modes: Sequence[str], requests: int, quiet: float, under_load: float = 1.0
+) -> dict[str, Any]:
+    """Every mode's inputs; ``under_load`` scales the busy measurements (20 000
+    replica statements, 200 000 Redis commands: a smoke run wants fewer)."""
     from tests.support.replication import replicated_pair
 
     load_at_start = round(os.getloadavg()[0], 2)
@@ -1456,12 +1463,20 @@ def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]
         pair.primary.sql("CREATE DATABASE IF NOT EXISTS arcana")
         results = {
             mode: measure_mode(
-                mode, pair, redis_port, redis_server, requests, quiet, replay=index == 0
+                mode,
+                pair,
+                redis_port,
+                redis_server,
+                requests,
+                quiet,
+                replay=round(20_000 * under_load) if index == 0 else 0,
             )
             for index, mode in enumerate(modes)
         }
         replica_load = results[modes[0]].pop("replica_under_load")
-        under_load = redis_under_load(redis_port, redis_server)
+        redis_load = redis_under_load(
+            redis_port, redis_server, requests=round(200_000 * under_load)
+        )
     return {
         "schema": SCHEMA,
         "measured": {
@@ -1478,7 +1493,7 @@ def measure(modes: Sequence[str], requests: int, quiet: float) -> dict[str, Any]
             "load_average_end": round(os.getloadavg()[0], 2),
         },
         "modes": results,
-        "redis_under_load": under_load,
+        "redis_under_load": redis_load,
         "replica_under_load": replica_load,
     }
 
@@ -1623,7 +1638,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _stop_on_sigterm()
     if requests < 1 or args.quiet_seconds <= 0 or args.runs < 1:
         parser.error("--requests, --runs and --quiet-seconds must be positive")
-    inputs = merge_runs([measure(modes, requests, args.quiet_seconds) for _ in range(args.runs)])
+    scale = 0.1 if args.quick else 1.0
+    inputs = merge_runs(
+        [measure(modes, requests, args.quiet_seconds, scale) for _ in range(args.runs)]
+    )
     if args.note:
         inputs["measured"]["note"] = args.note
     jsons = (OUT_JSON,) if args.quick else (OUT_JSON, DOC_JSON)
