@@ -570,6 +570,21 @@ def _per_service_databases(inputs: Mapping[str, Any], a: Assumptions) -> list[st
     return lines
 
 
+def _gateway_note(inputs: Mapping[str, Any], a: Assumptions) -> str:
+    """What one gateway pod carries, and what that says of nginx's workers."""
+    cpu_ms = tier_cpu_ms(inputs, a, "microservices", "gateway")
+    per_pod = a.pod_vcpu * a.target_utilisation * 1000 / cpu_ms if cpu_ms > 0 else math.inf
+    return (
+        f"The gateway (nginx) spends {cpu_ms:.3f} ms of CPU per request of the mix (the"
+        " measured one ran 2 workers, `GATEWAY_WORKERS`; one client at a time kept one"
+        f" busy): a {a.pod_vcpu:g}-vCPU pod at {a.target_utilisation:.0%} carries about"
+        f" {_fmt(per_pod, 0)} req/s. The overlay's nginx.conf keeps `worker_processes"
+        " auto` (one worker per core of the node, all held to the pod's CPU limit"
+        " together); the measurement gives no reason for a fixed count: the pod's"
+        " vCPU, not nginx's workers, is what bounds it."
+    )
+
+
 def _runner_up(derivation: Derivation, first: Shared) -> str:
     """The other wall, when it is close enough that noise could swap the two."""
     others = [s for s in derivation.shared if s.name not in ("replica", first.name)]
@@ -749,7 +764,7 @@ def render(inputs: Mapping[str, Any], assumptions: Assumptions | None = None) ->
             label = {"primary": "MariaDB primary", "replica": "MariaDB replicas", "redis": "Redis"}
             out.append(f"| {label[name]} | " + " | ".join(cells) + " |")
         if mode == "microservices":
-            out += ["", *_per_service_databases(inputs, a)]
+            out += ["", *_per_service_databases(inputs, a), "", _gateway_note(inputs, a)]
         out += ["", _hit_ratio_sensitivity(inputs, a, mode)]
         rss = inputs["modes"][mode].get("rss_mib", {})
         if rss:
