@@ -25,6 +25,8 @@ export ADMIN_PORT=${ADMIN_PORT:-8001}
 export USERS_PORT=${USERS_PORT:-8001} AUTH_PORT=${AUTH_PORT:-8002}
 export USERS_GRPC_PORT=${USERS_GRPC_PORT:-50061} AUTH_GRPC_PORT=${AUTH_GRPC_PORT:-50062}
 export USERS_INTERNAL_PORT=${USERS_INTERNAL_PORT:-50052} AUTH_INTERNAL_PORT=${AUTH_INTERNAL_PORT:-50053}
+# As in the image (docker/Dockerfile): Argon2's 19 MiB blocks in huge pages.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 replicas=${SERVICE_REPLICAS:-1}
 procfile="procfiles/$MODE.Procfile"
 [ -f "$procfile" ] || { echo "scripts/run.sh: no mode $MODE (monolithic, layered or microservices)" >&2; exit 2; }

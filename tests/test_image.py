@@ -628,3 +628,14 @@ def test_make_image_builds_offline_with_the_host_ca_as_the_secret() -> None:
     # podman's default ulimits exceed the sandbox's hard limits.
     conf = tomllib.loads((ROOT / "docker" / "podman" / "containers.conf").read_text())
     assert conf == {"containers": {"default_ulimits": []}}
+
+
+def test_every_way_of_running_the_servers_uses_the_images_glibc_tunables() -> None:
+    """docker/Dockerfile is the one place the value is chosen (Argon2's blocks
+    in huge pages, users/hashers.py); `make run` and the test/bench servers
+    must not drift from it."""
+    value = image_env("GLIBC_TUNABLES")
+    assert "glibc.malloc.hugetlb=1" in value.split(":")
+    run_sh = (ROOT / "scripts" / "run.sh").read_text()
+    assert f"GLIBC_TUNABLES=${{GLIBC_TUNABLES:-{value}}}" in run_sh
+    assert server_env("", "")["GLIBC_TUNABLES"] == value

@@ -22,6 +22,15 @@ which keeps it: eight threads that hashed once held 153 MiB more. Fixing the
 threshold (``M_MMAP_THRESHOLD``, which also stops the raising) gives every
 hash's block back when it is freed, at the cost of touching fresh pages each
 time (22.6 -> 31.8 ms per hash here: logins stay under 50 ms).
+
+Those fresh pages are about 4,900 page faults per hash in 4 KiB pages, which
+on a VM whose faults are slow cost as much as the hash itself (about 20 ms of
+CPU per login on the 2-core AMD VM). The image therefore sets
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (docker/Dockerfile): malloc asks for
+transparent huge pages on the blocks it maps, so a hash's block faults in
+2 MiB pages, about 270 faults per login (tests/live/test_login_memory.py).
+The variable must be in the environment when the process starts; where the
+kernel's THP is "never" it changes nothing.
 """
 
 import ctypes

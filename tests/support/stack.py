@@ -84,6 +84,16 @@ GRPC_READY_MARKER = "serving gRPC on"
 # --- environment ------------------------------------------------------------------------
 
 
+def image_env(name: str) -> str:
+    """The value the production image gives ``name`` (an ``ENV`` of docker/Dockerfile)."""
+    found = re.search(
+        rf"^\s*(?:ENV\s+)?{name}=(\S+)", (ROOT / "docker" / "Dockerfile").read_text(), re.M
+    )
+    if found is None:
+        raise LookupError(f"docker/Dockerfile sets no {name}")
+    return found.group(1)
+
+
 def server_env(
     database_url: str,
     redis_url: str,
@@ -117,6 +127,8 @@ def server_env(
         REST_GRACEFUL_TIMEOUT="3",
         GRPC_SHUTDOWN_GRACE="3",
         PYTHONUNBUFFERED="1",
+        # As in the image: Argon2's blocks in huge pages (docker/Dockerfile says why).
+        GLIBC_TUNABLES=image_env("GLIBC_TUNABLES"),
     )
     if not redis_url:  # a directory of this run's, not the checkout's development cache
         env.setdefault("CACHE_DIR", tempfile.mkdtemp(prefix="arcana-bench-cache-"))
