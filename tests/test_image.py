@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from arcana.core.jwtkeys import load_jwt_keys
 from scripts.compose_secrets import generate
 from tests.entrypoint import ENTRYPOINT, entrypoint, make_fake_bin
+from tests.support.stack import image_env, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 INIT_SQL = ROOT / "docker" / "mysql" / "init-microservices.sh"
