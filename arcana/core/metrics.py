@@ -21,8 +21,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -333,17 +332,6 @@ def query_timer(alias: str) -> Callable[..., Any]:
 
     timed.arcana_query_timer = True  # type: ignore[attr-defined]  # found again by install
     return timed
-
-
-@contextmanager
-def in_flight(server: str) -> Iterator[None]:
-    metrics = current()
-    gauge = metrics.bound(metrics.grpc_in_flight, server)
-    gauge.inc()
-    try:
-        yield
-    finally:
-        gauge.dec()
 
 
 class GrpcMeters:

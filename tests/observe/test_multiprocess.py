@@ -172,8 +172,8 @@ _COUNT_IN_FLIGHT_AND_DIE = """
 import os, sys
 from arcana.core import metrics
 metrics.enable_multiprocess(sys.argv[1])
-with metrics.in_flight("grpc"):
-    os._exit(0)  # dies inside a call: its gauge says 1 forever
+metrics.GrpcMeters("grpc").started()  # a call begins, as a gRPC server counts it
+os._exit(0)  # and the worker dies inside it: its gauge says 1 forever
 """
 
 
