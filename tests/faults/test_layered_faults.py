@@ -14,10 +14,12 @@ TLS between the tiers, as production runs them:
   restarts and everything recovers with the same edge processes.
 """
 
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,26 @@ def in_flight(calls: list[Call], moment: float) -> list[Call]:
     return [call for call in calls if call.started <= moment <= call.finished]
 
 
+def logged_during(stack: LiveStack, calls: list[Call], margin: float = 0.2) -> list[str]:
+    """The servers' warnings and internal-hop lines logged while ``calls`` ran
+    (their times are monotonic, the logs' wall-clock): what a failed call met
+    on its way, for the assertion's message."""
+    offset = time.time() - time.monotonic()
+    windows = [(c.started + offset - margin, c.finished + offset + margin) for c in calls]
+    found = []
+    for log in sorted(stack.log_dir.glob("*.log")):
+        for text in log.read_text(errors="replace").splitlines():
+            try:
+                line = json.loads(text)
+                moment = datetime.fromisoformat(line["timestamp"]).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            noted = line.get("level") != "info" or line.get("logger") == "arcana.internal"
+            if noted and any(start <= moment <= end for start, end in windows):
+                found.append(f"{log.name}: {text}")
+    return found
+
+
 def edge_pids(stack: LiveStack) -> set[int]:
     return set(stack.rest.pids()) | set(stack.grpc.pids())
 
@@ -106,8 +128,11 @@ def kill_a_replica(layered: LiveStack, traffic: Load, victim: int, edge: set[int
     failures = [call for call in after if not call.ok]
     flying = in_flight(calls, killed)
     # The issue's bound: at most the calls in flight at the kill fail.
-    assert len(failures) <= len(flying), (failures, flying)
-    assert all(call in flying for call in failures), failures
+    unexpected = [call for call in failures if call not in flying]
+    assert not unexpected, (
+        f"killed at {killed:.6f}; calls failed that were not in flight then: {unexpected}\n"
+        + "\n".join(logged_during(layered, unexpected)[:40])
+    )
     assert {call.kind for call in after if call.ok} == {REST, GRPC}
 
     layered.restart_tier("service", victim)
