@@ -12,9 +12,9 @@ run:  ## Set up, migrate, then serve REST on :8000 and gRPC on :50051 (MODE=mono
 	@scripts/bootstrap.sh
 	@MODE=$(MODE) HOST=$(HOST) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) scripts/run.sh
 
-test:  ## Set up, then run the whole suite with coverage (SQLite, local-memory cache)
+test:  ## Set up, then run the whole suite with coverage (SQLite, local-memory cache), a process per core
 	@scripts/bootstrap.sh --dev
-	@$(PY) -m pytest --cov --cov-report=term
+	@$(PY) -m pytest -n $(or $(TEST_PROCESSES),auto) --cov --cov-report=term
 
 lint:  ## ruff (lint + format check), mypy, and bandit (no high-severity finding allowed)
 	@scripts/bootstrap.sh --dev

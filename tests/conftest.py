@@ -148,13 +148,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session if a test was skipped (it did not run) or if any log
-    line of the whole run carried a password, a password hash or a token."""
+    line of the whole run carried a password, a password hash or a token.
+
+    Under pytest-xdist (``make test`` runs ``-n auto``) the tests and their
+    logs are in the workers: each hands its leaks and figures to the
+    controller (``pytest_testnodedown``), which decides and reports."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["secret_leaks"] = list(SECRET_SCANNER.leaks)
+        recorded: dict[str, str] = session.config.stash.get(FIGURES, {})
+        workeroutput["figures"] = dict(recorded)
+        return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if SECRET_SCANNER.leaks:
         print("\nSecrets reached the logs:\n  " + "\n  ".join(sorted(set(SECRET_SCANNER.leaks))))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, in the controller: a worker finished; keep what it found."""
+    output = getattr(node, "workeroutput", {})
+    SECRET_SCANNER.leaks.extend(output.get("secret_leaks", []))
+    node.config.stash.setdefault(FIGURES, {}).update(output.get("figures", {}))
 
 
 @pytest.fixture
