@@ -317,3 +317,18 @@ def test_sqlite_takes_the_write_lock_at_begin_and_waits_for_it() -> None:
     tuned = _tune_database({"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"})
     assert tuned["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert tuned["OPTIONS"]["timeout"] == 20
+
+
+@pytest.mark.parametrize(
+    ("url", "worker", "expected"),
+    [
+        ("redis://127.0.0.1:6379/15", "gw0", "redis://127.0.0.1:6379/15"),
+        ("redis://127.0.0.1:6379/15", "gw1", "redis://127.0.0.1:6379/14"),
+        ("redis://:pw@cache:6380/0", "gw1", "redis://:pw@cache:6380/15"),
+        ("redis://127.0.0.1:6379", "gw2", "redis://127.0.0.1:6379/14"),
+    ],
+)
+def test_each_test_process_has_its_own_redis_database(url: str, worker: str, expected: str) -> None:
+    from arcana.settings.test import _worker_redis_url
+
+    assert _worker_redis_url(url, worker) == expected

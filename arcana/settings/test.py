@@ -1,10 +1,35 @@
 """Test settings: SQLite and local-memory cache unless DATABASE_URL / REDIS_URL
 (or REDIS_SENTINELS) say otherwise (CI runs the suite a second time on MariaDB + Redis)."""
 
+import os
 import secrets
+from urllib.parse import urlsplit, urlunsplit
 
-from .base import *  # noqa: F403
-from .base import DATABASES, JWT_KEYS, MIDDLEWARE, SHARED_CACHE, SIMPLE_JWT, THROTTLE_RATES, env
+
+def _worker_redis_url(url: str, worker: str) -> str:
+    """pytest-xdist worker ``gwN``'s own Redis database: N below the URL's
+    (15, 14, ... for CI's db 15, modulo Redis's 16). Tests clear the cache
+    (FLUSHDB) and count throttles, so two processes must not share one."""
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    number = (base - int(worker.removeprefix("gw"))) % 16
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+if (_worker := os.environ.get("PYTEST_XDIST_WORKER")) and os.environ.get("REDIS_URL"):
+    # In the environment, not only here: the servers tests start inherit it.
+    os.environ["REDIS_URL"] = _worker_redis_url(os.environ["REDIS_URL"], _worker)
+
+from .base import *  # noqa: F403, E402 - REDIS_URL is settled first
+from .base import (  # noqa: E402
+    DATABASES,
+    JWT_KEYS,
+    MIDDLEWARE,
+    SHARED_CACHE,
+    SIMPLE_JWT,
+    THROTTLE_RATES,
+    env,
+)
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
