@@ -64,21 +64,21 @@ def test_microservices_each_service_reads_and_writes_its_own_database(
     def statements(measured: Any, op: str, server: str, service: str) -> float:
         return float(measured[op]["statements_by_service"][server][service])
 
+    def sent(measured: Any, op: str, server: str, service: str) -> float:
+        """At least what the requests sent (the background not taken off)."""
+        return float(measured[op]["statements_by_service_gross"][server][service])
+
     for protocol in capacity.PROTOCOLS:
         measured = inputs["modes"]["microservices"][protocol]
 
         # The users service's reads reach its database's replica (DATABASE_REPLICA_URLS
         # of its own), its writes its primary; login also writes the auth database.
-        # The counts are net of the background of a quiet window, scaled to the
-        # batch's length (a login batch is long), so a statement per request can
-        # read a little under 1 (seen: 0.92) or over: where statements go reads
-        # about 1 or more, where none go about 0, and 0.5 tells them apart.
-        assert statements(measured, capacity.GET_COLD, "replica", "users") > 0.5, protocol
+        assert sent(measured, capacity.GET_COLD, "replica", "users") >= 1, protocol
         assert statements(measured, capacity.GET_COLD, "primary", "users") < 0.5, protocol
-        assert statements(measured, capacity.LIST, "replica", "users") > 0.5, protocol
-        assert statements(measured, capacity.UPDATE, "primary", "users") > 0.5, protocol
-        assert statements(measured, capacity.CREATE, "primary", "users") > 0.5, protocol
-        assert statements(measured, capacity.LOGIN, "primary", "auth") > 0.5, protocol
+        assert sent(measured, capacity.LIST, "replica", "users") >= 1, protocol
+        assert sent(measured, capacity.UPDATE, "primary", "users") >= 1, protocol
+        assert sent(measured, capacity.CREATE, "primary", "users") >= 1, protocol
+        assert sent(measured, capacity.LOGIN, "primary", "auth") >= 1, protocol
         assert statements(measured, capacity.UPDATE, "primary", "auth") < 0.5, protocol
         # Each service's counts add up to the server's (nothing is counted twice).
         for op in capacity.OPERATIONS:
